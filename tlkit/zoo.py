@@ -268,16 +268,21 @@ def _fc_head(x, num_classes, fc, dropout, *, dropout_first):
 def _adaptive_pool(x, size):
     """torch's AdaptiveAvgPool2d(size) from standard layers.
 
-    Keras has no adaptive pooling layer: an exact multiple of `size` is an AveragePooling2D, the
-    published input (already `size`) needs nothing, and any other size is resized with area
-    interpolation (an average over the covered pixels, the same idea as torch's windows).
+    Keras has no adaptive pooling layer. An input of `size` needs nothing (the published
+    224x224 AlexNet); larger maps use AveragePooling2D with stride `H // size` and the window
+    that gives exactly `size` outputs (identical to torch when H is a multiple of `size`, close
+    otherwise); smaller maps are repeated with nearest-neighbour resizing, as torch's windows
+    do (exact when H divides `size`). Area resizing would be closer, but TensorFlow has no
+    gradient for it.
     """
     h, w = x.shape[1], x.shape[2]
     if (h, w) == (size, size):
         return x
-    if h % size == 0 and w % size == 0 and h // size == w // size:
-        return layers.AveragePooling2D(h // size, name="adaptive_pool")(x)
-    return layers.Resizing(size, size, interpolation="area", name="adaptive_pool")(x)
+    if h >= size and w >= size:
+        strides = (h // size, w // size)
+        pool = (h - (size - 1) * strides[0], w - (size - 1) * strides[1])
+        return layers.AveragePooling2D(pool, strides=strides, name="adaptive_pool")(x)
+    return layers.Resizing(size, size, interpolation="nearest", name="adaptive_pool")(x)
 
 
 def table():

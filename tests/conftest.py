@@ -1,0 +1,40 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def write_image_folder(root, classes=("circle", "square", "stripes"), per_class=12, size=40,
+                       seed=0):
+    """A tiny image folder: one subfolder per class, PNGs whose class is visible."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, size=(size, size, 3)).astype("uint8")
+            img[..., c % 3] = np.clip(img[..., c % 3].astype(int) + 150, 0, 255)
+            if c == 1:
+                img[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
+            if c == 2:
+                img[::4] = 0
+            Image.fromarray(img).save(root / name / f"{name}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "photos")
+
+
+@pytest.fixture(scope="session")
+def tiny_digits():
+    """scikit-learn's digits at 32x32 RGB, 12 training images per class."""
+    from tlkit import data
+
+    ds = data.load("digits", image_size=32, channels=3, seed=0)
+    return ds.select(per_class=12, eval_per_class=6, seed=0)

@@ -1,0 +1,164 @@
+"""The `tlkit` command line: a thin layer over the library.
+
+Each subcommand parses its flags and calls one library function. User mistakes
+(`TlkitError`) print one line on stderr and exit with code 2, with no traceback.
+
+One module per group of subcommands (`tlkit/cli/core.py`: zoo, finetune, plan, evaluate,
+predict; `tune.py`; `explain.py`: explain and export; `demo.py`); each registers its
+subcommands with `@subcommand` and gives them flags with `fn.configure = ...`.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+from tlkit.errors import TlkitError
+
+SUBCOMMANDS = {}
+SUBPARSERS = {}
+
+
+def subcommand(name, help):
+    """Register `fn(args)` as a subcommand; `fn.configure(parser)` adds its flags."""
+
+    def wrap(fn):
+        SUBCOMMANDS[name] = (fn, help)
+        return fn
+
+    return wrap
+
+
+def _pending(issue):
+    def run(args):
+        raise TlkitError(f"'tlkit {args.command}' is not built yet (issue {issue}).")
+
+    return run
+
+
+COMMAND_MODULES = ("core", "tune", "explain", "demo")
+PENDING = {
+    "tune": (5, "KerasTuner search over dropout, BN placement, learning rate"),
+    "explain": (8, "feature maps and Grad-CAM"),
+    "export": (8, "export to SavedModel / TFLite / .keras"),
+    "demo": (7, "reproduce the size-versus-similarity matrix"),
+}
+
+
+def _load_commands():
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"tlkit.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"tlkit.cli.{module}":
+                raise
+    for name, (issue, help_text) in PENDING.items():
+        if name not in SUBCOMMANDS:
+            SUBCOMMANDS[name] = (_pending(issue), help_text + " (not built yet)")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2), as for every other user mistake."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def make_parser():
+    """The argparse parser with every subcommand."""
+    _load_commands()
+    parser = _Parser(
+        prog="tlkit", description="Keras-first transfer learning.",
+        epilog="User mistakes exit with code 2 and one line on stderr.")
+    from tlkit import __version__
+
+    parser.add_argument("--version", action="version", version=f"tlkit {__version__}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (fn, help_text) in SUBCOMMANDS.items():
+        p = subs.add_parser(name, help=help_text, description=help_text)
+        SUBPARSERS[name] = p
+        configure = getattr(fn, "configure", None)
+        if configure:
+            configure(p)
+    return parser
+
+
+def _quiet_tensorflow_start():
+    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probing) kept off stderr.
+
+    TF 2.21 logs those lines through absl before TF_CPP_MIN_LOG_LEVEL applies, so they would
+    bury tlkit's one-line errors. Set TLKIT_TF_LOGS=1 to see them.
+    """
+    if os.environ.get("TLKIT_TF_LOGS") == "1" or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main(argv=None):
+    """Entry point of the `tlkit` console script. Returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet_tensorflow_start()
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    fn = SUBCOMMANDS[args.command][0]
+    try:
+        if getattr(args, "recipe", None):
+            args = _apply_recipe(parser, args, argv)
+        return fn(args) or 0
+    except TlkitError as e:
+        print(f"tlkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tlkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _apply_recipe(parser, args, argv):
+    """Parse again with the recipe's values as defaults, so that flags on the command line win.
+
+    Recipe keys are flag names (`lr`, `no-augment`, `batch-size`) or their destinations
+    (`learning_rate`, `augment`); a `no-X: true` switch sets X to false.
+    """
+    from tlkit import recipes
+
+    sub = SUBPARSERS[args.command]
+    by_key = {}
+    for action in sub._actions:
+        if action.dest in ("help", "recipe") or not action.option_strings:
+            continue
+        by_key[action.dest] = (action, False)
+        for opt in action.option_strings:
+            flip = isinstance(action, argparse._StoreFalseAction)
+            by_key[opt.lstrip("-").replace("-", "_")] = (action, flip)
+    settings = recipes.load(args.recipe, args.command, valid=set(by_key))
+    defaults = {}
+    for key, value in settings.items():
+        action, flip = by_key[key]
+        if flip and key != action.dest:
+            value = not value
+        elif isinstance(value, str) and action.type is not None:
+            value = action.type(value)
+        defaults[action.dest] = value
+    sub.set_defaults(**defaults)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Subcommands zoo, finetune, plan, evaluate and predict."""
+
+import argparse
+import pathlib
+
+from tlkit.cli import subcommand
+from tlkit.errors import TlkitError
+
+
+def _configure_zoo(p):
+    p.add_argument("--format", choices=("table", "csv"), default="table",
+                   help="output format (default: table)")
+
+
+@subcommand("zoo", "list the from-scratch models: name, default input, parameter count")
+def cmd_zoo(args):
+    from tlkit import zoo
+
+    rows = zoo.table()
+    if args.format == "csv":
+        print("name,input_shape,num_classes,params,description")
+        for r in rows:
+            shape = "x".join(map(str, r["input_shape"]))
+            print(f"{r['name']},{shape},{r['num_classes']},{r['params']},\"{r['description']}\"")
+        return 0
+    print(f"{'model':<14} {'input':<12} {'classes':>7} {'params':>13}  description")
+    for r in rows:
+        shape = "x".join(map(str, r["input_shape"]))
+        print(f"{r['name']:<14} {shape:<12} {r['num_classes']:>7} {r['params']:>13,}  "
+              f"{r['description']}")
+    return 0
+
+
+cmd_zoo.configure = _configure_zoo
+
+def _csv_ints(text):
+    try:
+        return tuple(int(t) for t in str(text).split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}")
+
+
+def _weights(text):
+    return None if str(text).lower() in ("none", "random", "null") else text
+
+
+def _configure_finetune(p):
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits")
+    g.add_argument("--image-size", type=int, help="input size N (NxN) instead of the backbone's default")
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--test-fraction", type=float, default=0.1)
+    g.add_argument("--on-bad-image", choices=("skip", "error"), default="skip")
+    g.add_argument("--download", action="store_true", help="let tfds download the data set")
+    g.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no RandomFlip/RandomRotation/RandomZoom on training images")
+    g = p.add_argument_group("model and strategy")
+    g.add_argument("--backbone", default="mobilenet_v2",
+                   help="backbone name (tlkit plan --list), zoo:NAME, or a saved .h5 classifier")
+    g.add_argument("--weights", type=_weights, default="imagenet",
+                   help="imagenet, none, or a local weights file")
+    g.add_argument("--strategy", default="small-similar",
+                   help="small-similar | small-dissimilar | large-similar | large-dissimilar")
+    g.add_argument("--unfreeze", type=int, help="stages to unfreeze in the fine-tuning phase")
+    g.add_argument("--cut-stage", type=int, help="small-dissimilar: cut the base after this stage")
+    g.add_argument("--dropout", type=float, help="head dropout")
+    g.add_argument("--dense", type=_csv_ints, default=(), help="hidden head widths, e.g. 256,128")
+    g.add_argument("--head-bn", default="none", help="before | after | none")
+    g.add_argument("--pooling", default="avg", help="avg | max | flatten")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    g.add_argument("--head-epochs", type=int, help="epochs of the head phase (two-phase strategies)")
+    g.add_argument("--lr", dest="learning_rate", type=float, default=1e-3)
+    g.add_argument("--fine-tune-lr", type=float, help="default: lr/10 (large-similar), lr/20 (small-dissimilar)")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--patience", type=int, default=5, help="EarlyStopping patience")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-cache", dest="cache_features", action="store_false",
+                   help="do not cache the frozen base's features")
+    g.add_argument("--augment-passes", type=int, default=1,
+                   help="cached passes over the training images (first un-augmented)")
+    g.add_argument("--no-autotune", dest="autotune", action="store_false",
+                   help="tf.data without autotune (fixed prefetch)")
+    g.add_argument("--tensorboard", action="store_true")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help="model file, e.g. saved_models/photos.h5")
+    g.add_argument("--report-dir", help="default: next to --out, named after it")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
+
+
+@subcommand("finetune", "train a classifier with one of the four strategies")
+def cmd_finetune(args):
+    from tlkit import recipes
+    from tlkit.transfer import finetune
+
+    if not args.data:
+        raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "
+                         "digits), on the command line or in --recipe.")
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "recipe", "quiet")}
+    result = finetune(**settings, verbose=0 if args.quiet else 1)
+    folder = result.path.with_suffix("") if result.path else (args.report_dir and pathlib.Path(args.report_dir))
+    if folder:
+        recipes.dump(vars(args), pathlib.Path(folder) / "settings.yaml")
+    print(f"test accuracy: {result.report['accuracy']:.4f}")
+    return 0
+
+
+cmd_finetune.configure = _configure_finetune
+
+
+def _configure_plan(p):
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--weights", type=_weights, default=None,
+                   help="weights to build with (default none: counts do not need them)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--list", action="store_true", help="list the backbones and exit")
+    p.add_argument("--recipe", help="YAML recipe that fills these flags")
+
+
+@subcommand("plan", "print the strategy matrix for a backbone: stages, trainable/frozen counts")
+def cmd_plan(args):
+    from tlkit import backbones, strategies
+    from tlkit.transfer import resolve_input_shape
+
+    if args.list:
+        for name in backbones.names():
+            s = backbones.spec(name)
+            print(f"{name:<20} {s.default_size:>4}px  min {s.min_size:>3}  {s.description}")
+        return 0
+    bb = backbones.build(args.backbone, resolve_input_shape(args.backbone, args.image_size),
+                         weights=args.weights)
+    rows = strategies.matrix(bb, num_classes=args.num_classes, epochs=args.epochs)
+    print(strategies.format_matrix(bb, rows))
+    return 0
+
+
+cmd_plan.configure = _configure_plan
+
+
+def _configure_evaluate(p):
+    p.add_argument("model", help="a saved .h5 model")
+    p.add_argument("--data", required=True, help="data source, as for finetune")
+    p.add_argument("--split", default="test", help="test | val | train | all (default test)")
+    p.add_argument("--seed", type=int, default=0, help="the split seed used in training")
+    p.add_argument("--out", help="folder for report.json and confusion_matrix.png")
+
+
+@subcommand("evaluate", "evaluate a saved model on a data set")
+def cmd_evaluate(args):
+    from tlkit import predict, report
+
+    rep = predict.evaluate_file(args.model, args.data, split=args.split, out_dir=args.out,
+                                seed=args.seed)
+    print(report.format_report(rep))
+    if args.out:
+        print(f"report in {args.out}/")
+    return 0
+
+
+cmd_evaluate.configure = _configure_evaluate
+
+
+def _configure_predict(p):
+    p.add_argument("model", help="a saved .h5 model")
+    p.add_argument("inputs", help="an image file or a folder of images")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--format", choices=("table", "csv"), default="table")
+
+
+@subcommand("predict", "top-k classes for an image or a folder of images")
+def cmd_predict(args):
+    from tlkit import predict
+
+    rows = predict.predict_files(args.model, args.inputs, top_k=args.top_k)
+    if args.format == "csv":
+        k = len(rows[0]["top"])
+        print("path," + ",".join(f"class{i},prob{i}" for i in range(1, k + 1)))
+        for r in rows:
+            print(r["path"] + "," + ",".join(f"{c},{p:.6f}" for c, p in r["top"]))
+        return 0
+    for r in rows:
+        print(r["path"] + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]))
+    return 0
+
+
+cmd_predict.configure = _configure_predict
+

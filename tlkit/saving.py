@@ -1,0 +1,152 @@
+"""Deployable `.h5` files: the whole model plus tlkit metadata in HDF5 attributes.
+
+A tlkit `.h5` is an ordinary Keras 3 HDF5 model file (preprocessing and classifier inside,
+standard layers only), so `keras.models.load_model(path)` loads it in a process that never
+imports tlkit, with `safe_mode` on. tlkit adds one root attribute, `tlkit_metadata`: a JSON
+object with the class names, input shape, backbone, strategy, data summary, metrics and the
+tlkit version.
+
+Writes go to a temporary file beside the target and are renamed over it, so an existing
+model is never left half-written.
+
+Example:
+    >>> from tlkit import saving, zoo
+    >>> model = zoo.build("lenet5")
+    >>> path = saving.save(model, "/tmp/lenet5.h5", {"class_names": list("0123456789")})
+    >>> model2, meta = saving.load(path)
+    >>> meta["class_names"][:3]
+    ['0', '1', '2']
+"""
+
+import datetime
+import json
+import os
+import pathlib
+import tempfile
+
+import h5py
+import keras
+import numpy as np
+
+from tlkit.errors import TlkitError
+
+METADATA_ATTR = "tlkit_metadata"
+
+
+def _jsonable(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.ndarray,)):
+        return obj.tolist()
+    if isinstance(obj, (pathlib.Path, tuple, set)):
+        return list(obj) if not isinstance(obj, pathlib.Path) else str(obj)
+    return str(obj)
+
+
+def check_writable(path, suffixes=(".h5",), what="--out"):
+    """Validate an output path before any work is done; return it as a `Path`.
+
+    Raises `TlkitError` naming the path when the suffix is wrong or the folder cannot be
+    created or written.
+    """
+    path = pathlib.Path(path)
+    if suffixes and not str(path).endswith(tuple(suffixes)):
+        raise TlkitError(f"{what} {path}: the file name must end with {' or '.join(suffixes)}.")
+    if path.exists() and path.is_dir():
+        raise TlkitError(f"{what} {path} is a folder; give a file name ending with {suffixes[0]}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TlkitError(f"{what} {path}: cannot create folder {path.parent} ({e.strerror}).")
+    if not os.access(path.parent, os.W_OK):
+        raise TlkitError(f"{what} {path}: folder {path.parent} is not writable.")
+    return path
+
+
+def save(model, path, metadata=None):
+    """Save `model` and `metadata` to one `.h5` file, atomically.
+
+    Args:
+        model: a `keras.Model` made of standard layers.
+        path: target file, ending with `.h5`. Its folder is created if needed.
+        metadata: a JSON-able dict (class_names, input_shape, backbone, strategy, metrics...).
+            `tlkit_version`, `saved_at` and `input_shape` are added when missing.
+
+    Returns:
+        The path as a `pathlib.Path`.
+    """
+    from tlkit import __version__
+
+    path = check_writable(path)
+    meta = dict(metadata or {})
+    meta.setdefault("tlkit_version", __version__)
+    meta.setdefault("keras_version", keras.__version__)
+    meta.setdefault("saved_at", datetime.datetime.now(datetime.timezone.utc).isoformat())
+    meta.setdefault("input_shape", list(model.input_shape[1:]))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
+    os.close(fd)
+    try:
+        # Keras 3 calls .h5 "legacy" and warns; it is the format plain-Keras deployments load.
+        model.save(tmp)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[METADATA_ATTR] = json.dumps(meta, default=_jsonable)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_metadata(path):
+    """The tlkit metadata of a `.h5` file as a dict (empty for a plain Keras file)."""
+    path = _existing(path)
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get(METADATA_ATTR)
+    except OSError as e:
+        raise TlkitError(f"{path} is not a readable HDF5 model file ({e}).")
+    if raw is None:
+        return {}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    return json.loads(raw)
+
+
+def load(path, compile=False):
+    """Load a `.h5` (or `.keras`) model and its tlkit metadata.
+
+    Args:
+        path: the model file.
+        compile: passed to `keras.models.load_model`. The default `False` gives a model ready
+            for `predict`; to continue training, compile it again (Keras 3 `.h5` files do not
+            keep the optimizer state).
+
+    Returns:
+        `(model, metadata)`; metadata is `{}` for files tlkit did not write.
+    """
+    path = _existing(path)
+    try:
+        model = keras.models.load_model(path, compile=compile)
+    except (OSError, ValueError, TypeError) as e:
+        raise TlkitError(f"Could not load model {path}: {str(e).splitlines()[0]}")
+    meta = read_metadata(path) if str(path).endswith(".h5") else {}
+    return model, meta
+
+
+def class_names(model, metadata):
+    """Class names from metadata, or "0".."N-1" from the model's output size."""
+    names = metadata.get("class_names")
+    if names:
+        return list(names)
+    n = model.output_shape[-1]
+    return [str(i) for i in range(max(n, 2) if n == 1 else n)]
+
+
+def _existing(path):
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise TlkitError(f"Model file not found: {path}")
+    return path

@@ -1,0 +1,292 @@
+"""The four strategies of the size-versus-similarity matrix, as Plans.
+
+|                     | similar to the pretraining data | dissimilar                          |
+|---------------------|---------------------------------|-------------------------------------|
+| **small data set**  | `small-similar`: freeze the base, train a new classifier (feature extraction) | `small-dissimilar`: head first, then unfreeze a larger share of the base with a low LR and strong regularisation (or cut the base at an earlier stage) |
+| **large data set**  | `large-similar`: head first, then fine-tune the last stage(s) at LR / 10 | `large-dissimilar`: train the whole network, BN included |
+
+A `Plan` says which backbone stages train in each phase, with which learning rate and for
+how many epochs. `Plan.build_model(num_classes)` assembles `image -> base -> head`; the base is
+a nested model called with `training=False` in every strategy but `large-dissimilar`, and
+`Plan.apply` keeps every BatchNormalization layer of the base non-trainable in those strategies
+(in Keras 3 that is what holds BN in inference mode: an outer `fit` overrides the nested call's
+`training=False`), so BN statistics never move while fine-tuning (keras.io's rule).
+`Plan.apply(model, phase)` sets `trainable` per stage; compile the model again afterwards
+(`tlkit.train.fit` does).
+
+Example:
+    >>> from tlkit import backbones, strategies
+    >>> bb = backbones.build("mobilenet_v2", (96, 96, 3), weights=None)
+    >>> p = strategies.plan("large-similar", bb, epochs=6)
+    >>> [(ph.name, ph.epochs) for ph in p.phases]
+    [('head', 3), ('fine-tune', 3)]
+"""
+
+import dataclasses
+import math
+
+import keras
+
+from tlkit.blocks import classifier_head
+from tlkit.errors import TlkitError, check_choice, suggest
+
+STRATEGIES = ("small-similar", "small-dissimilar", "large-similar", "large-dissimilar")
+
+DESCRIPTIONS = {
+    "small-similar": "base frozen; only the new classifier trains (feature extraction)",
+    "small-dissimilar": "head first, then unfreeze about half of the base at a low LR "
+                        "with strong regularisation (or cut the base at an earlier stage)",
+    "large-similar": "head first, then fine-tune the last stage(s) at LR / 10",
+    "large-dissimilar": "train the whole network, BatchNormalization included",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """The new classifier on top of the base."""
+
+    dropout: float = 0.2
+    dense: tuple = ()
+    bn: str = "none"
+    pooling: str = "avg"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One training phase: which base stages train (the head always trains)."""
+
+    name: str
+    train_stages: tuple
+    epochs: int
+    learning_rate: float
+
+
+@dataclasses.dataclass
+class Plan:
+    """A strategy made concrete for one backbone."""
+
+    strategy: str
+    backbone: object
+    phases: list
+    head: Head
+    bn_training: bool = False
+    cut_stage: int = None
+    weight_decay: float = 0.0
+
+    @property
+    def num_stages(self):
+        return len(self.backbone.stages) if self.cut_stage is None else self.cut_stage + 1
+
+    def base_model(self):
+        """The backbone model, cut after stage `cut_stage` when that option is set."""
+        model = self.backbone.model
+        if self.cut_stage is None:
+            return model
+        stage = self.backbone.stages[self.cut_stage]
+        # The stage's last layer at the stage's resolution (a padding layer that feeds the next
+        # downsampling conv can sit at the end of the group with a larger output).
+        last = [n for n in stage.layers
+                if tuple(model.get_layer(n).output.shape[1:3]) == tuple(stage.resolution)][-1]
+        return keras.Model(model.inputs, model.get_layer(last).output,
+                           name=f"{model.name}_to_stage{self.cut_stage}")
+
+    def build_model(self, num_classes, name=None):
+        """Assemble `image -> base -> head` as one Functional model with a nested base.
+
+        The base is called with `training=False` unless the plan trains BatchNormalization
+        (`large-dissimilar`). Layer names of the head: `head_pool`, `head_dense1`, ...,
+        `predictions`.
+        """
+        base = self.base_model()
+        inputs = keras.Input(self.backbone.input_shape, name="image")
+        x = base(inputs) if self.bn_training else base(inputs, training=False)
+        outputs = classifier_head(x, num_classes, pooling=self.head.pooling,
+                                  dense=self.head.dense, dropout=self.head.dropout,
+                                  bn=self.head.bn, name="head")
+        return keras.Model(inputs, outputs, name=name or f"{self.backbone.name}_classifier")
+
+    def base_of(self, model):
+        """The nested base model inside a model made by `build_model`."""
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                return layer
+        raise TlkitError(f"Model {model.name!r} has no nested base model.")
+
+    def apply(self, model, phase):
+        """Set `trainable` for `phase` (a `Phase` or its index) on a model from `build_model`.
+
+        Stages listed in the phase train, everything else in the base is frozen; the
+        backbone's preprocessing layers never train; the head always trains. Compile the model
+        again after calling this.
+        """
+        if isinstance(phase, int):
+            phase = self.phases[phase]
+        base = self.base_of(model)
+        base.trainable = True
+        keep = set(phase.train_stages)
+        frozen_pre = set(self.backbone.preprocessing_layers)
+        for stage in self.backbone.stages[: self.num_stages]:
+            for name in stage.layers:
+                try:
+                    layer = base.get_layer(name)
+                except ValueError:
+                    continue
+                train = stage.index in keep and name not in frozen_pre
+                if isinstance(layer, keras.layers.BatchNormalization) and not self.bn_training:
+                    # Keras 3 lets the outer fit() override the nested call's training=False
+                    # (keras-team/keras#20285); a BN layer with trainable=False always runs in
+                    # inference mode, so that is what keeps frozen BN frozen.
+                    train = False
+                layer.trainable = train
+        for name in frozen_pre:
+            try:
+                base.get_layer(name).trainable = False
+            except ValueError:
+                pass
+        for layer in model.layers:
+            if layer is not base:
+                layer.trainable = True
+        return model
+
+    def counts(self, phase, num_classes=10):
+        """(trainable, frozen) parameter counts during `phase` for a `num_classes` head."""
+        model = self.build_model(num_classes)
+        self.apply(model, phase)
+        trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+        total = model.count_params()
+        return trainable, total - trainable
+
+    def describe(self):
+        """Human-readable lines: the strategy and its phases."""
+        lines = [f"{self.strategy}: {DESCRIPTIONS[self.strategy]}"]
+        for i, ph in enumerate(self.phases, start=1):
+            stages = ", ".join(self.backbone.stages[s].name for s in ph.train_stages) or "none"
+            lines.append(f"  phase {i} {ph.name}: {ph.epochs} epochs, lr {ph.learning_rate:g}, "
+                         f"base stages training: {stages}")
+        return "\n".join(lines)
+
+    def to_dict(self):
+        """JSON-able summary for reports and metadata."""
+        return {"strategy": self.strategy, "backbone": self.backbone.name,
+                "bn_training": self.bn_training, "cut_stage": self.cut_stage,
+                "head": dataclasses.asdict(self.head), "weight_decay": self.weight_decay,
+                "phases": [dataclasses.asdict(p) for p in self.phases]}
+
+
+def plan(strategy, backbone, dataset_info=None, *, epochs=10, learning_rate=1e-3,
+         fine_tune_lr=None, head_epochs=None, unfreeze=None, cut_stage=None, dropout=None,
+         dense=(), head_bn="none", pooling="avg"):
+    """Make the `Plan` of `strategy` for `backbone`.
+
+    Args:
+        strategy: one of `STRATEGIES` (`"auto"` is resolved by `tlkit.advise` before this).
+        backbone: a `tlkit.backbones.Backbone`.
+        dataset_info: optional dict (e.g. `Dataset.summary()`); recorded, not required.
+        epochs: total epochs. Two-phase strategies give `head_epochs` (default: half, rounded
+            up) to the head and the rest to fine-tuning.
+        learning_rate: LR of the head phase and of `large-dissimilar`.
+        fine_tune_lr: LR of the fine-tuning phase. Default: `learning_rate / 10` for
+            `large-similar`, `/ 20` for `small-dissimilar`.
+        head_epochs: epochs of the head phase of the two-phase strategies.
+        unfreeze: stages to unfreeze in the fine-tuning phase, counted from the top. Default:
+            a quarter of the stages (at least 1) for `large-similar`, half for
+            `small-dissimilar`.
+        cut_stage: `small-dissimilar` option: cut the base after this stage (0-based), so the
+            head sits on earlier, more generic features.
+        dropout: head dropout. Default 0.2, and 0.5 for `small-dissimilar`.
+        dense: widths of hidden dense layers in the head.
+        head_bn: BN placement in the head's hidden layers.
+        pooling: `"avg"`, `"max"` or `"flatten"`.
+
+    Returns:
+        A `Plan`.
+    """
+    if strategy not in STRATEGIES:
+        raise suggest(strategy, STRATEGIES, "strategy")
+    n_stages = len(backbone.stages)
+    if cut_stage is not None:
+        if strategy != "small-dissimilar":
+            raise TlkitError(f"cut_stage (--cut-stage) applies to small-dissimilar only, "
+                             f"not {strategy}.")
+        if not 0 <= cut_stage < n_stages:
+            raise TlkitError(f"cut_stage={cut_stage} is out of range: {backbone.name} has "
+                             f"stages 0..{n_stages - 1}.")
+        n_stages = cut_stage + 1
+    if not isinstance(epochs, int) or epochs < 1:
+        raise TlkitError(f"epochs must be a positive int. Received: epochs={epochs!r}.")
+    if learning_rate <= 0:
+        raise TlkitError(f"learning_rate must be > 0. Received: {learning_rate}.")
+    check_choice("head_bn", head_bn, ("before", "after", "none"))
+    check_choice("pooling", pooling, ("avg", "max", "flatten"))
+    if unfreeze is not None and not 1 <= unfreeze <= n_stages:
+        raise TlkitError(f"unfreeze={unfreeze} is out of range: {backbone.name} has "
+                         f"{n_stages} stages, so 1..{n_stages}.")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise TlkitError(f"dropout must be in [0, 1). Received: dropout={dropout}.")
+
+    all_stages = tuple(range(n_stages))
+    head = Head(dropout=0.5 if dropout is None and strategy == "small-dissimilar"
+                else (0.2 if dropout is None else dropout),
+                dense=tuple(dense), bn=head_bn, pooling=pooling)
+    kw = {}
+    if strategy == "small-similar":
+        phases = [Phase("head", (), epochs, learning_rate)]
+    elif strategy == "large-dissimilar":
+        phases = [Phase("full", all_stages, epochs, learning_rate)]
+        kw["bn_training"] = True
+    else:
+        if epochs < 2 and head_epochs is None:
+            raise TlkitError(f"{strategy} has two phases (head, then fine-tune): "
+                             f"epochs must be >= 2. Received: epochs={epochs}.")
+        h = math.ceil(epochs / 2) if head_epochs is None else head_epochs
+        if not 1 <= h <= epochs:
+            raise TlkitError(f"head_epochs={head_epochs} must be between 1 and epochs={epochs}.")
+        if strategy == "large-similar":
+            k = unfreeze or max(1, math.ceil(n_stages / 4))
+            lr2 = fine_tune_lr or learning_rate / 10
+        else:
+            k = unfreeze or max(1, math.ceil(n_stages / 2))
+            lr2 = fine_tune_lr or learning_rate / 20
+            kw.update(weight_decay=1e-4)
+        phases = [Phase("head", (), h, learning_rate)]
+        if epochs - h > 0:
+            phases.append(Phase("fine-tune", all_stages[n_stages - k:], epochs - h, lr2))
+    return Plan(strategy, backbone, phases, head, cut_stage=cut_stage, **kw)
+
+
+def matrix(backbone, num_classes=10, epochs=10, **options):
+    """Rows for `tlkit plan`: per strategy and phase, the stages that train and the counts."""
+    rows = []
+    for strategy in STRATEGIES:
+        p = plan(strategy, backbone, epochs=epochs, **options)
+        for i, ph in enumerate(p.phases):
+            trainable, frozen = p.counts(ph, num_classes)
+            stages = [backbone.stages[s].name for s in ph.train_stages]
+            rows.append({"strategy": strategy, "phase": f"{i + 1}:{ph.name}",
+                         "epochs": ph.epochs, "learning_rate": ph.learning_rate,
+                         "train_stages": stages, "trainable_params": trainable,
+                         "frozen_params": frozen, "bn_training": p.bn_training})
+        keras.backend.clear_session()
+    return rows
+
+
+def format_matrix(backbone, rows):
+    """The size-versus-similarity matrix and the per-strategy table, as printable text."""
+    n = len(backbone.stages)
+    out = [f"Backbone {backbone.name}: {n} stages "
+           f"({', '.join(f'{s.name} {s.resolution[0]}x{s.resolution[1]}' for s in backbone.stages)})",
+           "",
+           "                 similar data              dissimilar data",
+           "  small data     small-similar             small-dissimilar",
+           "  large data     large-similar             large-dissimilar",
+           "",
+           f"{'strategy':<17} {'phase':<12} {'epochs':>6} {'lr':>8}  {'trainable':>12} "
+           f"{'frozen':>12}  stages that train"]
+    for r in rows:
+        stages = ", ".join(r["train_stages"]) if r["train_stages"] else "head only"
+        if r["bn_training"]:
+            stages += " (BN statistics update)"
+        out.append(f"{r['strategy']:<17} {r['phase']:<12} {r['epochs']:>6} "
+                   f"{r['learning_rate']:>8.0e}  {r['trainable_params']:>12,} "
+                   f"{r['frozen_params']:>12,}  {stages}")
+    return "\n".join(out)

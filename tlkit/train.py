@@ -1,0 +1,203 @@
+"""Fitting a Plan: phases, callbacks, and the feature cache for a frozen base.
+
+While the base is frozen (the whole of `small-similar`, and the head phase of the two-phase
+strategies) its output does not change, so `fit` runs the base once over the training and
+validation images (Keras's progress bar shows it), trains the head on those features, and
+the head's layers, shared with the full model, end up in it: the full model's predictions
+equal the head's on the cached features. With live augmentation the cache holds
+`augment_passes` passes over the training images: the first un-augmented, the others
+augmented (default 1, i.e. the cached head phase sees no augmentation; a message says so).
+`cache_features=False` trains the plain way, images through the frozen base every epoch.
+
+Example:
+    >>> from tlkit import backbones, data, strategies, train
+    >>> ds = data.load("digits", image_size=32, channels=3)
+    >>> bb = backbones.build("mobilenet_v2", (32, 32, 3), weights=None)
+    >>> p = strategies.plan("small-similar", bb, epochs=2)
+    >>> result = train.fit(p, ds, verbose=0)
+    >>> sorted(result.history)[:2]
+    ['accuracy', 'loss']
+"""
+
+import dataclasses
+import os
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+from tlkit import data as data_lib
+from tlkit.errors import TlkitError
+
+CACHE_CUT_LAYERS = ("head_pool", "head_flatten")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What `fit` returns: the trained model, merged history and run facts."""
+
+    model: keras.Model
+    history: dict
+    info: dict
+
+
+def compile_phase(model, plan, phase):
+    """Compile `model` for `phase` (called after every change of `trainable`)."""
+    lr = phase.learning_rate
+    if plan.weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=plan.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=lr)
+    # Loss and metric as objects: a short string alias may not deserialize from .h5.
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+
+
+def make_callbacks(out_dir, phase_index, *, patience=5, tensorboard=False, extra=()):
+    """EarlyStopping (restore best), TerminateOnNaN, CSVLogger, ModelCheckpoint, TensorBoard."""
+    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                         restore_best_weights=True, verbose=0),
+           keras.callbacks.TerminateOnNaN()]
+    if out_dir is not None:
+        out_dir = pathlib.Path(out_dir)
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        cbs.append(keras.callbacks.CSVLogger(str(out_dir / "history.csv"),
+                                             append=phase_index > 0))
+        cbs.append(keras.callbacks.ModelCheckpoint(
+            str(out_dir / "checkpoints" / f"phase{phase_index + 1}.weights.h5"),
+            monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0))
+        if tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
+    return cbs + list(extra)
+
+
+def feature_cut(model):
+    """The head layer whose input is the cacheable base output (`head_pool`/`head_flatten`)."""
+    for name in CACHE_CUT_LAYERS:
+        try:
+            return model.get_layer(name)
+        except ValueError:
+            continue
+    return None
+
+
+def head_model(model):
+    """A model from the cached features to the predictions, sharing the head's layers."""
+    cut = feature_cut(model)
+    layers = model.layers[model.layers.index(cut) + 1:]
+    inputs = keras.Input(tuple(cut.output.shape[1:]), name="features")
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name="head")
+
+
+def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
+                     autotune=True):
+    """Run the frozen part of `model` (input -> pooled base output) over images `x`.
+
+    Returns an array of shape (passes * N, features); pass 0 is un-augmented, later passes use
+    `augment`.
+    """
+    cut = feature_cut(model)
+    extractor = keras.Model(model.inputs, cut.output, name="feature_extractor")
+    out = []
+    for p in range(passes):
+        aug = augment if p > 0 else None
+        ds = data_lib.pipeline(x, None, batch_size=batch_size, augment=aug, seed=seed + p,
+                               autotune=autotune)
+        out.append(extractor.predict(ds, verbose=verbose))
+    return np.concatenate(out)
+
+
+def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
+        augment=True, augment_passes=1, out_dir=None, seed=0, autotune=True, patience=5,
+        tensorboard=False, model=None, verbose=1):
+    """Train a model with `plan` on `dataset`, phase by phase.
+
+    Args:
+        plan: a `tlkit.strategies.Plan`.
+        dataset: a `tlkit.data.Dataset` at the backbone's input size and channels.
+        epochs: ignored unless given: then it replaces the epochs of a single-phase plan.
+        batch_size: batch size of every phase.
+        callbacks: extra Keras callbacks, added to tlkit's (EarlyStopping with patience
+            `patience` and restored best weights, TerminateOnNaN, CSVLogger, ModelCheckpoint).
+        cache_features: cache the frozen base's output for phases that train the head only.
+        augment: True for tlkit's default augmentation, False/None for none, or a Keras
+            layer/Sequential to apply to training batches.
+        augment_passes: with augmentation and caching, how many passes over the training
+            images the cache holds (the first un-augmented).
+        out_dir: folder for history.csv, checkpoints and TensorBoard logs (None: no files).
+        seed: seeds Python, NumPy and the backend (`keras.utils.set_random_seed`).
+        autotune: tf.data autotuning; `False` uses a fixed prefetch (stalls less on 2 cores).
+        patience: EarlyStopping patience on val_loss.
+        tensorboard: add a TensorBoard callback (needs `out_dir`).
+        model: continue training this model (from `plan.build_model` or a loaded tlkit model)
+            instead of building a new one.
+        verbose: Keras verbosity (1: progress bars).
+
+    Returns:
+        `FitResult(model, history, info)`; history holds per-epoch lists (`loss`, `accuracy`,
+        `val_loss`, `val_accuracy`, `phase`), info the phase timings and cache decisions.
+    """
+    if len(dataset.x_train) == 0 or len(dataset.x_val) == 0:
+        raise TlkitError("The training and validation splits must not be empty.")
+    if augment_passes < 1:
+        raise TlkitError(f"augment_passes must be >= 1. Received: {augment_passes}.")
+    keras.utils.set_random_seed(seed)
+    if epochs is not None and len(plan.phases) == 1:
+        plan.phases[0] = dataclasses.replace(plan.phases[0], epochs=epochs)
+    aug = data_lib.augmentation() if augment is True else (augment or None)
+    if model is None:
+        model = plan.build_model(dataset.num_classes)
+    history = {"phase": []}
+    info = {"phases": [], "cache": None}
+    for i, phase in enumerate(plan.phases):
+        plan.apply(model, phase)
+        frozen_base = not phase.train_stages and not plan.bn_training
+        cached = cache_features and frozen_base and feature_cut(model) is not None
+        started = time.perf_counter()
+        cbs = make_callbacks(out_dir, i, patience=patience, tensorboard=tensorboard,
+                             extra=callbacks)
+        if cached:
+            passes = augment_passes if aug is not None else 1
+            if aug is not None and passes == 1 and verbose:
+                print("tlkit: feature cache on: the head phase trains on un-augmented features "
+                      "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
+                      "augments live)")
+            t0 = time.perf_counter()
+            f_train = extract_features(model, dataset.x_train, batch_size=batch_size,
+                                       augment=aug, passes=passes, seed=seed,
+                                       verbose=verbose, autotune=autotune)
+            f_val = extract_features(model, dataset.x_val, batch_size=batch_size,
+                                     verbose=verbose, autotune=autotune)
+            info["cache"] = {"passes": passes, "train_features": list(f_train.shape),
+                             "seconds": round(time.perf_counter() - t0, 3)}
+            y_train = np.tile(dataset.y_train, passes)
+            trainer = head_model(model)
+            compile_phase(trainer, plan, phase)
+            h = trainer.fit(f_train, y_train, validation_data=(f_val, dataset.y_val),
+                            epochs=phase.epochs, batch_size=batch_size, shuffle=True,
+                            callbacks=cbs, verbose=verbose)
+        else:
+            compile_phase(model, plan, phase)
+            train_ds = data_lib.pipeline(dataset.x_train, dataset.y_train, batch_size=batch_size,
+                                         shuffle=True, augment=aug, seed=seed,
+                                         autotune=autotune)
+            val_ds = data_lib.pipeline(dataset.x_val, dataset.y_val, batch_size=batch_size,
+                                       autotune=autotune)
+            h = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
+                          callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles
+        n = len(h.history.get("loss", []))
+        for key, values in h.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        history["phase"].extend([phase.name] * n)
+        info["phases"].append({"name": phase.name, "epochs_run": n, "cached": cached,
+                               "seconds": round(time.perf_counter() - started, 3)})
+    # Leave the model compiled for the last phase, ready for evaluate() or more training.
+    compile_phase(model, plan, plan.phases[-1])
+    if out_dir is not None:
+        os.makedirs(out_dir, exist_ok=True)
+    return FitResult(model, history, info)

@@ -1,0 +1,130 @@
+"""`tlkit.finetune`: data -> backbone -> strategy plan -> fit -> report -> `.h5`, in one call.
+
+This is what `tlkit finetune` runs; every step is also a public function of its own module.
+
+Example:
+    >>> import tlkit
+    >>> result = tlkit.finetune(data="digits", backbone="mobilenet_v2", weights=None,
+    ...                         strategy="small-similar", epochs=2, image_size=32, verbose=0)
+    >>> 0.0 <= result.report["accuracy"] <= 1.0
+    True
+"""
+
+import dataclasses
+import pathlib
+
+import keras
+
+from tlkit import backbones as backbones_lib
+from tlkit import data as data_lib
+from tlkit import report as report_lib
+from tlkit import saving, strategies, train
+from tlkit.errors import TlkitError, suggest
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """The trained model, its merged history, its test report, the plan and the saved path."""
+
+    model: object
+    history: dict
+    report: dict
+    plan: object
+    dataset: object
+    path: pathlib.Path = None
+
+
+def resolve_input_shape(backbone, image_size=None):
+    """The (H, W, C) a backbone will be built at: its default, or `image_size` x `image_size`."""
+    shape = tuple(backbones_lib.default_input_shape(backbone))
+    if image_size is None:
+        return shape
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    h, w = image_size
+    if h < 1 or w < 1:
+        raise TlkitError(f"--image-size must be positive. Received: {image_size}.")
+    return (int(h), int(w), shape[2])
+
+
+def convert_dataset(dataset, input_shape):
+    """A copy of `dataset` with every split resized/converted to `input_shape` (H, W, C)."""
+    if tuple(dataset.image_shape) == tuple(input_shape):
+        return dataset
+    size, channels = tuple(input_shape[:2]), input_shape[2]
+    return dataclasses.replace(
+        dataset, **{k: data_lib.convert_images(getattr(dataset, k), size, channels)
+                    for k in ("x_train", "x_val", "x_test")})
+
+
+def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=10,
+             weights="imagenet", image_size=None, out=None, report_dir=None, batch_size=32,
+             learning_rate=1e-3, fine_tune_lr=None, head_epochs=None, unfreeze=None,
+             cut_stage=None, dropout=None, dense=(), head_bn="none", pooling="avg",
+             augment=True, augment_passes=1, cache_features=True, seed=0, val_fraction=0.1,
+             test_fraction=0.1, on_bad_image="skip", download=False, autotune=True,
+             patience=5, tensorboard=False, verbose=1):
+    """Fine-tune a pretrained backbone on `data` with one of the four strategies.
+
+    Args:
+        data: a source string for `tlkit.data.load` (folder, `tfds:NAME`, `npz:PATH`,
+            `fashion_mnist`, `digits`) or a loaded `tlkit.data.Dataset`.
+        backbone: a `tlkit.backbones.names()` entry, `zoo:NAME`, or a saved `.h5` classifier.
+        strategy: `small-similar`, `small-dissimilar`, `large-similar` or `large-dissimilar`.
+        epochs: total epochs (two-phase strategies split them, see `strategies.plan`).
+        weights: `"imagenet"`, None, or a local weights file.
+        image_size: input size (int or (h, w)) instead of the backbone's default.
+        out: `.h5` path to save the model to (None: not saved).
+        report_dir: folder for report.json, PNGs, history.csv. Default: next to `out`, named
+            after it (`saved_models/photos.h5` -> `saved_models/photos/`).
+        batch_size, learning_rate, fine_tune_lr, head_epochs, unfreeze, cut_stage, dropout,
+        dense, head_bn, pooling: see `tlkit.strategies.plan` and `tlkit.train.fit`.
+        augment: default augmentation on/off, or a Keras layer.
+        augment_passes, cache_features, autotune, patience, tensorboard: see `tlkit.train.fit`.
+        seed: makes the split, the initialisation and the shuffling repeatable.
+        val_fraction, test_fraction, on_bad_image, download: see `tlkit.data.load`.
+        verbose: 1 shows Keras progress bars, 0 is silent.
+
+    Returns:
+        A `FinetuneResult`.
+    """
+    path = saving.check_writable(out) if out is not None else None
+    if report_dir is None and path is not None:
+        report_dir = path.with_suffix("")
+    if strategy not in strategies.STRATEGIES:
+        raise suggest(strategy, strategies.STRATEGIES, "strategy")
+    input_shape = resolve_input_shape(backbone, image_size)
+    if isinstance(data, data_lib.Dataset):
+        dataset = convert_dataset(data, input_shape)
+    else:
+        dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
+                                val_fraction=val_fraction, test_fraction=test_fraction,
+                                seed=seed, on_bad_image=on_bad_image, download=download)
+    keras.utils.set_random_seed(seed)
+    bb = backbones_lib.build(backbone, input_shape, weights=weights)
+    plan = strategies.plan(strategy, bb, dataset.summary(), epochs=epochs,
+                           learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
+                           head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
+                           dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling)
+    if verbose:
+        print(plan.describe())
+    fitted = train.fit(plan, dataset, batch_size=batch_size, cache_features=cache_features,
+                       augment=augment, augment_passes=augment_passes, out_dir=report_dir,
+                       seed=seed, autotune=autotune, patience=patience, tensorboard=tensorboard,
+                       verbose=verbose)
+    rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
+                              out_dir=report_dir, history=fitted.history, batch_size=batch_size,
+                              extra={"plan": plan.to_dict(), "fit": fitted.info,
+                                     "data": dataset.summary()})
+    if verbose:
+        print(report_lib.format_report(rep))
+    if path is not None:
+        metadata = {"class_names": dataset.class_names, "backbone": bb.name,
+                    "weights": str(weights), "strategy": strategy, "plan": plan.to_dict(),
+                    "data": dataset.summary(),
+                    "metrics": {k: v for k, v in rep.items()
+                                if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}}
+        saving.save(fitted.model, path, metadata)
+        if verbose:
+            print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
+    return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
