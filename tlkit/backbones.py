@@ -35,6 +35,7 @@ Example:
 import dataclasses
 import inspect
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -150,8 +151,8 @@ class Backbone:
 
         Example:
             >>> bb = build("vgg16", (32, 32, 3), weights=None)
-            >>> [l.name for l in bb.layers_of(-1)]
-            ['block5_conv1', 'block5_conv2', 'block5_conv3', 'block5_pool']
+            >>> [l.name for l in bb.layers_of(-1)]  # a stage starts at its downsampling
+            ['block4_pool', 'block5_conv1', 'block5_conv2', 'block5_conv3', 'block5_pool']
         """
         if isinstance(stage_indices, (int, np.integer)):
             stage_indices = [stage_indices]
@@ -273,7 +274,7 @@ def default_input_shape(name):
         h, w, _ = zoo.entry(name[len(ZOO_PREFIX):]).input_shape
         return (h, w, 3)
     if kind == "file":
-        return tuple(_load_file(name).input.shape[1:])
+        return tuple(_load_file(name).inputs[0].shape[1:])
     s = spec(name).default_size
     return (s, s, 3)
 
@@ -370,12 +371,22 @@ def _preprocessing(x, mode):
         # out[..., j] = in[..., 2 - j] - mean_bgr[j]: RGB -> BGR, then minus the mean.
         conv = layers.Conv2D(3, 1, trainable=False, name="preprocess_caffe")
         x = conv(x)
-        kernel = np.zeros((1, 1, 3, 3), dtype="float32")
-        for j in range(3):
-            kernel[0, 0, 2 - j, j] = 1.0
-        conv.set_weights([kernel, -np.asarray(IMAGENET_MEAN_BGR, dtype="float32")])
+        _set_caffe_weights(conv)
         return x, ("preprocess_caffe",)
     return x, ()
+
+
+def _set_caffe_weights(layer_or_model):
+    """Set the caffe preprocessing conv: out[..., j] = in[..., 2 - j] - mean_bgr[j]."""
+    conv = layer_or_model
+    if isinstance(conv, keras.Model):
+        conv = next((l for l in conv.layers if l.name == "preprocess_caffe"), None)
+    if conv is None:
+        return
+    kernel = np.zeros((1, 1, 3, 3), dtype="float32")
+    for j in range(3):
+        kernel[0, 0, 2 - j, j] = 1.0
+    conv.set_weights([kernel, -np.asarray(IMAGENET_MEAN_BGR, dtype="float32")])
 
 
 def _is_download_error(exc):
@@ -415,14 +426,18 @@ def _build_application(sp, input_shape, weights):
 def _load_application_weights(model, sp, input_shape, path):
     """Load a weights file saved from a tlkit backbone, or keras.applications' own file."""
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # a mismatch warns per layer, then raises: quiet
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
     except Exception as first:
         # A file of the bare application (keras' `*_notop.h5`, or `App.save_weights`) has
         # no preprocessing layers: load it into one and copy layer by layer.
         ref = getattr(keras.applications, sp.constructor)(
             include_top=False, weights=None, input_shape=input_shape, pooling=None)
         try:
-            ref.load_weights(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref.load_weights(path)
         except Exception:
             reason = " ".join(str(first).split())
             raise TlkitError(f"Could not load weights file {path!r} into {sp.name} at input "
@@ -431,6 +446,7 @@ def _load_application_weights(model, sp, input_shape, path):
         theirs = [l for l in ref.layers if l.weights]
         for dst, src in zip(own, theirs, strict=True):
             dst.set_weights(src.get_weights())
+    _set_caffe_weights(model)  # the fixed preprocessing, whatever the file held
     if sp.constructor.startswith("EfficientNetB"):
         _fix_efficientnet_normalization(model)
 
@@ -501,7 +517,7 @@ def _build_file(path, input_shape, weights):
     loaded = _load_file(path)
     if not isinstance(loaded, keras.Model) or len(loaded.inputs) != 1:
         raise TlkitError(f"{path!r} must hold a single-input Keras model.")
-    file_shape = tuple(loaded.input.shape[1:])
+    file_shape = tuple(loaded.inputs[0].shape[1:])
     if len(file_shape) != 3:
         raise TlkitError(f"{path!r} is not an image model: its input shape is {file_shape}, "
                          f"expected (height, width, channels).")
@@ -518,10 +534,10 @@ def _build_file(path, input_shape, weights):
         input_shape = tuple(int(d) for d in file_shape)
     base, upstream = _nested_base(loaded)
     name = f"{loaded.name}_base"
-    if base is not None and not upstream and tuple(base.input.shape[1:]) == input_shape:
+    if base is not None and not upstream and tuple(base.inputs[0].shape[1:]) == input_shape:
         model = _as_functional(base)  # Input -> base -> head: the base is the backbone
     elif base is None and file_shape == input_shape:
-        model = keras.Model(loaded.inputs, _head_entrance(loaded, path), name=name)
+        model = keras.Model(loaded.inputs[0], _head_entrance(loaded, path), name=name)
     else:  # layers before the base, or a new input size: rebuild flat
         model = _flatten(loaded, base, input_shape, name, path)
     backbone = _finish(path, model, path, "file")
@@ -582,9 +598,11 @@ def _flatten(outer, base, input_shape, name, label):
         return base._run_through_graph(x, operation_fn=clone)
 
     target = _outer_output(base, outer) if base is not None else _head_entrance(outer, label)
-    trunk = keras.Model(outer.inputs, target)
+    trunk = keras.Model(outer.inputs[0], target)
     inputs = keras.Input(input_shape, name=outer.inputs[0].name)
     outputs = trunk._run_through_graph(inputs, operation_fn=operation_fn)
+    if isinstance(outputs, (list, tuple)):
+        outputs = outputs[0]
     model = keras.Model(inputs, outputs, name=name)
     for old, new in pairs:
         new.set_weights(old.get_weights())
@@ -614,7 +632,7 @@ def _head_entrance(model, label=None):
 
 def _finish(name, model, weights, source):
     pre = preprocessing_layer_names(model)
-    return Backbone(name=name, model=model, input_shape=tuple(model.input.shape[1:]),
+    return Backbone(name=name, model=model, input_shape=tuple(model.inputs[0].shape[1:]),
                     stages=compute_stages(model, skip=pre), weights=weights,
                     preprocessing_layers=pre, source=source)
 
@@ -670,9 +688,8 @@ def compute_stages(model, skip=()):
 
     Example:
         >>> bb = build("vgg16", (32, 32, 3), weights=None)
-        >>> [(s.name, s.resolution, len(s.layers)) for s in compute_stages(bb.model)]
-        [('stage0', (16, 16), 5), ('stage1', (8, 8), 3), ('stage2', (4, 4), 4), \
-('stage3', (2, 2), 4), ('stage4', (1, 1), 4)]
+        >>> [(s.resolution, len(s.layers)) for s in compute_stages(bb.model)]
+        [((32, 32), 4), ((16, 16), 3), ((8, 8), 4), ((4, 4), 4), ((1, 1), 5)]
     """
     model = _as_functional(model)
     skip = set(skip)
@@ -793,7 +810,8 @@ def describe(backbone):
         vgg16 (keras.applications, weights=None): input 32x32x3 -> (1, 1, 512), 14,714,688 params
         preprocessing (always frozen): preprocess_caffe
         stage   resolution  layers       params
-        stage0  16x16            5       38,720
+        stage0  32x32            4       38,720
+        stage1  16x16            3      221,440
         ...
     """
     m = backbone.model

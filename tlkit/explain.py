@@ -663,7 +663,8 @@ def read_class_names(path):
 
 
 def image_files(inputs):
-    """The image files named by `inputs`: a file, a folder (its images, sorted), or a list.
+    """The image files named by `inputs`: a file, a folder (its images, sorted, subfolders
+    included, hidden files skipped), or a list.
 
     Args:
         inputs: a path or a list of paths.
@@ -677,8 +678,9 @@ def image_files(inputs):
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir()
-                           if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(q for q in p.rglob("*")
+                           if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
+                           and not q.name.startswith("."))
             if not found:
                 raise TlkitError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in folder "
                                  f"{str(p)!r}.")

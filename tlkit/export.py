@@ -128,7 +128,9 @@ def _check_out(out, fmt):
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise TlkitError(f"Cannot write {str(out)!r}: folder {str(parent)!r} is not writable.")
     if out.is_dir():
-        if fmt != "savedmodel" or not (out / "saved_model.pb").exists():
+        if fmt != "savedmodel":
+            raise TlkitError(f"Cannot write {str(out)!r}: a folder is in the way.")
+        if not (out / "saved_model.pb").exists():
             raise TlkitError(f"Cannot write {str(out)!r}: a folder that is not a SavedModel "
                              "is in the way; remove it or choose another path.")
     elif out.exists() and fmt == "savedmodel":

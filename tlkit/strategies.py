@@ -24,6 +24,7 @@ Example:
 
 import dataclasses
 import math
+import re
 
 import keras
 
@@ -103,7 +104,10 @@ class Plan:
         outputs = classifier_head(x, num_classes, pooling=self.head.pooling,
                                   dense=self.head.dense, dropout=self.head.dropout,
                                   bn=self.head.bn, name="head")
-        return keras.Model(inputs, outputs, name=name or f"{self.backbone.name}_classifier")
+        if name is None:
+            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.backbone.name)).strip("_.")
+            name = f"{stem or 'model'}_classifier"
+        return keras.Model(inputs, outputs, name=name)
 
     def base_of(self, model):
         """The nested base model inside a model made by `build_model`."""

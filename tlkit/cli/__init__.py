@@ -39,8 +39,6 @@ def _pending(issue):
 COMMAND_MODULES = ("core", "tune", "explain", "demo")
 PENDING = {
     "tune": (5, "KerasTuner search over dropout, BN placement, learning rate"),
-    "explain": (8, "feature maps and Grad-CAM"),
-    "export": (8, "export to SavedModel / TFLite / .keras"),
     "demo": (7, "reproduce the size-versus-similarity matrix"),
 }
 

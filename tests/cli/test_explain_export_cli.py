@@ -1,0 +1,78 @@
+"""tlkit explain / tlkit export as a user runs them on a model tlkit trained."""
+
+import pytest
+from PIL import Image
+
+import tlkit
+from tlkit import cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from conftest import write_image_folder
+
+    root = tmp_path_factory.mktemp("explain")
+    photos = write_image_folder(root / "photos", per_class=8)
+    tlkit.finetune(data=str(photos), backbone="mobilenet_v2", weights=None, image_size=32,
+                   strategy="small-similar", epochs=1, out=root / "m.h5", verbose=0,
+                   augment=False)
+    return root / "m.h5", photos
+
+
+def run(capsys, *argv):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
+    model, photos = trained
+    code, out, err = run(capsys, "explain", model, photos / "square", "--out", tmp_path / "g")
+    assert code == 0, err
+    pngs = sorted((tmp_path / "g").glob("*_gradcam_*.png"))
+    assert len(pngs) == 8 and "8 PNG" in out
+    assert Image.open(pngs[0]).size == (32, 32)
+    code, out, err = run(capsys, "explain", model, photos / "circle" / "circle_00.png",
+                         "--method", "feature-maps", "--out", tmp_path / "f")
+    assert code == 0, err
+    assert len(list((tmp_path / "f").glob("circle_00_*_maps.png"))) >= 3
+    code, out, err = run(capsys, "explain", model, "--method", "filters", "--out", tmp_path / "w")
+    assert code == 0, err
+    assert list((tmp_path / "w").glob("*_filters.png"))
+    code, out, err = run(capsys, "explain", model, "--list-layers")
+    assert code == 0 and "out_relu" in out
+
+
+@pytest.mark.parametrize("fmt,out,extra", [("tflite", "m.tflite", ["--quantize", "dynamic"]),
+                                           ("savedmodel", "sm", [])])
+def test_export(capsys, trained, tmp_path, fmt, out, extra):
+    model, photos = trained
+    code, stdout, err = run(capsys, "export", model, "--format", fmt, "--out", tmp_path / out,
+                            "--sample", photos / "stripes", *extra)
+    assert code == 0, err
+    assert "size:" in stdout and "largest output difference" in stdout
+    assert "top-1 agreement: 100.0%" in stdout
+    assert (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["explain", "{model}", "{photos}", "--layer", "nope"], "out_relu"),
+    (["explain", "{model}", "{bad}"], "bad.png"),
+    (["explain", "{model}", "{photos}", "--method", "saliency"], "gradcam"),
+    (["export", "{model}", "--format", "onnx", "--out", "{tmp}/m.onnx"], "tflite"),
+    (["export", "{model}", "--format", "tflite", "--quantize", "int4", "--out", "{tmp}/m.tflite"],
+     "dynamic"),
+    (["export", "{model}", "--format", "keras", "--out", "/proc/nope/m.keras"], "/proc/nope"),
+])
+def test_bad_input(capsys, trained, tmp_path, argv, needle):
+    model, photos = trained
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    argv = [a.format(model=model, photos=photos, bad=bad, tmp=tmp_path) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err

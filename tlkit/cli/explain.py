@@ -1,0 +1,70 @@
+"""Subcommands explain (feature maps, Grad-CAM, first-layer filters) and export."""
+
+from tlkit.cli import subcommand
+
+
+def _configure_explain(p):
+    p.add_argument("model", help="a saved .h5 (or .keras) model")
+    p.add_argument("inputs", nargs="?", help="an image file or a folder of images "
+                   "(not needed for --method filters)")
+    p.add_argument("--method", default="gradcam", help="gradcam | feature-maps | filters")
+    p.add_argument("--layer", help="a conv layer name (default: found automatically); "
+                   "--list-layers shows them")
+    p.add_argument("--class", dest="class_name",
+                   help="Grad-CAM class: a name from the model's metadata or an index "
+                   "(default: the predicted class)")
+    p.add_argument("--out", help="output folder (default: <model>_explain beside the model)")
+    p.add_argument("--alpha", type=float, default=0.4, help="Grad-CAM overlay weight")
+    p.add_argument("--list-layers", action="store_true", help="print the usable conv layers")
+
+
+@subcommand("explain", "feature maps, Grad-CAM and first-layer filters as PNGs")
+def cmd_explain(args):
+    from tlkit import explain, saving
+
+    if args.list_layers:
+        model, _ = saving.load(args.model)
+        for name in explain.conv_layers(model):
+            print(name)
+        return 0
+    paths = explain.explain_path(args.model, args.inputs, method=args.method, layer=args.layer,
+                                 class_name=args.class_name, out_dir=args.out, alpha=args.alpha)
+    for path in paths:
+        print(path)
+    print(f"{len(paths)} PNG file(s) written")
+    return 0
+
+
+cmd_explain.configure = _configure_explain
+
+
+def _configure_export(p):
+    p.add_argument("model", help="a saved .h5 (or .keras) model")
+    p.add_argument("--format", required=True, help="savedmodel | tflite | keras")
+    p.add_argument("--out", required=True,
+                   help="a folder (savedmodel), a .tflite file or a .keras file")
+    p.add_argument("--quantize", default="none", help="none | dynamic | float16 (tflite only)")
+    p.add_argument("--sample", help="image file or folder to compare the export on "
+                   "(default: 8 seeded random images; real images are better for quantized)")
+
+
+@subcommand("export", "export to SavedModel / TFLite / .keras and check it against Keras")
+def cmd_export(args):
+    import numpy as np
+
+    from tlkit import explain, export, saving
+
+    sample = None
+    if args.sample:
+        model, _ = saving.load(args.model)
+        shape = tuple(model.input_shape[1:])
+        sample = np.stack([explain.load_image(p, shape) for p in explain.image_files(args.sample)])
+    r = export.export(args.model, args.format, args.out, quantize=args.quantize, sample=sample)
+    print(f"exported {r.path}")
+    print(f"size: {r.size_bytes:,} bytes ({r.size_bytes / 2**20:.2f} MiB)")
+    print(f"largest output difference vs Keras: {r.max_abs_diff:.3g} (tolerance {r.tolerance:g})")
+    print(f"top-1 agreement: {r.top1_agreement:.1%}")
+    return 0
+
+
+cmd_export.configure = _configure_export
