@@ -43,8 +43,8 @@ def _copy_into_reference(bb, ref):
     own = [l for l in bb.model.layers if l.weights and not l.name.startswith("preprocess_")]
     theirs = [l for l in ref.layers if l.weights]
     assert [len(l.weights) for l in own] == [len(l.weights) for l in theirs]
-    for src, dst in zip(own, theirs):
-        dst.set_weights(src.get_weights())
+    for src, dst in zip(own, theirs):  # ConvNeXt's LayerScale gamma is a 1x1 depthwise kernel
+        dst.set_weights([np.reshape(v, w.shape) for v, w in zip(src.get_weights(), dst.weights)])
 
 
 def _assert_close(got, expected):
@@ -111,6 +111,10 @@ def test_builds_with_random_weights(name):
     assert model.inputs[0].name == "image" and len(model.inputs) == 1
     assert len(model.output_shape) == 4
     assert not any(isinstance(l, layers.Lambda) for l in _all_layers(model))
+    # Standard Keras classes only, and no bare keras ops: the legacy .h5 format loads them.
+    assert all(type(l).__module__.startswith(("keras.src.layers", "keras.src.models"))
+               for l in _all_layers(model)), {type(l).__module__ for l in _all_layers(model)}
+    assert all(isinstance(op, layers.Layer) for op in model.operations)
     # Stages: a partition of model.layers, in order, each with parameters, shrinking.
     assert len(bb.stages) >= 2
     assert [s.index for s in bb.stages] == list(range(len(bb.stages)))
@@ -185,11 +189,15 @@ def test_compute_stages_on_a_plain_model():
     ("mobilenet_v2", keras.applications.mobilenet_v2),     # "tf"
     ("vgg16", keras.applications.vgg16),                   # "caffe"
     ("densenet121", keras.applications.densenet),          # "torch"
-    ("mobilenet_v3_small", keras.applications.mobilenet_v3),  # "builtin"
+    ("mobilenet_v3_small", keras.applications.mobilenet_v3),  # "builtin", ops -> layers
+    ("convnext_tiny", keras.applications.convnext),        # "builtin", LayerScale -> layer
 ])
 def test_raw_pixels_in_equals_preprocess_input_then_application(name, module):
     size = _size(name)
     bb = backbones.build(name, (size, size, 3), weights=None)
+    for layer in bb.model.layers:  # LayerScale starts at 1e-6: make it count
+        if isinstance(layer, layers.DepthwiseConv2D) and layer.kernel.shape[:2] == (1, 1):
+            layer.kernel.assign(RNG.uniform(0.5, 1.5, layer.kernel.shape))
     ref = getattr(keras.applications, backbones.spec(name).constructor)(
         include_top=False, weights=None, input_shape=(size, size, 3))
     _copy_into_reference(bb, ref)
@@ -317,7 +325,7 @@ def test_applications_need_three_channels(shape):
         backbones.build("mobilenet_v2", shape, weights=None)
 
 
-@pytest.mark.parametrize("shape", [(32, 32), (32, 32, 0), (32.0, 32, 3)])
+@pytest.mark.parametrize("shape", [(32, 32), (32, 32, 0), (32.0, 32, 3), 32])
 def test_malformed_input_shape(shape):
     with pytest.raises(TlkitError, match="height, width, channels"):
         backbones.build("vgg16", shape, weights=None)
@@ -423,6 +431,9 @@ def test_h5_flat_classifier_is_cut_below_the_head(tmp_path):
     x = layers.Rescaling(1 / 255, name="scale")(inputs)  # not named preprocess_*: found by type
     x = layers.Conv2D(8, 3, padding="same", name="c1")(x)
     x = layers.MaxPooling2D(name="p1")(x)
+    # A nested block inside (as ConvNeXt has): not the base, the head reads c2.
+    x = keras.Sequential([layers.Conv2D(8, 3, padding="same", name="inner_conv")],
+                         name="inner_block")(x)
     x = layers.Conv2D(16, 3, strides=2, padding="same", name="c2")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(0.2, name="drop")(x)
@@ -434,7 +445,7 @@ def test_h5_flat_classifier_is_cut_below_the_head(tmp_path):
     keras.backend.clear_session()
     bb = backbones.build(path)
     assert bb.model.name == "flat_base"
-    assert [l.name for l in bb.model.layers][-1] == "c2"
+    assert [l.name for l in bb.model.layers][-2:] == ["inner_block", "c2"]
     assert bb.preprocessing_layers == ("scale",)
     _assert_close(bb.model(raw), expected)
 
@@ -444,36 +455,45 @@ def test_h5_classifier_with_layers_before_the_base_is_flattened(tmp_path):
     inputs = keras.Input((32, 32, 3), name="pixels")
     x = layers.RandomFlip(name="augment")(inputs)
     x = layers.Rescaling(1 / 255, name="outer_rescale")(x)
+    norm = layers.Normalization(name="outer_norm")
+    norm.adapt(_raw((32, 32, 3), 8) / 255.0)  # adapted statistics are variables
+    x = norm(x)
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(3, activation="softmax")(x)
     path = str(tmp_path / "outer.h5")
     _train_and_save(keras.Model(inputs, outputs, name="outer"), path)
     raw = _raw((32, 32, 3))
-    expected = base(raw / 255.0)
+    expected = base(norm(raw / 255.0))
     keras.backend.clear_session()
     bb = backbones.build(path)
     names = [l.name for l in bb.model.layers]
-    assert names[:3] == ["pixels", "augment", "outer_rescale"] and "c2" in names
+    assert names[:4] == ["pixels", "augment", "outer_rescale", "outer_norm"] and "c2" in names
     assert not any(isinstance(l, keras.Model) for l in bb.model.layers)  # flat
     assert all(len(l._inbound_nodes) == 1 for l in bb.model.layers)
-    assert bb.preprocessing_layers == ("outer_rescale",)
+    assert bb.preprocessing_layers == ("outer_rescale", "outer_norm")
     _assert_close(bb.model(raw, training=False), expected)  # RandomFlip is off at inference
 
 
-def test_h5_classifier_on_a_tlkit_backbone_round_trips(tmp_path):
-    bb = backbones.build("mobilenet_v2", (32, 32, 3), weights=None)
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "convnext_tiny"])
+def test_h5_classifier_on_a_tlkit_backbone_round_trips(tmp_path, name):
+    """Plain `keras.models.load_model` reads the .h5 (keras' own MobileNetV3 and ConvNeXt do
+    not: bare ops and LayerScale), and the file gives the same backbone back."""
+    bb = backbones.build(name, (32, 32, 3), weights=None)
     inputs = keras.Input((32, 32, 3), name="image")
     x = bb.model(inputs, training=False)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     outputs = layers.Dense(2, activation="softmax", name="predictions")(x)
-    path = str(tmp_path / "mnv2_clf.h5")
-    keras.Model(inputs, outputs).save(path)
+    clf = keras.Model(inputs, outputs)
+    path = str(tmp_path / "clf.h5")
+    clf.save(path)
     raw = _raw((32, 32, 3))
-    expected = bb.model(raw)
+    expected, probs = bb.model(raw), clf(raw)
     keras.backend.clear_session()
+    np.testing.assert_allclose(keras.models.load_model(path, compile=False)(raw), probs,
+                               atol=1e-6)
     again = backbones.build(path)
-    assert again.model.name == "mobilenet_v2"
+    assert again.model.name == name
     assert again.preprocessing_layers == bb.preprocessing_layers
     assert [s.layers for s in again.stages] == [s.layers for s in bb.stages]
     _assert_close(again.model(raw), expected)

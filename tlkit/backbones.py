@@ -90,8 +90,8 @@ class Stage:
 
     index: int
     name: str
-    layers: tuple
-    resolution: tuple
+    layers: tuple[str, ...]
+    resolution: tuple[int, int]
     params: int
 
 
@@ -113,10 +113,10 @@ class Backbone:
 
     name: str
     model: keras.Model
-    input_shape: tuple
-    stages: list
-    weights: object
-    preprocessing_layers: tuple
+    input_shape: tuple[int, int, int]
+    stages: list[Stage]
+    weights: str | None
+    preprocessing_layers: tuple[str, ...]
     source: str
 
     def stage_of(self, layer_name):
@@ -136,7 +136,7 @@ class Backbone:
         for stage in self.stages:
             if layer_name in stage.layers:
                 return stage.index
-        raise suggest(layer_name, [l.name for l in self.model.layers], f"layer of {self.name}")
+        raise suggest(layer_name, [l.name for l in self.model.layers], f"layer in {self.name}:")
 
     def layers_of(self, stage_indices):
         """The layers of the given stages, in `model.layers` order.
@@ -340,7 +340,10 @@ def _resolve_weights(weights):
 
 
 def _check_input_shape(input_shape, label, min_size=1, channels=None):
-    input_shape = tuple(input_shape)
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        input_shape = (input_shape,)
     if len(input_shape) != 3 or not all(isinstance(d, (int, np.integer)) and d > 0
                                         for d in input_shape):
         raise TlkitError(f"input_shape must be (height, width, channels) with positive ints. "
@@ -417,7 +420,7 @@ def _build_application(sp, input_shape, weights):
                 f"(--weights path/to/file.h5).") from e
     else:
         app = ctor(weights=None, **kwargs)
-    model = keras.Model(inputs, app.output, name=sp.name)
+    model = _standard_layers(keras.Model(inputs, app.output, name=sp.name))
     if weights not in (None, "imagenet"):
         _load_application_weights(model, sp, input_shape, weights)
     return _finish(sp.name, model, weights, "keras.applications")
@@ -445,7 +448,7 @@ def _load_application_weights(model, sp, input_shape, path):
         own = [l for l in model.layers if l.weights and not l.name.startswith("preprocess_")]
         theirs = [l for l in ref.layers if l.weights]
         for dst, src in zip(own, theirs, strict=True):
-            dst.set_weights(src.get_weights())
+            _copy_weights(dst, src)
     _set_caffe_weights(model)  # the fixed preprocessing, whatever the file held
     if sp.constructor.startswith("EfficientNetB"):
         _fix_efficientnet_normalization(model)
@@ -532,7 +535,7 @@ def _build_file(path, input_shape, weights):
                          f"(height, width, channels).")
     else:
         input_shape = tuple(int(d) for d in file_shape)
-    base, upstream = _nested_base(loaded)
+    base, upstream = _nested_base(loaded, path)
     name = f"{loaded.name}_base"
     if base is not None and not upstream and tuple(base.inputs[0].shape[1:]) == input_shape:
         model = _as_functional(base)  # Input -> base -> head: the base is the backbone
@@ -540,23 +543,21 @@ def _build_file(path, input_shape, weights):
         model = keras.Model(loaded.inputs[0], _head_entrance(loaded, path), name=name)
     else:  # layers before the base, or a new input size: rebuild flat
         model = _flatten(loaded, base, input_shape, name, path)
-    backbone = _finish(path, model, path, "file")
+    backbone = _finish(path, _standard_layers(model), path, "file")
     if not any(s.params for s in backbone.stages):
         raise TlkitError(f"{path!r} has no convolutional (4-D) layer with weights to use as "
                          f"a backbone.")
     return backbone
 
 
-def _nested_base(model):
-    """The last nested sub-model with a 4-D output, and whether layers come before it."""
-    base = None
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and _is_spatial(_output_shape(layer)):
-            base = layer
-    if base is None:
+def _nested_base(model, label):
+    """The sub-model that feeds the classifier head (Input -> base -> pooling -> dense), or
+    None when the head reads a plain layer; and whether layers come before that base."""
+    entrance = _head_entrance(model, label)
+    base = entrance._keras_history[0]
+    if not isinstance(base, keras.Model):
         return None, False
-    parents = _parents(base, model)
-    upstream = not all(isinstance(p, layers.InputLayer) for p in parents)
+    upstream = not all(isinstance(p, layers.InputLayer) for p in _parents(base, model))
     return base, upstream
 
 
@@ -571,42 +572,110 @@ def _outer_output(layer, model):
 
 
 def _flatten(outer, base, input_shape, name, label):
-    """Rebuild `outer` up to its base on a new input, with `base` expanded into its layers.
+    """Rebuild `outer` up to its base on a new input, with `base` expanded into its layers."""
+    target = _outer_output(base, outer) if base is not None else _head_entrance(outer, label)
+    trunk = keras.Model(outer.inputs[0], target)
+    return _rebuild(trunk, input_shape, name, expand=base)
 
-    Layers are fresh copies (from their configs, weights copied) so that the result is one
-    flat graph whose layers each have a single inbound node.
+
+# keras ops (not layers) in a Functional graph that `.h5` cannot load, and their layers.
+_MERGE_LAYERS = {"Add": layers.Add, "Multiply": layers.Multiply, "Subtract": layers.Subtract}
+
+
+def _needs_standard_layers(model):
+    return any(_is_layer_scale(op) or (not isinstance(op, layers.Layer)
+                                       and type(op).__name__ in _MERGE_LAYERS)
+               for op in model.operations)
+
+
+def _is_layer_scale(op):
+    return type(op).__name__ == "LayerScale" and hasattr(op, "gamma")
+
+
+def _rebuild(graph, input_shape, name, expand=None):
+    """Replay Functional `graph` on a new `keras.Input(input_shape)` with fresh copies of its
+    layers (from their configs, weights copied), so that the result is one flat graph whose
+    layers each have a single inbound node and that the legacy `.h5` format can load:
+
+    - `expand` (a nested Functional/Sequential called in `graph`) is inlined layer by layer;
+    - keras ops in the graph, which `.h5` cannot deserialize, become layers: `x + y`,
+      `x * y`, `x - y` (ConvNeXt's residuals) become `Add`/`Multiply`/`Subtract`, and
+      `x + c`, `x * c` with a number (MobileNetV3's hard sigmoid) `Rescaling` (the same
+      arithmetic);
+    - ConvNeXt's `LayerScale` (not a registered Keras class: `.h5` cannot load it) becomes a
+      bias-free 1x1 `DepthwiseConv2D` with the same per-channel factors.
     """
-    pairs = []
+    pairs = []  # (old layer, new layer): weights are copied once the graph is built
 
     def clone(op):
-        if not isinstance(op, layers.Layer):
-            return op  # a stateless keras op in the graph
-        new = type(op).from_config(op.get_config())
+        if _is_layer_scale(op):
+            new = layers.DepthwiseConv2D(1, use_bias=False, name=op.name)
+        elif isinstance(op, layers.Layer):
+            new = type(op).from_config(op.get_config())
+        else:
+            return _op_fn(op)
         pairs.append((op, new))
         return new
 
+    counter = [0]
+
+    def _op_fn(op):
+        kind = type(op).__name__
+
+        def call(*args, **kwargs):
+            if kind not in _MERGE_LAYERS or len(args) != 2 or kwargs:
+                return op(*args, **kwargs)  # another stateless keras op: reuse it
+            counter[0] += 1
+            numbers = [a for a in args if isinstance(a, (int, float, np.number))]
+            if not numbers:
+                return _MERGE_LAYERS[kind](name=f"{name}_{kind.lower()}_{counter[0]}")(list(args))
+            x = next(a for a in args if not isinstance(a, (int, float, np.number)))
+            c = float(numbers[0])
+            if kind == "Add" and len(numbers) == 1:
+                return layers.Rescaling(1.0, offset=c, name=f"{name}_offset_{counter[0]}")(x)
+            if kind == "Multiply" and len(numbers) == 1:
+                return layers.Rescaling(c, name=f"{name}_scale_{counter[0]}")(x)
+            return op(*args, **kwargs)
+
+        return call
+
     def operation_fn(op):
-        if op is base:
-            return expand
+        if expand is not None and op is expand:
+            return inline
         return clone(op)
 
-    def expand(x, *args, **kwargs):
-        if isinstance(base, keras.Sequential):
-            for layer in base.layers:
+    def inline(x, *args, **kwargs):
+        if isinstance(expand, keras.Sequential):
+            for layer in expand.layers:
                 x = clone(layer)(x)
             return x
-        return base._run_through_graph(x, operation_fn=clone)
+        return expand._run_through_graph(x, operation_fn=clone)
 
-    target = _outer_output(base, outer) if base is not None else _head_entrance(outer, label)
-    trunk = keras.Model(outer.inputs[0], target)
-    inputs = keras.Input(input_shape, name=outer.inputs[0].name)
-    outputs = trunk._run_through_graph(inputs, operation_fn=operation_fn)
+    inputs = keras.Input(input_shape, name=graph.inputs[0].name)
+    outputs = graph._run_through_graph(inputs, operation_fn=operation_fn)
     if isinstance(outputs, (list, tuple)):
         outputs = outputs[0]
     model = keras.Model(inputs, outputs, name=name)
     for old, new in pairs:
-        new.set_weights(old.get_weights())
+        _copy_weights(new, old)
     return model
+
+
+def _copy_weights(dst, src):
+    """`dst.set_weights(src.get_weights())`, reshaping where only the shape differs."""
+    values = src.get_weights()
+    if len(values) != len(dst.weights):
+        raise ValueError(f"cannot copy the weights of {src.name} into {dst.name}")
+    dst.set_weights([np.reshape(v, w.shape) for v, w in zip(values, dst.weights)])
+    if values and hasattr(dst, "finalize_state"):
+        dst.finalize_state()  # Normalization reads its adapted variables only there
+
+
+def _standard_layers(model):
+    """`model` itself, or a rebuilt copy when it holds pieces `.h5` cannot load."""
+    if not _needs_standard_layers(model):
+        return model
+    return _rebuild(model, tuple(model.inputs[0].shape[1:]), model.name)
 
 
 def _head_entrance(model, label=None):

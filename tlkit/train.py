@@ -19,6 +19,7 @@ Example:
     ['accuracy', 'loss']
 """
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -28,6 +29,7 @@ import keras
 import numpy as np
 
 from tlkit import data as data_lib
+from tlkit import feature_cache
 from tlkit.errors import TlkitError
 
 CACHE_CUT_LAYERS = ("head_pool", "head_flatten")
@@ -94,6 +96,11 @@ def head_model(model):
     return keras.Model(inputs, x, name="head")
 
 
+def feature_extractor(model):
+    """The frozen part of `model`: image -> pooled base output (the cache's content)."""
+    return keras.Model(model.inputs, feature_cut(model).output, name="feature_extractor")
+
+
 def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
                      autotune=True):
     """Run the frozen part of `model` (input -> pooled base output) over images `x`.
@@ -101,20 +108,15 @@ def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0,
     Returns an array of shape (passes * N, features); pass 0 is un-augmented, later passes use
     `augment`.
     """
-    cut = feature_cut(model)
-    extractor = keras.Model(model.inputs, cut.output, name="feature_extractor")
-    out = []
-    for p in range(passes):
-        aug = augment if p > 0 else None
-        ds = data_lib.pipeline(x, None, batch_size=batch_size, augment=aug, seed=seed + p,
-                               autotune=autotune)
-        out.append(extractor.predict(ds, verbose=verbose))
-    return np.concatenate(out)
+    return feature_cache.compute(feature_extractor(model), x, batch_size=batch_size,
+                                 augment=augment, passes=passes, seed=seed, verbose=verbose,
+                                 autotune=autotune)
 
 
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
         augment=True, augment_passes=1, out_dir=None, seed=0, autotune=True, patience=5,
-        tensorboard=False, model=None, verbose=1):
+        tensorboard=False, model=None, cache_dir=None,
+        cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, verbose=1):
     """Train a model with `plan` on `dataset`, phase by phase.
 
     Args:
@@ -136,6 +138,11 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         tensorboard: add a TensorBoard callback (needs `out_dir`).
         model: continue training this model (from `plan.build_model` or a loaded tlkit model)
             instead of building a new one.
+        cache_dir: folder for cached features (default: `out_dir/feature_cache`); entries are
+            reused by content key. Without any folder, features stay in memory.
+        cache_memory_limit: bytes of features kept in memory; larger ones go to `cache_dir`.
+        strategy: a `tf.distribute.Strategy` (see `tlkit.distribute`); the model must have
+            been built under its scope. The feature cache is off under a strategy.
         verbose: Keras verbosity (1: progress bars).
 
     Returns:
@@ -157,7 +164,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     for i, phase in enumerate(plan.phases):
         plan.apply(model, phase)
         frozen_base = not phase.train_stages and not plan.bn_training
-        cached = cache_features and frozen_base and feature_cut(model) is not None
+        cached = (cache_features and frozen_base and feature_cut(model) is not None
+                  and strategy is None)
         started = time.perf_counter()
         cbs = make_callbacks(out_dir, i, patience=patience, tensorboard=tensorboard,
                              extra=callbacks)
@@ -168,21 +176,32 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                       "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
                       "augments live)")
             t0 = time.perf_counter()
-            f_train = extract_features(model, dataset.x_train, batch_size=batch_size,
-                                       augment=aug, passes=passes, seed=seed,
-                                       verbose=verbose, autotune=autotune)
-            f_val = extract_features(model, dataset.x_val, batch_size=batch_size,
-                                     verbose=verbose, autotune=autotune)
+            extractor = feature_extractor(model)
+            where = cache_dir or (pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
+            kw = dict(cache_dir=where, memory_limit=cache_memory_limit, batch_size=batch_size,
+                      verbose=verbose, autotune=autotune)
+            f_train, c_train = feature_cache.get(extractor, dataset.x_train, name="train",
+                                                 augment=aug, passes=passes, seed=seed, **kw)
+            f_val, c_val = feature_cache.get(extractor, dataset.x_val, name="val", **kw)
             info["cache"] = {"passes": passes, "train_features": list(f_train.shape),
+                             "train": c_train, "val": c_val,
                              "seconds": round(time.perf_counter() - t0, 3)}
             y_train = np.tile(dataset.y_train, passes)
             trainer = head_model(model)
             compile_phase(trainer, plan, phase)
-            h = trainer.fit(f_train, y_train, validation_data=(f_val, dataset.y_val),
-                            epochs=phase.epochs, batch_size=batch_size, shuffle=True,
-                            callbacks=cbs, verbose=verbose)
+            if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
+                h = trainer.fit(feature_cache.FeatureBatches(f_train, y_train, batch_size,
+                                                             seed=seed),
+                                validation_data=feature_cache.FeatureBatches(
+                                    f_val, dataset.y_val, batch_size, shuffle=False),
+                                epochs=phase.epochs, callbacks=cbs, verbose=verbose)
+            else:
+                h = trainer.fit(f_train, y_train, validation_data=(f_val, dataset.y_val),
+                                epochs=phase.epochs, batch_size=batch_size, shuffle=True,
+                                callbacks=cbs, verbose=verbose)
         else:
-            compile_phase(model, plan, phase)
+            with strategy.scope() if strategy else contextlib.nullcontext():
+                compile_phase(model, plan, phase)
             train_ds = data_lib.pipeline(dataset.x_train, dataset.y_train, batch_size=batch_size,
                                          shuffle=True, augment=aug, seed=seed,
                                          autotune=autotune)
@@ -197,7 +216,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         info["phases"].append({"name": phase.name, "epochs_run": n, "cached": cached,
                                "seconds": round(time.perf_counter() - started, 3)})
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
-    compile_phase(model, plan, plan.phases[-1])
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        compile_phase(model, plan, plan.phases[-1])
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     return FitResult(model, history, info)

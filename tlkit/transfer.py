@@ -10,6 +10,7 @@ Example:
     True
 """
 
+import contextlib
 import dataclasses
 import pathlib
 
@@ -17,6 +18,7 @@ import keras
 
 from tlkit import backbones as backbones_lib
 from tlkit import data as data_lib
+from tlkit import distribute as distribute_lib
 from tlkit import report as report_lib
 from tlkit import saving, strategies, train
 from tlkit.errors import TlkitError, suggest
@@ -63,7 +65,7 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
              cut_stage=None, dropout=None, dense=(), head_bn="none", pooling="avg",
              augment=True, augment_passes=1, cache_features=True, seed=0, val_fraction=0.1,
              test_fraction=0.1, on_bad_image="skip", download=False, autotune=True,
-             patience=5, tensorboard=False, verbose=1):
+             patience=5, tensorboard=False, cache_dir=None, distribute=None, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Args:
@@ -80,7 +82,10 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
         batch_size, learning_rate, fine_tune_lr, head_epochs, unfreeze, cut_stage, dropout,
         dense, head_bn, pooling: see `tlkit.strategies.plan` and `tlkit.train.fit`.
         augment: default augmentation on/off, or a Keras layer.
-        augment_passes, cache_features, autotune, patience, tensorboard: see `tlkit.train.fit`.
+        augment_passes, cache_features, autotune, patience, tensorboard, cache_dir: see
+            `tlkit.train.fit`.
+        distribute: None, `"mirrored"` (all GPUs of this machine) or `"multiworker"` (machines
+            listed in `TF_CONFIG`; every worker runs the same call); see `tlkit.distribute`.
         seed: makes the split, the initialisation and the shuffling repeatable.
         val_fraction, test_fraction, on_bad_image, download: see `tlkit.data.load`.
         verbose: 1 shows Keras progress bars, 0 is silent.
@@ -93,6 +98,8 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
         report_dir = path.with_suffix("")
     if strategy not in strategies.STRATEGIES:
         raise suggest(strategy, strategies.STRATEGIES, "strategy")
+    # Multi-worker collectives must be set up before TensorFlow runs its first op.
+    dist = distribute_lib.get_strategy(distribute)
     input_shape = resolve_input_shape(backbone, image_size)
     if isinstance(data, data_lib.Dataset):
         dataset = convert_dataset(data, input_shape)
@@ -101,17 +108,23 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
                                 val_fraction=val_fraction, test_fraction=test_fraction,
                                 seed=seed, on_bad_image=on_bad_image, download=download)
     keras.utils.set_random_seed(seed)
-    bb = backbones_lib.build(backbone, input_shape, weights=weights)
-    plan = strategies.plan(strategy, bb, dataset.summary(), epochs=epochs,
-                           learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
-                           head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
-                           dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling)
+    with dist.scope() if dist else contextlib.nullcontext():
+        bb = backbones_lib.build(backbone, input_shape, weights=weights)
+        plan = strategies.plan(strategy, bb, dataset.summary(), epochs=epochs,
+                               learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
+                               head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
+                               dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling)
+        model = plan.build_model(dataset.num_classes)
+    distribute_lib.patch_symbolic_build(model, dist)
     if verbose:
         print(plan.describe())
+        if dist:
+            print(f"tlkit: {type(dist).__name__} with {dist.num_replicas_in_sync} replica(s); "
+                  f"global batch {batch_size}; feature cache off")
     fitted = train.fit(plan, dataset, batch_size=batch_size, cache_features=cache_features,
                        augment=augment, augment_passes=augment_passes, out_dir=report_dir,
                        seed=seed, autotune=autotune, patience=patience, tensorboard=tensorboard,
-                       verbose=verbose)
+                       model=model, cache_dir=cache_dir, strategy=dist, verbose=verbose)
     rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
                               out_dir=report_dir, history=fitted.history, batch_size=batch_size,
                               extra={"plan": plan.to_dict(), "fit": fitted.info,

@@ -82,6 +82,11 @@ def _configure_finetune(p):
     g.add_argument("--no-autotune", dest="autotune", action="store_false",
                    help="tf.data without autotune (fixed prefetch)")
     g.add_argument("--tensorboard", action="store_true")
+    g.add_argument("--cache-dir", help="folder for cached features (default: the report folder); "
+                   "entries are reused by content key")
+    g.add_argument("--distribute", choices=("mirrored", "multiworker"),
+                   help="tf.distribute: all GPUs here (mirrored) or the machines in TF_CONFIG "
+                   "(multiworker)")
     g = p.add_argument_group("output")
     g.add_argument("--out", help="model file, e.g. saved_models/photos.h5")
     g.add_argument("--report-dir", help="default: next to --out, named after it")

@@ -1,0 +1,186 @@
+"""The frozen base's features, computed once: in memory when they fit, on disk when not.
+
+A cache entry is named by a content key: a hash of the images, the extractor's weights and
+architecture (backbone, weights, input size, cut), the augmentation passes and their seed. A
+file with the same key is reused (a second run on the same data and backbone skips the
+forward pass); a file from different data or weights has a different key and is never read.
+Files are written to a temporary name and renamed, so a crash never leaves a half-written
+entry that a later run would trust.
+
+Example:
+    >>> import numpy as np
+    >>> from tlkit import feature_cache
+    >>> k1 = feature_cache.content_key(np.zeros((2, 4, 4, 3), "uint8"), "abc", passes=1)
+    >>> k1 == feature_cache.content_key(np.ones((2, 4, 4, 3), "uint8"), "abc", passes=1)
+    False
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+
+import keras
+import numpy as np
+
+from tlkit import data as data_lib
+
+DEFAULT_MEMORY_LIMIT = 2 * 2**30  # bytes of features kept in memory before going to disk
+
+
+def model_fingerprint(model):
+    """A hash of a model's architecture and weights (what makes its features what they are)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    for w in model.weights:
+        h.update(w.path.encode())
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def content_key(x, fingerprint, *, passes=1, seed=0, augment=None):
+    """The cache key of features of images `x` from an extractor with `fingerprint`."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((x.shape, str(x.dtype), passes, seed)).encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(fingerprint.encode())
+    if augment is not None and passes > 1:
+        h.update(json.dumps(augment.get_config(), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def compute(extractor, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
+            autotune=True, out=None):
+    """Run `extractor` over `x` `passes` times (pass 0 un-augmented) with a progress bar.
+
+    Args:
+        out: None to return an in-memory array, or a writable array (e.g. a `np.memmap`) of
+            shape (passes * N, features) to fill batch by batch.
+    """
+    n = len(x)
+    feat_shape = tuple(extractor.output.shape[1:])
+    if out is None:
+        out = np.empty((passes * n, *feat_shape), "float32")
+    bar = keras.utils.Progbar(passes * n, unit_name="image") if verbose else None
+    row = 0
+    for p in range(passes):
+        ds = data_lib.pipeline(x, None, batch_size=batch_size, augment=augment if p else None,
+                               seed=seed + p, autotune=autotune)
+        for batch in ds:
+            f = extractor(batch, training=False)
+            out[row:row + len(f)] = keras.ops.convert_to_numpy(f)
+            row += len(f)
+            if bar:
+                bar.update(row)
+    return out
+
+
+def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name="features",
+        batch_size=32, augment=None, passes=1, seed=0, verbose=1, autotune=True):
+    """Features of `x`, from the disk cache when an entry with the same key exists.
+
+    Args:
+        extractor: the frozen model (images -> features).
+        x: uint8 images.
+        cache_dir: folder for cache files. Without it, features stay in memory (an error if
+            they would exceed `memory_limit`, naming the size and asking for a folder).
+        memory_limit: features larger than this many bytes go to `cache_dir` as a memory-mapped
+            `.npy` file instead of memory.
+        name: file name part (`train`, `val`).
+
+    Returns:
+        `(features, info)`: an array (possibly a read-only `np.memmap`) and a dict saying where
+        it came from (`"memory"`, `"disk"`, or `"reused"`) and its key.
+    """
+    feat_shape = tuple(extractor.output.shape[1:])
+    nbytes = passes * len(x) * int(np.prod(feat_shape)) * 4
+    if cache_dir is None:
+        if nbytes > memory_limit:
+            from tlkit.errors import TlkitError
+
+            raise TlkitError(f"The cached features would take {nbytes / 2**30:.1f} GiB, more "
+                             f"than the {memory_limit / 2**30:.1f} GiB memory limit: give a "
+                             f"cache folder (an output folder) or use --no-cache.")
+        return compute(extractor, x, batch_size=batch_size, augment=augment, passes=passes,
+                       seed=seed, verbose=verbose, autotune=autotune), {"where": "memory"}
+    cache_dir = pathlib.Path(cache_dir)
+    if not _writable(cache_dir):
+        if nbytes > memory_limit:
+            from tlkit.errors import TlkitError
+
+            raise TlkitError(f"Feature cache folder {cache_dir} cannot be written, and the "
+                             f"features ({nbytes / 2**30:.1f} GiB) do not fit in memory: "
+                             f"give a writable --cache-dir.")
+        print(f"tlkit: feature cache folder {cache_dir} cannot be written; keeping the "
+              f"features in memory")
+        return get(extractor, x, cache_dir=None, memory_limit=memory_limit, name=name,
+                   batch_size=batch_size, augment=augment, passes=passes, seed=seed,
+                   verbose=verbose, autotune=autotune)
+    key = content_key(x, model_fingerprint(extractor), passes=passes, seed=seed, augment=augment)
+    path = cache_dir / f"{name}-{key[:20]}.npy"
+    if path.is_file():
+        return np.load(path, mmap_mode="r"), {"where": "reused", "key": key, "path": str(path)}
+    if nbytes <= memory_limit:
+        feats = compute(extractor, x, batch_size=batch_size, augment=augment, passes=passes,
+                        seed=seed, verbose=verbose, autotune=autotune)
+        _write_atomic(path, lambda tmp: np.save(tmp, feats))
+        return feats, {"where": "memory", "key": key, "path": str(path)}
+
+    def fill(tmp):
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype="float32",
+                                       shape=(passes * len(x), *feat_shape))
+        compute(extractor, x, batch_size=batch_size, augment=augment, passes=passes, seed=seed,
+                verbose=verbose, autotune=autotune, out=mm)
+        mm.flush()
+        del mm
+
+    _write_atomic(path, fill)
+    return np.load(path, mmap_mode="r"), {"where": "disk", "key": key, "path": str(path)}
+
+
+def _writable(folder):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def _write_atomic(path, write):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class FeatureBatches(keras.utils.PyDataset):
+    """Shuffled batches of (features, labels) read from a (memory-mapped) array.
+
+    Keras would copy a whole memmap into a tensor; this reads one batch at a time, so features
+    larger than memory train from disk.
+    """
+
+    def __init__(self, features, labels, batch_size=32, shuffle=True, seed=0):
+        super().__init__()
+        self.features, self.labels = features, np.asarray(labels)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(self.labels))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return int(np.ceil(len(self.labels) / self.batch_size))
+
+    def __getitem__(self, i):
+        idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+        return np.asarray(self.features[idx]), self.labels[idx]
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.rng.shuffle(self.order)
