@@ -12,9 +12,12 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+def block_with(text):
+    return next(b for b in python_blocks() if text in b)
+
+
 def test_readme_vgg19_example_runs():
-    code = python_blocks()[0]
-    assert "from tlkit.blocks import vgg_block" in code
+    code = block_with("from tlkit.blocks import vgg_block")
     ns = {}
     exec(compile(code.replace("model.summary()", ""), "README.md", "exec"), ns)
     model = ns["model"]
@@ -25,5 +28,12 @@ def test_readme_vgg19_example_runs():
 
 def test_readme_zoo_example_runs():
     ns = {}
-    exec(compile(python_blocks()[1], "README.md", "exec"), ns)
+    exec(compile(block_with("zoo.build"), "README.md", "exec"), ns)
     assert ns["model"].output_shape == (None, 5)
+
+
+def test_readme_finetune_example_runs(capsys):
+    ns = {}
+    exec(compile(block_with("tlkit.finetune("), "README.md", "exec"), ns)
+    assert 0.0 <= ns["result"].report["accuracy"] <= 1.0
+    assert "small-similar" in capsys.readouterr().out

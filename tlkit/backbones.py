@@ -899,4 +899,4 @@ def describe(backbone):
 
 __all__ = ["BackboneSpec", "Stage", "Backbone", "names", "spec", "build", "compute_stages",
            "default_input_shape", "describe", "preprocessing_layer_names",
-           "PREPROCESSING_MODES"]
+           "PREPROCESSING_MODES", "SOURCES"]

@@ -206,7 +206,7 @@ def residual_block(x, filters, *, strides=1, bn="before", name=None):
 
 
 def classifier_head(x, num_classes, *, pooling="avg", dense=(), dropout=0.0, bn="none",
-                    activation="relu", name="head"):
+                    activation="relu", output_dtype=None, name="head"):
     """Pooling, optional dense layers with dropout and BN, and the output layer.
 
     The output is softmax over `num_classes` units, or one sigmoid unit when `num_classes` is
@@ -221,6 +221,8 @@ def classifier_head(x, num_classes, *, pooling="avg", dense=(), dropout=0.0, bn=
         dropout: dropout rate before every dense layer (hidden and output); 0 adds none.
         bn: BN placement in the hidden dense layers (`"before"`, `"after"`, `"none"`).
         activation: activation of the hidden dense layers.
+        output_dtype: dtype of the output layer; `"float32"` keeps the softmax in float32 under
+            a mixed-precision policy (as the Keras mixed-precision guide advises).
         name: layer prefix.
 
     Returns:
@@ -255,7 +257,8 @@ def classifier_head(x, num_classes, *, pooling="avg", dense=(), dropout=0.0, bn=
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_drop_out")(x)
     out_act = "sigmoid" if num_classes == 1 else "softmax"
-    return layers.Dense(num_classes, activation=out_act, name="predictions")(x)
+    return layers.Dense(num_classes, activation=out_act, dtype=output_dtype,
+                        name="predictions")(x)
 
 
 __all__ = ["conv_bn_act", "vgg_block", "inception_block", "residual_block", "classifier_head",

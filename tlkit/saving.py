@@ -18,8 +18,10 @@ Example:
     ['0', '1', '2']
 """
 
+import contextlib
 import datetime
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -88,8 +90,10 @@ def save(model, path, metadata=None):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
     os.close(fd)
     try:
-        # Keras 3 calls .h5 "legacy" and warns; it is the format plain-Keras deployments load.
-        model.save(tmp)
+        # Keras 3 calls .h5 "legacy" and warns on every save; tlkit chooses it on purpose (it is
+        # what plain-Keras deployments load), so that one message is filtered out.
+        with _without_legacy_h5_warning():
+            model.save(tmp)
         with h5py.File(tmp, "a") as f:
             f.attrs[METADATA_ATTR] = json.dumps(meta, default=_jsonable)
         os.replace(tmp, path)
@@ -98,6 +102,21 @@ def save(model, path, metadata=None):
             os.remove(tmp)
         raise
     return path
+
+
+class _LegacyH5Filter(logging.Filter):
+    def filter(self, record):
+        return "saving your model as an HDF5 file" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_legacy_h5_warning():
+    logger, filt = logging.getLogger("absl"), _LegacyH5Filter()
+    logger.addFilter(filt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(filt)
 
 
 def read_metadata(path):

@@ -99,11 +99,13 @@ class Plan:
         `predictions`.
         """
         base = self.base_model()
+        mixed = keras.config.dtype_policy().name == "mixed_float16"
         inputs = keras.Input(self.backbone.input_shape, name="image")
         x = base(inputs) if self.bn_training else base(inputs, training=False)
         outputs = classifier_head(x, num_classes, pooling=self.head.pooling,
                                   dense=self.head.dense, dropout=self.head.dropout,
-                                  bn=self.head.bn, name="head")
+                                  bn=self.head.bn, name="head",
+                                  output_dtype="float32" if mixed else None)
         if name is None:
             stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.backbone.name)).strip("_.")
             name = f"{stem or 'model'}_classifier"
@@ -285,12 +287,12 @@ def format_matrix(backbone, rows):
            "  large data     large-similar             large-dissimilar",
            "",
            f"{'strategy':<17} {'phase':<12} {'epochs':>6} {'lr':>8}  {'trainable':>12} "
-           f"{'frozen':>12}  stages that train"]
+           f"{'non-trainable':>13}  stages that train"]
     for r in rows:
         stages = ", ".join(r["train_stages"]) if r["train_stages"] else "head only"
         if r["bn_training"]:
             stages += " (BN statistics update)"
         out.append(f"{r['strategy']:<17} {r['phase']:<12} {r['epochs']:>6} "
                    f"{r['learning_rate']:>8.0e}  {r['trainable_params']:>12,} "
-                   f"{r['frozen_params']:>12,}  {stages}")
+                   f"{r['frozen_params']:>13,}  {stages}")
     return "\n".join(out)

@@ -44,8 +44,12 @@ class FitResult:
     info: dict
 
 
-def compile_phase(model, plan, phase):
-    """Compile `model` for `phase` (called after every change of `trainable`)."""
+def compile_phase(model, plan, phase, jit_compile=False):
+    """Compile `model` for `phase` (called after every change of `trainable`).
+
+    `jit_compile` is off by default: on a 2-core CPU XLA compilation costs more than it saves
+    for short runs (bench/ measures it); pass True or "auto" to try it.
+    """
     lr = phase.learning_rate
     if plan.weight_decay:
         optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=plan.weight_decay)
@@ -54,7 +58,8 @@ def compile_phase(model, plan, phase):
     # Loss and metric as objects: a short string alias may not deserialize from .h5.
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                  jit_compile=jit_compile)
 
 
 def make_callbacks(out_dir, phase_index, *, patience=5, tensorboard=False, extra=()):
@@ -116,7 +121,8 @@ def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0,
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
         augment=True, augment_passes=1, out_dir=None, seed=0, autotune=True, patience=5,
         tensorboard=False, model=None, cache_dir=None,
-        cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, verbose=1):
+        cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, jit_compile=False,
+        verbose=1):
     """Train a model with `plan` on `dataset`, phase by phase.
 
     Args:
@@ -143,6 +149,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         cache_memory_limit: bytes of features kept in memory; larger ones go to `cache_dir`.
         strategy: a `tf.distribute.Strategy` (see `tlkit.distribute`); the model must have
             been built under its scope. The feature cache is off under a strategy.
+        jit_compile: XLA compilation of the train step (off by default; see `compile_phase`).
         verbose: Keras verbosity (1: progress bars).
 
     Returns:
@@ -188,7 +195,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                              "seconds": round(time.perf_counter() - t0, 3)}
             y_train = np.tile(dataset.y_train, passes)
             trainer = head_model(model)
-            compile_phase(trainer, plan, phase)
+            compile_phase(trainer, plan, phase, jit_compile)
             if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
                 h = trainer.fit(feature_cache.FeatureBatches(f_train, y_train, batch_size,
                                                              seed=seed),
@@ -201,7 +208,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                                 callbacks=cbs, verbose=verbose)
         else:
             with strategy.scope() if strategy else contextlib.nullcontext():
-                compile_phase(model, plan, phase)
+                compile_phase(model, plan, phase, jit_compile)
             train_ds = data_lib.pipeline(dataset.x_train, dataset.y_train, batch_size=batch_size,
                                          shuffle=True, augment=aug, seed=seed,
                                          autotune=autotune)
@@ -217,7 +224,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                                "seconds": round(time.perf_counter() - started, 3)})
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
     with strategy.scope() if strategy else contextlib.nullcontext():
-        compile_phase(model, plan, plan.phases[-1])
+        compile_phase(model, plan, plan.phases[-1], jit_compile)
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     return FitResult(model, history, info)

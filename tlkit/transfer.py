@@ -65,7 +65,8 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
              cut_stage=None, dropout=None, dense=(), head_bn="none", pooling="avg",
              augment=True, augment_passes=1, cache_features=True, seed=0, val_fraction=0.1,
              test_fraction=0.1, on_bad_image="skip", download=False, autotune=True,
-             patience=5, tensorboard=False, cache_dir=None, distribute=None, verbose=1):
+             patience=5, tensorboard=False, cache_dir=None, distribute=None, jit_compile=False,
+             mixed_precision=False, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Args:
@@ -86,6 +87,9 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
             `tlkit.train.fit`.
         distribute: None, `"mirrored"` (all GPUs of this machine) or `"multiworker"` (machines
             listed in `TF_CONFIG`; every worker runs the same call); see `tlkit.distribute`.
+        jit_compile: XLA-compile the train step (off by default: slower on small CPUs).
+        mixed_precision: build and train under the `mixed_float16` policy (off by default: it
+            helps on recent GPUs, not on CPUs); the softmax stays float32.
         seed: makes the split, the initialisation and the shuffling repeatable.
         val_fraction, test_fraction, on_bad_image, download: see `tlkit.data.load`.
         verbose: 1 shows Keras progress bars, 0 is silent.
@@ -108,12 +112,30 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
                                 val_fraction=val_fraction, test_fraction=test_fraction,
                                 seed=seed, on_bad_image=on_bad_image, download=download)
     keras.utils.set_random_seed(seed)
+    previous_policy = keras.config.dtype_policy()
+    if mixed_precision:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        return _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path,
+                            report_dir, dict(
+                                epochs=epochs, learning_rate=learning_rate,
+                                fine_tune_lr=fine_tune_lr, head_epochs=head_epochs,
+                                unfreeze=unfreeze, cut_stage=cut_stage, dropout=dropout,
+                                dense=dense, head_bn=head_bn, pooling=pooling),
+                            dict(batch_size=batch_size, cache_features=cache_features,
+                                 augment=augment, augment_passes=augment_passes, seed=seed,
+                                 autotune=autotune, patience=patience, tensorboard=tensorboard,
+                                 cache_dir=cache_dir, jit_compile=jit_compile), verbose)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, report_dir,
+                 plan_options, fit_options, verbose):
+    batch_size = fit_options["batch_size"]
     with dist.scope() if dist else contextlib.nullcontext():
         bb = backbones_lib.build(backbone, input_shape, weights=weights)
-        plan = strategies.plan(strategy, bb, dataset.summary(), epochs=epochs,
-                               learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
-                               head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
-                               dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling)
+        plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         model = plan.build_model(dataset.num_classes)
     distribute_lib.patch_symbolic_build(model, dist)
     if verbose:
@@ -121,10 +143,8 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
         if dist:
             print(f"tlkit: {type(dist).__name__} with {dist.num_replicas_in_sync} replica(s); "
                   f"global batch {batch_size}; feature cache off")
-    fitted = train.fit(plan, dataset, batch_size=batch_size, cache_features=cache_features,
-                       augment=augment, augment_passes=augment_passes, out_dir=report_dir,
-                       seed=seed, autotune=autotune, patience=patience, tensorboard=tensorboard,
-                       model=model, cache_dir=cache_dir, strategy=dist, verbose=verbose)
+    fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
+                       verbose=verbose, **fit_options)
     rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
                               out_dir=report_dir, history=fitted.history, batch_size=batch_size,
                               extra={"plan": plan.to_dict(), "fit": fitted.info,
@@ -134,6 +154,7 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
     if path is not None:
         metadata = {"class_names": dataset.class_names, "backbone": bb.name,
                     "weights": str(weights), "strategy": strategy, "plan": plan.to_dict(),
+                    "fit": fitted.info,
                     "data": dataset.summary(),
                     "metrics": {k: v for k, v in rep.items()
                                 if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}}

@@ -87,6 +87,10 @@ def _configure_finetune(p):
     g.add_argument("--distribute", choices=("mirrored", "multiworker"),
                    help="tf.distribute: all GPUs here (mirrored) or the machines in TF_CONFIG "
                    "(multiworker)")
+    g.add_argument("--jit-compile", action="store_true",
+                   help="XLA-compile the train step (off by default: slower on small CPUs)")
+    g.add_argument("--mixed-precision", action="store_true",
+                   help="mixed_float16 policy (off by default: helps on recent GPUs only)")
     g = p.add_argument_group("output")
     g.add_argument("--out", help="model file, e.g. saved_models/photos.h5")
     g.add_argument("--report-dir", help="default: next to --out, named after it")
