@@ -77,7 +77,7 @@ def test_registry_has_the_agreed_names_and_valid_specs():
     assert backbones.spec("inception_v3").min_size == 75
     assert backbones.spec("xception").min_size == 71
     assert backbones.default_input_shape("efficientnet_b3") == (300, 300, 3)
-    assert backbones.default_input_shape("zoo:fashion_cnn") == (28, 28, 3)
+    assert backbones.default_input_shape("zoo:fashion_cnn") == (28, 28, 1)
 
 
 def test_spec_is_frozen():
@@ -342,8 +342,9 @@ def test_malformed_weights(weights):
 
 
 def test_zoo_backbone():
-    bb = backbones.build("zoo:fashion_cnn", weights=None)
+    bb = backbones.build("zoo:fashion_cnn", (28, 28, 3), weights=None)
     assert bb.source == "zoo" and bb.input_shape == (28, 28, 3)
+    assert backbones.build("zoo:fashion_cnn", weights=None).input_shape == (28, 28, 1)
     assert bb.model.name == "zoo_fashion_cnn"
     assert bb.preprocessing_layers == ("preprocess_rescale",)
     assert bb.model.layers[1].name == "preprocess_rescale"

@@ -258,21 +258,20 @@ def default_input_shape(name):
 
     Returns:
         (height, width, channels): `(default_size, default_size, 3)` for the registry; the
-        zoo model's published height and width with 3 channels (tlkit data is RGB); the
-        file's own input shape for a file (which is loaded to read it).
+        zoo model's published input (e.g. 28x28x1 for `fashion_cnn`: the data is converted to
+        it); the file's own input shape for a file (which is loaded to read it).
 
     Example:
         >>> default_input_shape("inception_v3")
         (299, 299, 3)
         >>> default_input_shape("zoo:fashion_cnn")
-        (28, 28, 3)
+        (28, 28, 1)
     """
     kind = _kind(name)
     if kind == "zoo":
         from tlkit import zoo
 
-        h, w, _ = zoo.entry(name[len(ZOO_PREFIX):]).input_shape
-        return (h, w, 3)
+        return tuple(zoo.entry(name[len(ZOO_PREFIX):]).input_shape)
     if kind == "file":
         return tuple(_load_file(name).inputs[0].shape[1:])
     s = spec(name).default_size

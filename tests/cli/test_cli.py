@@ -133,3 +133,48 @@ def test_console_script_exit_code():
                            "/no/such/dir"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "/no/such/dir" in proc.stderr
+
+
+def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_path):
+    (image_folder / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (image_folder / "square" / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"2 .*broken.png") as record:
+        code, out, err = run(capsys, "finetune", "--data", str(image_folder), "--weights",
+                             "none", "--image-size", "32", "--epochs", "1", "--quiet",
+                             "--out", str(tmp_path / "m.h5"))
+    assert code == 0, err
+    assert len([w for w in record if "broken.png" in str(w.message)]) == 1
+    code, out, err = run(capsys, "finetune", "--data", str(image_folder), "--weights", "none",
+                         "--image-size", "32", "--on-bad-image", "error")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "broken.png" in err or "notes.txt" in err
+
+
+def test_shipped_recipes_parse(capsys):
+    import pathlib
+
+    from tlkit import recipes
+
+    parser = cli.make_parser()
+    sub = cli.SUBPARSERS["finetune"]
+    keys = set()
+    for action in sub._actions:
+        keys.add(action.dest)
+        keys.update(o.lstrip("-").replace("-", "_") for o in action.option_strings)
+    files = sorted((pathlib.Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"small-similar", "small-dissimilar", "large-similar",
+                                       "large-dissimilar"}
+    for f in files:
+        settings = recipes.load(f, "finetune", valid=keys)
+        assert settings, f
+    assert parser is not None
+
+
+def test_worked_example_recipe_runs(capsys, tmp_path):
+    import pathlib
+
+    recipe = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "digits-offline.yaml"
+    code, out, err = run(capsys, "finetune", "--recipe", str(recipe), "--epochs", "1",
+                         "--out", str(tmp_path / "digits.h5"), "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "digits.h5").is_file() and "test accuracy" in out

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from tlkit.errors import TlkitError
 
@@ -106,9 +107,17 @@ def _quiet_tensorflow_start():
         os.close(devnull)
 
 
+def _format_warning(message, category, filename, lineno, line=None):
+    """tlkit's own warnings as one plain line; others keep their origin."""
+    if "tlkit" in str(filename):
+        return f"tlkit: warning: {message}\n"
+    return f"{filename}:{lineno}: {category.__name__}: {message}\n"
+
+
 def main(argv=None):
     """Entry point of the `tlkit` console script. Returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.formatwarning = _format_warning
     _quiet_tensorflow_start()
     parser = make_parser()
     args = parser.parse_args(argv)
