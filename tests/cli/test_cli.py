@@ -38,14 +38,14 @@ def test_plan_prints_matrix(capsys):
                        "--epochs", "4")
     assert code == 0
     for s in ("small-similar", "small-dissimilar", "large-similar", "large-dissimilar",
-              "trainable", "frozen", "head only", "stage"):
+              "trainable", "non-trainable", "head only", "stage"):
         assert s in out
 
 
 def test_finetune_predict_evaluate(capsys, image_folder, tmp_path):
     out_path = tmp_path / "models" / "photos.h5"
     code, out, err = run(capsys, "finetune", "--data", str(image_folder), "--backbone",
-                         "mobilenet_v2", "--weights", "none", "--image-size", "32",
+                         "zoo:resnet_small", "--weights", "none", "--image-size", "32",
                          "--strategy", "large-similar", "--epochs", "2", "--out", str(out_path),
                          "--quiet", "--val-fraction", "0.2", "--test-fraction", "0.2")
     assert code == 0, err
@@ -140,7 +140,8 @@ def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_p
     (image_folder / "square" / "notes.txt").write_text("not an image")
     with pytest.warns(UserWarning, match=r"2 .*broken.png") as record:
         code, out, err = run(capsys, "finetune", "--data", str(image_folder), "--weights",
-                             "none", "--image-size", "32", "--epochs", "1", "--quiet",
+                             "none", "--backbone", "zoo:simple_cnn", "--image-size", "28",
+                             "--epochs", "1", "--quiet",
                              "--out", str(tmp_path / "m.h5"))
     assert code == 0, err
     assert len([w for w in record if "broken.png" in str(w.message)]) == 1
@@ -175,6 +176,7 @@ def test_worked_example_recipe_runs(capsys, tmp_path):
 
     recipe = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "digits-offline.yaml"
     code, out, err = run(capsys, "finetune", "--recipe", str(recipe), "--epochs", "1",
+                         "--backbone", "zoo:simple_cnn", "--image-size", "28",
                          "--out", str(tmp_path / "digits.h5"), "--quiet")
     assert code == 0, err
     assert (tmp_path / "digits.h5").is_file() and "test accuracy" in out

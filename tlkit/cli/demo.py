@@ -6,24 +6,27 @@ from tlkit.cli import subcommand
 
 
 def _configure_demo(p):
-    from tlkit.demo import DEFAULT_OUT, DEFAULT_SOURCE_CLASSES, DEFAULT_TARGET_CLASSES
+    from tlkit.demo import DEFAULT_OUT, FASHION_CLASSES, resolve_classes
+
+    def names(ids):
+        return ",".join(FASHION_CLASSES[i] for i in ids) + ", i.e. " + ",".join(map(str, ids))
+
+    src, tgt = resolve_classes()  # the defaults
 
     g = p.add_argument_group("class split (Fashion-MNIST names or ids 0-9, comma-separated)")
-    g.add_argument("--source-classes",
-                   help=f"classes the source net is pretrained on (default: "
-                        f"{','.join(DEFAULT_SOURCE_CLASSES)}, i.e. 0,1,4,5,8; or the classes "
-                        f"--target-classes leaves out)")
-    g.add_argument("--target-classes",
-                   help=f"classes of the similar situations (default: "
-                        f"{','.join(DEFAULT_TARGET_CLASSES)}, i.e. 2,3,6,7,9; or the classes "
-                        f"--source-classes leaves out)")
+    g.add_argument("--source-classes", metavar="CLASSES",
+                   help=f"classes the source net is pretrained on (default: {names(src)}; "
+                        f"or the classes --target-classes leaves out)")
+    g.add_argument("--target-classes", metavar="CLASSES",
+                   help=f"classes of the similar situations (default: {names(tgt)}; or the "
+                        f"classes --source-classes leaves out)")
     g = p.add_argument_group("run")
     g.add_argument("--quick", action="store_true",
                    help="reduced sizes and epochs (under 3 minutes on 2 cores; the full demo "
                         "takes under 20)")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the subsets, initialisations and shuffling (default 0)")
-    g.add_argument("--out", default=DEFAULT_OUT,
+    g.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"output folder (default {DEFAULT_OUT})")
     g.add_argument("--quiet", action="store_true", help="no progress lines or table")
     p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
