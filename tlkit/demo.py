@@ -737,7 +737,7 @@ def format_table(records):
         >>> recs = mark_best([{"situation": "small-similar", "strategy": "scratch",
         ...                    "test_accuracy": 0.5, "seconds": 2.0}])
         >>> print(format_table(recs).splitlines()[-1])
-        small-similar     0.500    2s *
+        small-similar     0.500     2s *
     """
     cells, rows, cols = _grid(records)
     width = max(17, *(len(c) + 2 for c in cols))

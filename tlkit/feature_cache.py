@@ -77,7 +77,7 @@ def compute(extractor, x, *, batch_size=32, augment=None, passes=1, seed=0, verb
 
 
 def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name="features",
-        batch_size=32, augment=None, passes=1, seed=0, verbose=1, autotune=True):
+        batch_size=32, augment=None, passes=1, seed=0, verbose=1, autotune=True, persist=True):
     """Features of `x`, from the disk cache when an entry with the same key exists.
 
     Args:
@@ -88,6 +88,8 @@ def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name
         memory_limit: features larger than this many bytes go to `cache_dir` as a memory-mapped
             `.npy` file instead of memory.
         name: file name part (`train`, `val`).
+        persist: also write features that fit in memory to `cache_dir`, for reuse by a later
+            run. With False the folder is used only for features over `memory_limit`.
 
     Returns:
         `(features, info)`: an array (possibly a read-only `np.memmap`) and a dict saying where
@@ -95,6 +97,8 @@ def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name
     """
     feat_shape = tuple(extractor.output.shape[1:])
     nbytes = passes * len(x) * int(np.prod(feat_shape)) * 4
+    if cache_dir is not None and not persist and nbytes <= memory_limit:
+        cache_dir = None
     if cache_dir is None:
         if nbytes > memory_limit:
             from tlkit.errors import TlkitError

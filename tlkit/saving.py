@@ -92,8 +92,10 @@ def save(model, path, metadata=None):
     try:
         # Keras 3 calls .h5 "legacy" and warns on every save; tlkit chooses it on purpose (it is
         # what plain-Keras deployments load), so that one message is filtered out.
+        # Deployment files leave the optimizer out (a third of the size); compile again to
+        # continue training, as Keras 3 .h5 files do not restore optimizer state anyway.
         with _without_legacy_h5_warning():
-            model.save(tmp)
+            model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             f.attrs[METADATA_ATTR] = json.dumps(meta, default=_jsonable)
         os.replace(tmp, path)

@@ -144,8 +144,10 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         tensorboard: add a TensorBoard callback (needs `out_dir`).
         model: continue training this model (from `plan.build_model` or a loaded tlkit model)
             instead of building a new one.
-        cache_dir: folder for cached features (default: `out_dir/feature_cache`); entries are
-            reused by content key. Without any folder, features stay in memory.
+        cache_dir: folder where cached features are kept and reused by content key (a later
+            run on the same data, backbone and weights skips the forward pass). Without it,
+            features stay in memory, and only features over `cache_memory_limit` go to
+            `out_dir/feature_cache`.
         cache_memory_limit: bytes of features kept in memory; larger ones go to `cache_dir`.
         strategy: a `tf.distribute.Strategy` (see `tlkit.distribute`); the model must have
             been built under its scope. The feature cache is off under a strategy.
@@ -186,7 +188,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             extractor = feature_extractor(model)
             where = cache_dir or (pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
             kw = dict(cache_dir=where, memory_limit=cache_memory_limit, batch_size=batch_size,
-                      verbose=verbose, autotune=autotune)
+                      verbose=verbose, autotune=autotune, persist=cache_dir is not None)
             f_train, c_train = feature_cache.get(extractor, dataset.x_train, name="train",
                                                  augment=aug, passes=passes, seed=seed, **kw)
             f_val, c_val = feature_cache.get(extractor, dataset.x_val, name="val", **kw)

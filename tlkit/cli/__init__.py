@@ -40,7 +40,6 @@ def _pending(issue):
 COMMAND_MODULES = ("core", "tune", "explain", "demo")
 PENDING = {
     "tune": (5, "KerasTuner search over dropout, BN placement, learning rate"),
-    "demo": (7, "reproduce the size-versus-similarity matrix"),
 }
 
 

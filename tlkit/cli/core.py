@@ -82,8 +82,8 @@ def _configure_finetune(p):
     g.add_argument("--no-autotune", dest="autotune", action="store_false",
                    help="tf.data without autotune (fixed prefetch)")
     g.add_argument("--tensorboard", action="store_true")
-    g.add_argument("--cache-dir", help="folder for cached features (default: the report folder); "
-                   "entries are reused by content key")
+    g.add_argument("--cache-dir", help="keep cached features here and reuse them by content "
+                   "key (later runs on the same data and backbone skip the forward pass)")
     g.add_argument("--distribute", choices=("mirrored", "multiworker"),
                    help="tf.distribute: all GPUs here (mirrored) or the machines in TF_CONFIG "
                    "(multiworker)")

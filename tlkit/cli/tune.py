@@ -1,0 +1,104 @@
+"""Subcommand tune: KerasTuner search over dropout, BN placement, learning rate, unfreeze depth."""
+
+import pathlib
+
+from tlkit.cli import subcommand
+from tlkit.errors import TlkitError
+
+
+def _weights(text):
+    return None if str(text).lower() in ("none", "random", "null") else text
+
+
+def _configure_tune(p):
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits")
+    g.add_argument("--image-size", type=int, help="input size N (NxN) instead of the model's default")
+    g.add_argument("--val-fraction", type=float, default=0.1)
+    g.add_argument("--test-fraction", type=float, default=0.1)
+    g.add_argument("--on-bad-image", choices=("skip", "error"), default="skip")
+    g.add_argument("--download", action="store_true", help="let tfds download the data set")
+    g = p.add_argument_group("what to tune (one of --model or --backbone)")
+    g.add_argument("--model", help="zoo:NAME, a from-scratch model (tlkit zoo): BN placement and "
+                                   "dropout per block, blocks, filters, lr, optimizer")
+    g.add_argument("--backbone", help="pretrained base (tlkit plan --list), zoo:NAME or a .h5 "
+                                      "classifier: head dropout/width/BN, lrs, unfreeze depth")
+    g.add_argument("--weights", type=_weights, default="imagenet",
+                   help="backbone weights: imagenet, none, or a local weights file")
+    g.add_argument("--strategy", help="with --backbone: small-similar (default) | "
+                                      "small-dissimilar | large-similar | large-dissimilar")
+    g.add_argument("--pooling", default="avg", help="head pooling: avg | max | flatten")
+    g = p.add_argument_group("search")
+    g.add_argument("--tuner", default="random", help="random | hyperband | bayesian")
+    g.add_argument("--max-trials", type=int, default=10)
+    g.add_argument("--epochs", type=int, default=3, help="epochs per trial (hyperband: the most)")
+    g.add_argument("--objective", default="val_accuracy",
+                   help="val_accuracy | val_loss | accuracy | loss")
+    g.add_argument("--fix", action="append", metavar="NAME=VALUE",
+                   help="fix a hyperparameter, e.g. --fix dropout=0.3 (repeatable; bn=... "
+                        "fixes every BN placement)")
+    g.add_argument("--space", action="append", metavar="NAME=V1,V2|LO:HI",
+                   help="narrow a hyperparameter, e.g. --space bn=before,after or "
+                        "--space learning_rate=1e-4:1e-3 (repeatable)")
+    g.add_argument("--list-space", action="store_true",
+                   help="print the hyperparameters of --model/--backbone and exit")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-cache", dest="cache_features", action="store_false",
+                   help="train every trial on images instead of the frozen base's shared features")
+    g.add_argument("--factor", type=int, default=3, help="hyperband reduction factor")
+    g.add_argument("--autotune", action="store_true",
+                   help="tf.data autotuning (off by default: it stalls on 2-core machines)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help="run folder, e.g. saved_models/run1/ (settings, tuner state, "
+                                 "trials.json/csv/png, best.h5)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="delete the search already in --out and start over")
+    g.add_argument("--retrain", action="store_true",
+                   help="train the best hyperparameters again instead of keeping the best trial")
+    g.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    g.add_argument("--verbose", action="store_true", help="also Keras' per-epoch lines")
+    g = p.add_argument_group("distributed (KerasTuner chief and workers over gRPC)")
+    g.add_argument("--distributed", action="store_true",
+                   help="take part in a distributed search; role and address from --tuner-id "
+                        "and --oracle, or KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, "
+                        "KERASTUNER_ORACLE_PORT")
+    g.add_argument("--tuner-id", help="chief (serves the search) or a worker id: tuner0, tuner1, ...")
+    g.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address")
+    g.add_argument("--connect-timeout", type=float, default=60.0,
+                   help="seconds a worker waits for the chief (default 60)")
+    p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
+
+
+_NOT_SETTINGS = ("command", "recipe", "quiet", "verbose", "list_space")
+
+
+@subcommand("tune", "KerasTuner search over dropout, BN placement, learning rate, unfreeze depth")
+def cmd_tune(args):
+    from tlkit import recipes, tuning
+
+    if args.list_space:
+        hm = tuning.make_hypermodel(model=args.model, backbone=args.backbone,
+                                    strategy=args.strategy, weights=args.weights,
+                                    image_size=args.image_size, pooling=args.pooling,
+                                    fix=args.fix, space=args.space, epochs=args.epochs)
+        what = args.model or f"{args.backbone} under {args.strategy or 'small-similar'}"
+        print(f"Hyperparameters of {what}:")
+        print("\n".join(hm.describe_space()))
+        return 0
+    if not args.data:
+        raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "
+                         "digits), on the command line or in --recipe.")
+    if not args.out:
+        raise TlkitError("--out is required: the run folder, e.g. --out saved_models/run1/.")
+    settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    verbose = 0 if args.quiet else (2 if args.verbose else 1)
+    result = tuning.tune(**settings, verbose=verbose)
+    if result.role != "worker":
+        recipes.dump(vars(args), pathlib.Path(args.out) / "settings.yaml")
+        print(f"trials: {result.paths['trials_json']}, {result.paths['trials_csv']}, "
+              f"{result.paths['plot']}")
+    return 0
+
+
+cmd_tune.configure = _configure_tune
