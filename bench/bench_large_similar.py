@@ -99,20 +99,27 @@ def main():
 
     quiet = common.wait_for_quiet(args)
     watch = common.CpuWatch().start()
-    t1, head_init = ss.run_tlkit(ds, source, s["epochs"], s["batch_size"], args.seed,
+    head_init = {}
+
+    def tlkit_run():
+        out, init = ss.run_tlkit(ds, source, s["epochs"], s["batch_size"], args.seed,
                                  strategy=NAME)
-    keras_run = run_keras(ds, source, head_epochs, fine_epochs, s["batch_size"], args.seed,
-                          head_init)
-    t2 = ss.run_tlkit(ds, source, s["epochs"], s["batch_size"], args.seed, strategy=NAME)[0]
+        head_init.setdefault("w", init)
+        return out
+
+    t1 = common.watched(tlkit_run)
+    keras_run = common.watched(run_keras, ds, source, head_epochs, fine_epochs, s["batch_size"],
+                               args.seed, head_init["w"])
+    t2 = common.watched(tlkit_run)
     load = {**quiet, **watch.stop()}
     tlkits = [t1, t2]
     for t in tlkits:
         t["trainable_layers"] = sorted({n.split("/")[0] for n in t["trainable"]}
                                        - {"predictions"})
 
-    tl_train = ss.mean_of(tlkits, "train_s")
+    tl_train = ss.median_of(tlkits, "train_s")
     speedup = keras_run["train_s"] / tl_train
-    speedup_total = keras_run["total_s"] / ss.mean_of(tlkits, "total_s")
+    speedup_total = keras_run["total_s"] / ss.median_of(tlkits, "total_s")
     same_layers = t1["trainable_layers"] == keras_run["trainable_layers"]
     acc = common.accuracy_check(t1["accuracy"], keras_run["accuracy"])
     acc_text = f"tlkit {acc['tlkit']:.4f} / keras {acc['keras']:.4f} ({acc['diff_pp']:+.2f} pp)"
@@ -123,8 +130,8 @@ def main():
                        speedup, f">= {TARGET_SPEEDUP:g}x", speedup >= TARGET_SPEEDUP, acc_text,
                        setup)]
     # Where the time goes, per phase (shares of each side's training time).
-    tl_p1 = ss.mean_of([{"v": t["phases"][0]["seconds"]} for t in tlkits], "v")
-    tl_p2 = ss.mean_of([{"v": t["phases"][-1]["seconds"]} for t in tlkits], "v")
+    tl_p1 = ss.median_of([{"v": t["phases"][0]["seconds"]} for t in tlkits], "v")
+    tl_p2 = ss.median_of([{"v": t["phases"][-1]["seconds"]} for t in tlkits], "v")
     payload = {
         "description": "tlkit large-similar (head on cached features, then last stage at "
                        "LR/10) vs plain Keras two-phase fine-tuning",

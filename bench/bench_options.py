@@ -75,6 +75,25 @@ def autotune_run(ds, source, autotune, epochs, batch, seed):
             "stalls": stalls, "max_gap_s": round(max(timer.gaps, default=0.0), 3)}
 
 
+def file_backbone_policies(source):
+    """Under mixed_float16, the compute dtypes of a `.h5` backbone's layers (a check, no timing)."""
+    import keras
+
+    from tlkit import backbones
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        bb = backbones.build(str(source))
+        dtypes = [layer.compute_dtype for layer in bb.model.layers
+                  if not isinstance(layer, keras.layers.InputLayer)]
+    finally:
+        keras.config.set_dtype_policy(previous)
+    common.free()
+    return {"layers": len(dtypes), "float16": dtypes.count("float16"),
+            "float32": dtypes.count("float32")}
+
+
 def median_of(runs, key):
     return common.median([r[key] for r in runs])
 
@@ -98,6 +117,7 @@ def main():
     ds_b = common.subset(fashion, common.TARGET_CLASSES, 40 if q else 400, 10 if q else 100,
                          10, args.seed)
     auto_epochs = 3 if q else 8
+    file_mixed = file_backbone_policies(source)
     fine_tune_run(ds_a, False, False, 1, 1, batch, args.seed)  # warm-up
     autotune_run(ds_b, source, False, 1, batch, args.seed)
 
@@ -168,6 +188,11 @@ def main():
         "ratios": {"jit_compile": a["jit_compile"], "mixed_precision": a["mixed_precision"],
                    "autotune": b},
         "accuracy_default": acc_default,
+        "mixed_precision_file_backbone": {
+            **file_mixed,
+            "note": "layers of a .h5 backbone (backbones.build(path)) computing in float16 "
+                    "when built under mixed_float16, as tlkit.finetune(mixed_precision=True) "
+                    "does; float32 layers keep the dtype policy saved in the file"},
         "setup": {"A": {"run": setup_a, "order": "default, jit, mixed, mixed, jit, default",
                         "data": f"Fashion-MNIST classes {list(common.TARGET_CLASSES)} resized to "
                                 f"48x48x3, {common.counts(ds_a)}"},
@@ -183,6 +208,8 @@ def main():
     }
     path = common.write(NAME, payload, args)
     common.print_rows(rows)
+    print(f"  mixed_float16 with a .h5 backbone: {file_mixed['float16']} of "
+          f"{file_mixed['layers']} base layers compute in float16")
     print(f"  other processes used {load['other_cpu_cores']} cores on average while measuring")
     print(f"  -> {path}")
 

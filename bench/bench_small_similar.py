@@ -16,7 +16,7 @@ patience = epochs so every epoch runs: tlkit's default callback, given to the ba
   base over train + val (`base.predict`, same batches): the least a frozen-base method can cost.
 
 Order: warm-up of both paths (tiny, not timed), wait for a quiet machine, then floor, tlkit,
-keras, tlkit, floor; tlkit and the floor are the mean of their two runs around the baseline.
+keras, then tlkit, floor twice more; tlkit and the floor are the medians of their three runs.
 Training time = wall time minus the test evaluation (timed on both sides, reported apart).
 
 Run: `.venv/bin/python bench/bench_small_similar.py` (`--quick` for a smoke run).
@@ -27,6 +27,7 @@ import common  # noqa: I001  (sets TF log level before TensorFlow loads)
 NAME = "small-similar"
 TARGET_SPEEDUP = 8.0
 TARGET_FLOOR = 1.3
+REPEATS = 3  # runs of tlkit and of the floor (short); the baseline runs once, in between
 
 
 def settings(quick):
@@ -142,8 +143,9 @@ def run_floor(ds, source, batch_size):
             "total_s": t_load.seconds + t_fwd.seconds, "images": len(x)}
 
 
-def mean_of(runs, key):
-    return sum(r[key] for r in runs) / len(runs)
+def median_of(runs, key):
+    """The median over the runs (the mean of two)."""
+    return common.median([r[key] for r in runs])
 
 
 def main():
@@ -164,17 +166,26 @@ def main():
 
     quiet = common.wait_for_quiet(args)
     watch = common.CpuWatch().start()
-    floors, tlkits = [run_floor(ds, source, s["batch_size"])], []
-    t, head_init = run_tlkit(ds, source, s["epochs"], s["batch_size"], args.seed)
-    tlkits.append(t)
-    keras_run = run_keras(ds, source, s["epochs"], s["batch_size"], args.seed, head_init)
-    tlkits.append(run_tlkit(ds, source, s["epochs"], s["batch_size"], args.seed)[0])
-    floors.append(run_floor(ds, source, s["batch_size"]))
+    head_init = {}
+
+    def tlkit_run():
+        out, init = run_tlkit(ds, source, s["epochs"], s["batch_size"], args.seed)
+        head_init.setdefault("w", init)
+        return out
+
+    floors, tlkits = [], []
+    floors.append(common.watched(run_floor, ds, source, s["batch_size"]))
+    tlkits.append(common.watched(tlkit_run))
+    keras_run = common.watched(run_keras, ds, source, s["epochs"], s["batch_size"], args.seed,
+                               head_init["w"])
+    for _ in range(REPEATS - 1):
+        tlkits.append(common.watched(tlkit_run))
+        floors.append(common.watched(run_floor, ds, source, s["batch_size"]))
     load = {**quiet, **watch.stop()}
 
-    tl_train = mean_of(tlkits, "train_s")
-    tl_total = mean_of(tlkits, "total_s")
-    floor = mean_of(floors, "total_s")
+    tl_train = median_of(tlkits, "train_s")
+    tl_total = median_of(tlkits, "total_s")
+    floor = median_of(floors, "total_s")
     speedup = keras_run["train_s"] / tl_train
     speedup_total = keras_run["total_s"] / tl_total
     vs_floor = tl_train / floor
@@ -212,17 +223,17 @@ def main():
                   "input": "tf.data from the uint8 arrays, autotune off, prefetch 2, on both sides",
                   "callbacks": "EarlyStopping(val_loss, patience=epochs, restore_best_weights) "
                                "on both sides",
-                  "order": "warm-up; floor, tlkit, keras, tlkit, floor",
+                  "order": "warm-up; floor, tlkit, keras, (tlkit, floor) x 2; medians",
                   "seed": args.seed},
         "seconds": {"tlkit_runs": tlkits, "keras": keras_run, "floor_runs": floors},
         "load": load,
     }
     path = common.write(NAME, payload, args)
-    print(f"  tlkit's training time: start-up {mean_of(tlkits, 'startup_s') / tl_train:.0%}, "
-          f"feature pass {mean_of(tlkits, 'cache_s') / tl_train:.0%}, rest (head epochs) "
-          f"{1 - (mean_of(tlkits, 'startup_s') + mean_of(tlkits, 'cache_s')) / tl_train:.0%}; "
+    print(f"  tlkit's training time: start-up {median_of(tlkits, 'startup_s') / tl_train:.0%}, "
+          f"feature pass {median_of(tlkits, 'cache_s') / tl_train:.0%}, rest (head epochs) "
+          f"{1 - (median_of(tlkits, 'startup_s') + median_of(tlkits, 'cache_s')) / tl_train:.0%}; "
           f"its feature pass / the floor's forward pass: "
-          f"{mean_of(tlkits, 'cache_s') / mean_of(floors, 'forward_s'):.2f}x")
+          f"{median_of(tlkits, 'cache_s') / median_of(floors, 'forward_s'):.2f}x")
     common.print_rows(rows)
     print(f"  other processes used {load['other_cpu_cores']} cores on average while measuring")
     print(f"  -> {path}")

@@ -129,6 +129,14 @@ class CpuWatch:
                 "other_cpu_cores": round(max(0.0, system_busy - own) / wall, 2) if wall else None}
 
 
+def watched(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)`, a dict, with `other_cpu_cores` (others' CPU while it ran) added."""
+    w = CpuWatch().start()
+    out = fn(*args, **kwargs)
+    out["other_cpu_cores"] = w.stop()["other_cpu_cores"]
+    return out
+
+
 def other_busy_cores(seconds=5.0):
     """Cores' worth of CPU used by other processes over the next `seconds`."""
     w = CpuWatch().start()
@@ -136,18 +144,52 @@ def other_busy_cores(seconds=5.0):
     return w.stop()["other_cpu_cores"]
 
 
+_LOCK = []  # the open lock file, held until the process exits
+
+
+def _take_measure_lock(deadline, log):
+    """Hold a machine-wide lock so that two benchmark processes never measure at once.
+
+    Every benchmark that calls `wait_for_quiet` (all of bench/, bench_tuning.py included) takes
+    it before measuring and keeps it until it exits. Returns how it went, for the JSON.
+    """
+    import fcntl
+
+    if _LOCK:
+        return "held"
+    f = open(cache_dir() / "measure.lock", "a+")
+    announced = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _LOCK.append(f)
+            return "taken"
+        except OSError:
+            if time.perf_counter() > deadline:
+                f.close()
+                return "NOT taken (another benchmark kept it): numbers may be polluted"
+            if not announced:
+                log("  another benchmark is measuring: waiting for it to finish ...")
+                announced = True
+            time.sleep(2.0)
+
+
 def wait_for_quiet(args, log=print):
     """Wait (up to `--max-wait` s) until the machine is quiet; return what was seen.
 
-    Quiet: the 1-minute load average is below `QUIET_LOAD`, or two 5-second samples in a row
-    show other processes using less than `QUIET_BUSY` cores (the load average lags by about a
-    minute, e.g. right after the previous benchmark ended). `--no-wait` / `--quick` skip it.
+    First takes the benchmarks' machine-wide lock (another benchmark process measuring keeps
+    this one waiting), then waits until the 1-minute load average is below `QUIET_LOAD`, or two
+    5-second samples in a row show other processes using less than `QUIET_BUSY` cores (the
+    load average lags by about a minute, e.g. right after the previous benchmark ended).
+    `--no-wait` / `--quick` skip both.
     """
+    t0 = time.perf_counter()
+    max_wait = getattr(args, "max_wait", 900.0)
     info = {"loadavg_before_wait": loadavg(), "waited_s": 0.0, "quiet": None}
     if args.no_wait or args.quick:
         info["quiet"] = "not checked (--no-wait/--quick)"
         return info
-    t0 = time.perf_counter()
+    info["lock"] = _take_measure_lock(t0 + max_wait, log)
     calm = 0
     announced = False
     while True:
@@ -159,16 +201,16 @@ def wait_for_quiet(args, log=print):
                              f"other processes < {QUIET_BUSY} cores for 10 s (load1 {load1:.2f})")
             break
         waited = time.perf_counter() - t0
-        if waited > args.max_wait:
+        if waited > max_wait:
             info["quiet"] = (f"NOT QUIET: gave up after {waited:.0f} s (load1 {load1:.2f}, "
                              f"others {busy:.2f} cores): numbers may be polluted")
             log(f"  machine still busy after {waited:.0f} s; measuring anyway")
             break
         if not announced:
             log(f"  waiting for a quiet machine (load1 {load1:.2f}, others {busy:.2f} cores; "
-                f"up to {args.max_wait:.0f} s) ...")
+                f"up to {max_wait:.0f} s) ...")
             announced = True
-        time.sleep(10.0)
+        time.sleep(5.0)
     info["waited_s"] = round(time.perf_counter() - t0, 1)
     info["loadavg_at_start"] = loadavg()
     return info

@@ -50,7 +50,6 @@ Example:
 import contextlib
 import dataclasses
 import datetime
-import gc
 import inspect
 import json
 import math
@@ -205,9 +204,9 @@ def _targets(name, tunables, flag):
     raise suggest(name, valid, f"{flag} hyperparameter")
 
 
-def _value(t, text, flag):
+def _value(t, text, flag, shown=None):
     """`text` converted to `t`'s type and checked against its declared domain."""
-    where = f"{flag} {t.name}={text}"
+    where = f"{flag} {shown or t.name}={text}"
     sample = t.values[0] if t.kind == "choice" else (0 if t.kind == "int" else 0.0)
     try:
         if isinstance(sample, str):
@@ -260,7 +259,7 @@ def parse_fix(items, hypermodel):
     out = {}
     for name, text in _items(items, "--fix"):
         for target in _targets(name, tunables, "--fix"):
-            out[target] = _value(tunables[target], text, "--fix")
+            out[target] = _value(tunables[target], text, "--fix", name)
     return out
 
 
@@ -295,7 +294,8 @@ def parse_space(items, hypermodel):
             numeric = t.kind != "choice" or not isinstance(t.values[0], str)
             if ":" in text and numeric:
                 lo_text, _, hi_text = text.partition(":")
-                lo, hi = _value(t, lo_text, "--space"), _value(t, hi_text, "--space")
+                lo, hi = (_value(t, lo_text, "--space", name),
+                          _value(t, hi_text, "--space", name))
                 if lo > hi:
                     raise TlkitError(f"Invalid --space {name}={text}: the range is empty "
                                      f"(LO > HI).")
@@ -309,7 +309,7 @@ def parse_space(items, hypermodel):
                 values = []
                 for part in text.split(","):
                     if part.strip():
-                        v = _value(t, part.strip(), "--space")
+                        v = _value(t, part.strip(), "--space", name)
                         if v not in values:
                             values.append(v)
                 if not values:
@@ -330,8 +330,8 @@ class TlkitHyperModel(kt.HyperModel):
     way, `fit`. `build(hp)` seeds, declares, builds and compiles.
 
     Args:
-        fix: items for `parse_fix` (or an already parsed dict with `parsed=True`).
-        space: items for `parse_space`.
+        fix: items for `parse_fix` (`["dropout=0.3"]` or a mapping).
+        space: items for `parse_space` (`["bn=before,after"]` or a mapping).
         epochs: the epochs of a trial (a two-phase strategy splits them).
         batch_size: training batch size.
         seed: seeds the initialisation (the same in every trial) and the shuffling.
@@ -954,6 +954,7 @@ class _TlkitTunerMixin:
             metrics = tuner_metrics(results, self.oracle.objective)
             del results
         metrics["seconds"] = round(time.perf_counter() - started, 3)
+        self.tlkit_metrics[trial.trial_id] = metrics
         return metrics
 
     def on_trial_begin(self, trial):
@@ -964,7 +965,8 @@ class _TlkitTunerMixin:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         if self.tlkit_verbose:
-            print(trial_line(trial, self.oracle.objective, self.tuner_id), flush=True)
+            print(trial_line(trial, self.oracle.objective, self.tuner_id,
+                             self.tlkit_metrics.get(trial.trial_id)), flush=True)
 
     def on_search_begin(self):
         super().on_search_begin()
@@ -996,7 +998,7 @@ def make_tuner(hypermodel, *, tuner="random", objective="val_accuracy", max_tria
         max_trials: the most trials (Hyperband stops earlier when its brackets are done).
         epochs: epochs per trial (Hyperband's `max_epochs`).
         directory, project_name: where KerasTuner keeps its state.
-        seed: the oracle's seed.
+        seed: tlkit's seed; the oracle gets `oracle_seed(seed)`.
         factor: Hyperband's reduction factor.
         verbose: 1 prints one line per finished trial.
 
@@ -1008,21 +1010,32 @@ def make_tuner(hypermodel, *, tuner="random", objective="val_accuracy", max_tria
             "bayesian": kt.BayesianOptimization}[tuner]
     cls = _TUNER_CLASSES.setdefault(tuner, type(f"Tlkit{base.__name__}",
                                                 (_TlkitTunerMixin, base), {}))
+    # KerasTuner draws a random oracle seed for seed=0 (`seed or randint`): shift by one.
     common = dict(hypermodel=hypermodel, objective=kt.Objective(objective, OBJECTIVES[objective]),
-                  seed=seed, directory=str(directory), project_name=project_name,
+                  seed=oracle_seed(seed), directory=str(directory), project_name=project_name,
                   overwrite=False, max_consecutive_failed_trials=3)
     if tuner == "hyperband":
         t = cls(max_epochs=epochs, factor=factor, **common)
-        t.oracle.max_trials = max_trials
     else:
         t = cls(max_trials=max_trials, **common)
-    t.oracle.max_trials = max_trials
+    t.oracle.max_trials = max_trials  # Hyperband too: it has no max_trials argument
     if hasattr(t.oracle, "verbose"):
         t.oracle.verbose = 0  # tlkit prints its own line per trial
     t.tlkit_verbose = verbose
     t.tlkit_ran = []
     t.tlkit_owners = {}
+    t.tlkit_metrics = {}
     return t
+
+
+def oracle_seed(seed):
+    """The KerasTuner oracle seed for tlkit's `seed`: `seed + 1` (KerasTuner ignores 0).
+
+    Example:
+        >>> oracle_seed(0)
+        1
+    """
+    return int(seed) + 1
 
 
 def check_tuner_args(tuner, objective, max_trials, epochs):
@@ -1036,16 +1049,29 @@ def check_tuner_args(tuner, objective, max_trials, epochs):
             raise TlkitError(f"{arg} must be a positive int. Received: {arg}={value!r}.")
 
 
-def trial_line(trial, objective, tuner_id=None):
-    """One progress line for a finished trial: id, worker, score, time, hyperparameters."""
-    values = {k: v for k, v in trial.hyperparameters.values.items()
-              if not k.startswith("tuner/")}
-    score = "failed" if trial.score is None else f"{objective.name}={trial.score:.4f}"
-    seconds = _metric(trial, "seconds")
+def trial_line(trial, objective, tuner_id=None, metrics=None):
+    """One progress line for a finished trial: id, worker, score, time, hyperparameters.
+
+    `metrics` (what the trial returned) is used where the trial object has no score yet (on a
+    distributed worker the chief scores the trial).
+    """
+    hp = trial.hyperparameters
+    values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/") and _active(hp, k)}
+    metrics = metrics or {}
+    score = trial.score if trial.score is not None else metrics.get(objective.name)
+    score = "failed" if score is None else f"{objective.name}={score:.4f}"
+    seconds = metrics.get("seconds", _metric(trial, "seconds"))
     took = f" in {seconds:.1f}s" if seconds is not None else ""
     who = f" [{tuner_id}]" if tuner_id else ""
     hps = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
     return f"trial {trial.trial_id}{who}: {score}{took}  ({hps})"
+
+
+def _active(hp, name):
+    try:
+        return hp.is_active(name)
+    except (KeyError, ValueError):
+        return True
 
 
 def _metric(trial, name):
@@ -1108,19 +1134,50 @@ def _kerastuner_env(role, tuner_id, host, port):
     """Set the KERASTUNER_* variables KerasTuner reads while the block runs, then restore."""
     keys = (ENV_TUNER_ID, ENV_ORACLE_IP, ENV_ORACLE_PORT)
     saved = {k: os.environ.get(k) for k in keys}
+    with _silent_condition_protos(role != "single"):
+        try:
+            for k in keys:
+                os.environ.pop(k, None)
+            if role != "single":
+                os.environ.update({ENV_TUNER_ID: tuner_id, ENV_ORACLE_IP: host,
+                                   ENV_ORACLE_PORT: str(port)})
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _silent_condition_protos(active):
+    """Mute the debug `print` in keras-tuner 1.4.8's `conditions.Parent.to_proto`.
+
+    It prints the first parent value every time a conditional hyperparameter crosses gRPC
+    (twice per trial and process). Only the print is dropped; the proto is unchanged.
+    """
+    from keras_tuner.src.engine import conditions
+
+    original = conditions.Parent.to_proto
+    if not active or "print(" not in inspect.getsource(original):
+        yield
+        return
+
+    def to_proto(self):
+        saved = sys.stdout
+        sys.stdout = open(os.devnull, "w")
+        try:
+            return original(self)
+        finally:
+            sys.stdout.close()
+            sys.stdout = saved
+
+    conditions.Parent.to_proto = to_proto
     try:
-        for k in keys:
-            os.environ.pop(k, None)
-        if role != "single":
-            os.environ.update({ENV_TUNER_ID: tuner_id, ENV_ORACLE_IP: host,
-                               ENV_ORACLE_PORT: str(port)})
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        conditions.Parent.to_proto = original
 
 
 def wait_for_chief(host, port, timeout):
@@ -1138,12 +1195,32 @@ def wait_for_chief(host, port, timeout):
     try:
         grpc.channel_ready_future(channel).result(timeout=timeout)
     except grpc.FutureTimeoutError:
-        raise TlkitError(f"No tuning chief answered at {host}:{port} within {_fmt(float(timeout))} s. "
+        raise TlkitError(f"No tuning chief answered at {host}:{port} within "
+                         f"{_fmt(float(timeout))} s. "
                          f"Start the chief first (KERASTUNER_TUNER_ID=chief), check the "
                          f"address and port and that the port is reachable from this "
                          f"machine, or raise --connect-timeout.") from None
     finally:
         channel.close()
+
+
+def _check_same_space(tuner, host, port):
+    """Refuse to work for a chief whose search space is not this worker's."""
+    def kinds(hps):
+        return {p.name: (type(p).__name__, _fmt(p.value) if type(p).__name__ == "Fixed" else "")
+                for p in hps.space}
+
+    mine = kinds(tuner.oracle._oracle.get_space())  # noqa: SLF001 - the worker's own space
+    try:
+        chief = kinds(tuner.oracle.get_space())
+    except Exception as e:  # noqa: BLE001 - any gRPC failure
+        raise TlkitError(f"Lost the tuning chief at {host}:{port}: {e}") from None
+    if mine != chief:
+        diff = sorted(set(mine.items()) ^ set(chief.items()))
+        shown = ", ".join(f"{n} ({k}{' ' + v if v else ''})" for n, (k, v) in diff[:4])
+        raise TlkitError(f"This worker's search space differs from the chief's at "
+                         f"{host}:{port} ({shown}). Start every worker with the chief's "
+                         f"--model/--backbone, --strategy, --fix and --space.")
 
 
 def serve_oracle(tuner, host, port, *, poll=0.5, verbose=1, owners=None):
@@ -1216,6 +1293,7 @@ class TuneResult:
         ran: ids of the trials this process ran in this call (a resumed search skips the
             finished ones).
         tuner, hypermodel: the KerasTuner tuner and the hypermodel.
+        dataset: the `tlkit.data.Dataset` searched on (at the model's input shape).
     """
 
     trials: list
@@ -1229,6 +1307,7 @@ class TuneResult:
     ran: list
     tuner: object = None
     hypermodel: object = None
+    dataset: object = None
 
 
 def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagenet",
@@ -1298,13 +1377,13 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     if role == "worker":
         wait_for_chief(host, port, connect_timeout)
 
-    # 3. The data.
+    # 2. The data.
     dataset = _load_data(data, hm.input_shape, val_fraction=val_fraction,
                          test_fraction=test_fraction, seed=seed, on_bad_image=on_bad_image,
                          download=download)
     hm.set_data(dataset)
 
-    # 4. The run folder: same search -> resume, different -> refuse, --overwrite -> restart.
+    # 3. The run folder: same search -> resume, different -> refuse, --overwrite -> restart.
     settings = {"data": _data_id(data, dataset), **hm.describe(), "tuner": tuner,
                 "objective": objective, "epochs": epochs, "batch_size": batch_size,
                 "seed": seed, "fix": hm.fixed, "space": hm.narrowed,
@@ -1314,7 +1393,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     settings = json.loads(json.dumps(settings, default=str))
     _prepare_out(out, settings, overwrite=overwrite and role != "worker", role=role)
 
-    # 5. The search.
+    # 4. The search.
     paths = {"out": str(out), "settings": str(out / SETTINGS_FILE), "tuner": str(out / PROJECT)}
     with _kerastuner_env(role, tuner_id, host, port), _quiet_retracing():
         t = make_tuner(hm, tuner=tuner, objective=objective, max_trials=max_trials,
@@ -1334,6 +1413,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
             serve_oracle(t, host, port, verbose=verbose, owners=owners)
             _write_owners(out, owners)
         else:
+            if role == "worker":
+                _check_same_space(t, host, port)
             try:
                 t.search(epochs=epochs, callbacks=list(callbacks))
             except Exception as e:  # noqa: BLE001 - gRPC errors become one line
@@ -1350,18 +1431,17 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                 print(f"tlkit tune: worker {tuner_id} ran {len(t.tlkit_ran)} trial(s): "
                       f"{', '.join(t.tlkit_ran) or 'none'}")
             return TuneResult([], {}, None, None, None, {}, paths, role, list(t.tlkit_ran),
-                              t, hm)
+                              t, hm, dataset)
 
-        # 6. Results, the best model, the files.
-        rows = trials_table(t.oracle, owners)
+        # 5. Results, the best model, the files.
+        rows = trials_table(t.oracle, owners, order=list(hm.tunables()))
         best = t.oracle.get_best_trials(1)
         if not best or best[0].status != "COMPLETED":
             first = next((tr.message for tr in t.oracle.trials.values() if tr.message), "")
             raise TlkitError("No trial completed" + (f"; the first failure: "
                              f"{first.strip().splitlines()[-1]}" if first else "."))
         best = best[0]
-        values = {k: v for k, v in best.hyperparameters.values.items()
-                  if not k.startswith("tuner/")}
+        values = next(r["hyperparameters"] for r in rows if r["trial"] == best.trial_id)
         best_model, how = _best_model(t, hm, best, retrain, verbose)
     from tlkit import report as report_lib
 
@@ -1386,7 +1466,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         print(f"best trial {best.trial_id}: {objective} {best.score:.4f}; test accuracy "
               f"{test_metrics['accuracy']:.4f}; saved {paths['model']}")
     return TuneResult(rows, values, best.score, best.trial_id, best_model, test_metrics, paths,
-                      role, list(t.tlkit_ran), t, hm)
+                      role, list(t.tlkit_ran), t, hm, dataset)
 
 
 def make_hypermodel(*, model=None, backbone=None, strategy=None, weights="imagenet",
@@ -1559,13 +1639,15 @@ def _best_model(tuner, hm, best, retrain, verbose):
 # Reports: table, JSON, CSV, PNG
 
 
-def trials_table(oracle, owners=None):
+def trials_table(oracle, owners=None, order=None):
     """One dict per trial of `oracle` (a KerasTuner oracle), in trial order.
 
     Keys: trial, status, score, seconds, epochs (Hyperband's budget, if any), tuner_id (who
-    ran it, when known), metrics (the best epoch's), hyperparameters.
+    ran it, when known), metrics (the best epoch's), hyperparameters (in `order`, e.g. the
+    hypermodel's declaration order, when given).
     """
     owners = owners or {}
+    rank = {name: i for i, name in enumerate(order or [])}
     rows = []
     for trial_id in sorted(oracle.trials, key=lambda s: (len(s), s)):
         trial = oracle.trials[trial_id]
@@ -1580,17 +1662,21 @@ def trials_table(oracle, owners=None):
                      "epochs": values.get("tuner/epochs"),
                      "tuner_id": owners.get(trial_id),
                      "metrics": metrics,
-                     "hyperparameters": {k: v for k, v in values.items()
-                                         if not k.startswith("tuner/")}})
+                     "hyperparameters": dict(sorted(
+                         ((k, v) for k, v in values.items() if not k.startswith("tuner/")),
+                         key=lambda kv: rank.get(kv[0], len(rank))))})
     return rows
 
 
 def _hp_names(rows):
+    """The hyperparameter names of all rows, each new one placed after its predecessor."""
     names = []
     for r in rows:
+        prev = None
         for k in r["hyperparameters"]:
             if k not in names:
-                names.append(k)
+                names.insert(names.index(prev) + 1 if prev is not None else 0, k)
+            prev = k
     return names
 
 
@@ -1602,8 +1688,8 @@ def format_table(rows, objective="val_accuracy"):
     Example:
         >>> print(format_table([{"trial": "0", "status": "COMPLETED", "score": 0.5,
         ...     "seconds": 1.0, "tuner_id": None, "hyperparameters": {"bn": "none"}}]))
-        trial  worker  status     val_accuracy    time  bn
-        0*     -       COMPLETED        0.5000    1.0s  none
+        trial  worker  status     val_accuracy  time  bn
+        0*     -       COMPLETED        0.5000  1.0s  none
     """
     names = _hp_names(rows)
     done = [r for r in rows if r["score"] is not None and r["status"] == "COMPLETED"]
@@ -1719,7 +1805,7 @@ def plot_trials(rows, path, objective="val_accuracy"):
 
 
 __all__ = ["Tunable", "TlkitHyperModel", "ZooHyperModel", "BackboneHyperModel", "BlockLayout",
-           "BLOCK_LAYOUTS", "TuneResult", "tune", "make_hypermodel", "parse_fix", "parse_space", "make_tuner",
-           "make_optimizer", "release_trial_memory", "distributed_role", "wait_for_chief",
-           "serve_oracle", "trials_table", "format_table", "write_reports", "plot_trials",
-           "TUNERS", "OBJECTIVES", "OPTIMIZERS", "DROPOUTS"]
+           "BLOCK_LAYOUTS", "TuneResult", "tune", "make_hypermodel", "parse_fix", "parse_space",
+           "make_tuner", "make_optimizer", "oracle_seed", "release_trial_memory",
+           "distributed_role", "wait_for_chief", "serve_oracle", "trials_table", "format_table",
+           "write_reports", "plot_trials", "TUNERS", "OBJECTIVES", "OPTIMIZERS", "DROPOUTS"]

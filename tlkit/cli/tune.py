@@ -53,7 +53,7 @@ def _configure_tune(p):
     g.add_argument("--out", help="run folder, e.g. saved_models/run1/ (settings, tuner state, "
                                  "trials.json/csv/png, best.h5)")
     g.add_argument("--overwrite", action="store_true",
-                   help="delete the search already in --out and start over")
+                   help="delete the search already in --out and start over (workers ignore it)")
     g.add_argument("--retrain", action="store_true",
                    help="train the best hyperparameters again instead of keeping the best trial")
     g.add_argument("--quiet", action="store_true", help="no per-trial lines")

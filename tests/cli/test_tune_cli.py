@@ -1,0 +1,172 @@
+"""`tlkit tune` as a user runs it: search, files, resume, one-line errors, chief and workers."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tlkit import cli
+
+pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
+
+FAST = ["--model", "zoo:fashion_cnn", "--image-size", "16", "--fix", "filters=8",
+        "--epochs", "1"]
+
+
+def run(capsys, *argv):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tune_search_files_and_resume(capsys, image_folder, tmp_path):
+    out = tmp_path / "runs" / "photos"
+    def args(trials):
+        return ["tune", "--data", image_folder, *FAST, "--tuner", "bayesian", "--max-trials",
+                trials, "--val-fraction", "0.2", "--test-fraction", "0.2", "--out", out,
+                "--space", "bn=before,after", "--fix", "dropout=0.3"]
+
+    code, stdout, err = run(capsys, *args(2))
+    assert code == 0, err
+    assert "trial  worker  status" in stdout and "best trial" in stdout
+    assert "block1_bn" in stdout and "trials.json" in stdout
+    for f in ("search.json", "settings.yaml", "trials.json", "trials.csv", "trials.png",
+              "best.h5", "tuner/oracle.json"):
+        assert (out / f).is_file(), f
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 2
+    assert all(t["hyperparameters"]["dropout"] == 0.3 for t in trials)
+    assert all(t["hyperparameters"]["block1_bn"] in ("before", "after") for t in trials)
+    model = keras.models.load_model(out / "best.h5")
+    assert model.input_shape == (None, 16, 16, 1) and model.output_shape == (None, 3)
+    # Run again with one more trial: the finished two are kept, one new trial runs.
+    code, stdout, err = run(capsys, *args(3))
+    assert code == 0, err
+    assert "resuming the search" in stdout and "2 trial(s) done" in stdout
+    assert len(json.loads((out / "trials.json").read_text())["trials"]) == 3
+
+
+def test_list_space(capsys):
+    code, stdout, err = run(capsys, "tune", "--backbone", "zoo:fashion_cnn", "--weights", "none",
+                            "--strategy", "large-similar", "--list-space", "--fix", "unfreeze=1")
+    assert code == 0, err
+    for name in ("dropout", "head_width", "head_bn", "learning_rate", "fine_tune_lr",
+                 "unfreeze", "fixed: 1", "bn  ", "alias"):
+        assert name in stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tuner", "gridsearch"], "Unknown tuner 'gridsearch'"),
+    (["--objective", "val_acc"], "Unknown objective 'val_acc'"),
+    (["--fix", "dropuot=0.3"], "Unknown --fix hyperparameter 'dropuot'. Did you mean dropout"),
+    (["--space", "bn=before,sideways"], "Invalid --space bn=sideways"),
+    (["--max-trials", "0"], "max_trials must be a positive int"),
+    (["--strategy", "small-similar"], "--strategy applies to --backbone"),
+    (["--distributed"], "--distributed needs"),
+])
+def test_bad_input_one_line_exit_2(capsys, tmp_path, extra, message):
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "tune", "--data", "digits", *FAST, "--out", out, *extra)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("tlkit tune: error: ") and message in err
+    assert not out.exists()
+
+
+def test_a_different_search_in_out_is_refused(capsys, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "search.json").write_text(json.dumps({"search": {"tuner": "hyperband"}}))
+    code, _, err = run(capsys, "tune", "--data", "digits", *FAST, "--max-trials", "1",
+                       "--out", out)
+    assert code == 2 and "holds a different search" in err and "--overwrite" in err
+    assert sorted(p.name for p in out.iterdir()) == ["search.json"]
+
+
+def test_worker_gives_up_on_an_unreachable_chief(capsys, tmp_path):
+    port = free_port()
+    started = time.monotonic()
+    code, _, err = run(capsys, "tune", "--data", "digits", *FAST, "--out", tmp_path / "w",
+                       "--distributed", "--tuner-id", "tuner0", "--oracle", f"127.0.0.1:{port}",
+                       "--connect-timeout", "1")
+    assert code == 2 and f"127.0.0.1:{port}" in err and err.count("\n") == 1
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "w").exists()
+
+
+def test_recipe_fixes_and_narrows(capsys, tmp_path):
+    recipe = tmp_path / "tune.yaml"
+    recipe.write_text("tune:\n  data: digits\n  model: zoo:fashion_cnn\n  image-size: 16\n"
+                      "  epochs: 1\n  max-trials: 1\n"
+                      "  fix: [filters=8, dropout=0.1]\n  space: {bn: [after, none]}\n")
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "tune", "--recipe", recipe, "--out", out, "--quiet")
+    assert code == 0, err
+    hps = json.loads((out / "trials.json").read_text())["trials"][0]["hyperparameters"]
+    assert hps["dropout"] == 0.1 and hps["filters"] == 8 and hps["block1_bn"] in ("after", "none")
+
+
+def test_distributed_chief_and_two_workers(tmp_path):
+    """A chief and two workers on 127.0.0.1: every trial recorded once, both workers ran some."""
+    port = free_port()
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "tlkit.cli", "tune", "--data", "digits", *FAST,
+            "--max-trials", "6", "--out", str(out), "--connect-timeout", "120"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    roles = [("chief", {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                        "KERASTUNER_ORACLE_PORT": str(port)}, []),
+             ("tuner0", {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                         "KERASTUNER_ORACLE_PORT": str(port)}, []),
+             ("tuner1", {}, ["--distributed", "--tuner-id", "tuner1",
+                             "--oracle", f"127.0.0.1:{port}"])]
+    procs, logs = {}, {}
+    try:
+        for name, extra_env, extra_args in roles:
+            logs[name] = open(tmp_path / f"{name}.log", "w+")
+            procs[name] = subprocess.Popen(args + extra_args, env={**env, **extra_env},
+                                           stdout=logs[name], stderr=subprocess.STDOUT,
+                                           cwd=tmp_path, start_new_session=True)
+        deadline = time.monotonic() + 300
+        for name, p in procs.items():
+            p.wait(timeout=max(1, deadline - time.monotonic()))
+        text = {name: (tmp_path / f"{name}.log").read_text() for name in procs}
+        for name, p in procs.items():
+            assert p.returncode == 0, f"{name}:\n{text[name][-3000:]}"
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
+        for f in logs.values():
+            f.close()
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    ids = [t["trial"] for t in trials]
+    assert len(ids) == 6 and len(set(ids)) == 6
+    assert all(t["status"] == "COMPLETED" for t in trials)
+    owners = {t["trial"]: t["tuner_id"] for t in trials}
+    assert set(owners.values()) == {"tuner0", "tuner1"}
+    for worker in ("tuner0", "tuner1"):
+        ran = [i for i, w in owners.items() if w == worker]
+        assert f"worker {worker} ran {len(ran)} trial(s): {', '.join(ran)}" in text[worker]
+    assert "best trial" in text["chief"] and (out / "best.h5").is_file()
+    hps = {json.dumps(t["hyperparameters"], sort_keys=True) for t in trials}
+    assert len(hps) == 6  # no trial was handed out twice
+    model = keras.models.load_model(out / "best.h5")
+    assert np.isfinite(model.predict(np.zeros((2, 16, 16, 1), "float32"), verbose=0)).all()
