@@ -3,11 +3,8 @@
 import pathlib
 
 from tlkit.cli import subcommand
+from tlkit.cli.core import _weights
 from tlkit.errors import TlkitError
-
-
-def _weights(text):
-    return None if str(text).lower() in ("none", "random", "null") else text
 
 
 def _configure_tune(p):
