@@ -10,8 +10,9 @@ Models:
   depend on the weights), small-similar head: what `tlkit finetune` saves;
 - the source-model classifier (demo_vgg, 28x28x1) from the other benchmarks.
 
-Each side gets one warm-up `predict` (tracing); then the sides alternate (A B) x 5 and the
-median of the five timed runs per side is used.
+Each side gets one warm-up `predict` (tracing); then the sides alternate (A B) x 11, each call
+short (under a second), so that a burst of other activity hits both sides alike, and the median
+of the eleven timed calls per side is used.
 
 Run: `.venv/bin/python bench/bench_predict.py` (`--quick` for a smoke run).
 """
@@ -46,8 +47,8 @@ def main():
 
     from tlkit import backbones, saving, strategies
 
-    rounds, batch = (1, 32) if args.quick else (5, 32)
-    n_mnv2, n_src = (64, 256) if args.quick else (1024, 4000)
+    rounds, batch = (1, 32) if args.quick else (11, 32)
+    n_mnv2, n_src = (64, 256) if args.quick else (768, 2000)
     fashion = common.fashion()
     print(f"bench {NAME}: .h5 loaded with keras.models.load_model vs the in-memory model")
     models = []

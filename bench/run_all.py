@@ -10,7 +10,8 @@ A benchmark whose measurement still shared the CPU with other processes (more th
 cores on average, from its JSON's `load.other_cpu_cores`) is run again once (`--retries`), and
 the quieter of the two results is kept.
 
-Run: `.venv/bin/python bench/run_all.py [--quick] [--no-wait] [--only small-similar,zoo]`.
+Run: `.venv/bin/python bench/run_all.py [--quick] [--no-wait] [--only small-similar,zoo]`;
+`--table` prints the table of the results already there without running anything.
 """
 
 import argparse
@@ -26,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
 
-POLLUTED = 0.5  # other processes' average CPU (cores) during a measurement that counts as noisy
+POLLUTED = 0.3  # other processes' average CPU (cores) during a measurement that counts as noisy
 BENCHES = [  # (script, result name)
     ("bench_small_similar.py", "small-similar"),
     ("bench_large_similar.py", "large-similar"),
@@ -89,6 +90,20 @@ def rows_of(result, fallback_name):
                        str(result.get("target", "-")), result.get("target_met"), None, "")]
 
 
+def collect(status):
+    """(table rows, environment) from the result files of the benchmarks in `status`."""
+    rows, env = [], {}
+    for s in status:
+        if s["rc"] != 0:
+            rows.append(common.row(s["script"], "FAILED (see its log)", None, "-", None))
+            continue
+        for f in s["results"]:
+            result = json.loads(pathlib.Path(f).read_text())
+            env = result.get("environment") or env
+            rows.extend(rows_of(result, pathlib.Path(f).stem))
+    return rows, env
+
+
 def markdown(rows, env, total_s=None, quick=False):
     def met(v):
         return "yes" if v is True else ("**no**" if v is False else "-")
@@ -121,6 +136,8 @@ def main():
                    help="re-run a benchmark whose measurement shared the CPU with other "
                         "processes (> POLLUTED cores on average) this many times; the least "
                         "polluted result is kept (default 1)")
+    p.add_argument("--table", action="store_true",
+                   help="run nothing: print the table of the results already in bench/results")
     p.add_argument("--only", default=None,
                    help="comma-separated result names or scripts to run (default: all)")
     args = p.parse_args()
@@ -130,6 +147,14 @@ def main():
     log_dir.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     status = []
+    if args.table:
+        for script, name in BENCHES:
+            f = results_dir / f"{name}.json"
+            if f.is_file() and not (wanted and not ({script, name} & wanted)):
+                status.append({"script": script, "rc": 0, "seconds": 0.0, "results": [str(f)]})
+        rows, env = collect(status)
+        print(markdown(rows, env or common.environment(), None, args.quick))
+        return
     for script, name in BENCHES:
         if not (HERE / script).is_file():
             continue
@@ -159,15 +184,7 @@ def main():
                        "results": [str(f) for f in files if f.is_file()]})
     total = time.perf_counter() - t_all
 
-    rows, env = [], {}
-    for s in status:
-        if s["rc"] != 0:
-            rows.append(common.row(s["script"], "FAILED (see its log)", None, "-", None))
-            continue
-        for f in s["results"]:
-            result = json.loads(pathlib.Path(f).read_text())
-            env = result.get("environment") or env
-            rows.extend(rows_of(result, pathlib.Path(f).stem))
+    rows, env = collect(status)
     env = env or common.environment()
     table = markdown(rows, env, total, args.quick)
     results_dir.mkdir(parents=True, exist_ok=True)
