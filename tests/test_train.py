@@ -55,15 +55,19 @@ def test_cache_with_augmented_passes(backbone, tiny_digits):
     assert result.info["cache"]["train_features"][0] == 3 * len(tiny_digits.y_train)
 
 
-def test_large_similar_phase2_changes_only_unfrozen_stages(backbone, tiny_digits):
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "uncached"])
+def test_large_similar_phase2_changes_only_unfrozen_stages(backbone, tiny_digits, cache):
     p = strategies.plan("large-similar", backbone, epochs=2, unfreeze=1)
     model = p.build_model(tiny_digits.num_classes)
     base = p.base_of(model)
-    train.fit(p, tiny_digits, model=model, epochs=None, augment=False, verbose=0)
+    result = train.fit(p, tiny_digits, model=model, epochs=None, augment=False,
+                       cache_features=cache, verbose=0)
+    # Without augmentation the frozen stages below the fine-tuned one are cached too.
+    assert [ph["cached"] for ph in result.info["phases"]] == [cache, cache]
     # Phase 1 is head-only; compare phase 2 alone by running it again from a snapshot.
     before = base_state(base)
     p2 = strategies.Plan(p.strategy, p.backbone, [p.phases[1]], p.head)
-    train.fit(p2, tiny_digits, model=model, augment=False, verbose=0)
+    train.fit(p2, tiny_digits, model=model, augment=False, cache_features=cache, verbose=0)
     diff = changed(before, base_state(base))
     unfrozen = set(backbone.stages[-1].layers)
     assert diff, "the unfrozen stage did not train"
@@ -97,3 +101,36 @@ def test_seed_repeats(backbone, tiny_digits):
         return train.fit(p, tiny_digits, augment=False, seed=3, verbose=0).history["loss"]
 
     np.testing.assert_allclose(run(), run(), rtol=1e-5)
+
+
+def test_fine_tune_phase_cached_only_without_augmentation(backbone, tiny_digits):
+    p = strategies.plan("large-similar", backbone, epochs=2, unfreeze=1)
+    result = train.fit(p, tiny_digits, augment=True, verbose=0)
+    assert [ph["cached"] for ph in result.info["phases"]] == [True, False]
+
+
+@pytest.mark.parametrize("name,size", [("mobilenet_v2", 32), ("resnet50", 32)])
+@pytest.mark.parametrize("unfreeze", [1, 2])
+def test_frozen_prefix_split_equals_full_model(name, size, unfreeze, tiny_digits):
+    bb = backbones.build(name, (size, size, 3), weights=None)
+    p = strategies.plan("large-similar", bb, epochs=2, unfreeze=unfreeze)
+    model = p.build_model(tiny_digits.num_classes)
+    p.apply(model, p.phases[1])
+    extractor, trainer = train.frozen_prefix_split(model)
+    # Everything below the cut is frozen; every trainable weight is above it.
+    assert not extractor.trainable_weights
+    assert {v.path for v in trainer.trainable_weights} == {
+        v.path for v in model.trainable_weights}
+    x = tiny_digits.x_test[:16].astype("float32")
+    np.testing.assert_allclose(trainer.predict(extractor.predict(x, verbose=0), verbose=0),
+                               model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_prefix_split_refuses_a_cut_inside_a_residual_block(tiny_digits):
+    bb = backbones.build("resnet50", (32, 32, 3), weights=None)
+    p = strategies.plan("large-similar", bb, epochs=2, unfreeze=1)
+    model = p.build_model(tiny_digits.num_classes)
+    base = p.base_of(model)
+    base.trainable = False
+    base.get_layer("conv5_block1_2_conv").trainable = True  # its block's shortcut reads below
+    assert train.frozen_prefix_split(model) is None

