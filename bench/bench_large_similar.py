@@ -80,15 +80,17 @@ def run_keras(ds, source, head_epochs, fine_epochs, batch_size, seed, head_init)
 
 
 def main():
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--source-widths", default="32,64,128",
+                   help="filters of the source model's vgg_blocks (heavier base: 64,128,256)")
+    args = p.parse_args()
     s = settings(args.quick)
     head_epochs = -(-s["epochs"] // 2)  # tlkit's default split: half, rounded up
     fine_epochs = s["epochs"] - head_epochs
     print(f"bench {NAME}: tlkit two-phase vs plain Keras two-phase ({head_epochs} head + "
           f"{fine_epochs} fine-tune epochs)")
     fashion = common.fashion()
-    source, source_info = common.source_model(
-        fashion, common.QUICK_SOURCE if args.quick else common.SourceConfig())
+    source, source_info = common.source_model(fashion, common.source_config(args))
     ds = common.subset(fashion, common.TARGET_CLASSES, s["per_class"], s["val_per_class"],
                        s["test_per_class"], args.seed)
     print(f"  target: Fashion-MNIST classes {list(common.TARGET_CLASSES)}, {common.counts(ds)}; "
@@ -124,7 +126,9 @@ def main():
     acc = common.accuracy_check(t1["accuracy"], keras_run["accuracy"])
     acc_text = f"tlkit {acc['tlkit']:.4f} / keras {acc['keras']:.4f} ({acc['diff_pp']:+.2f} pp)"
     setup = (f"{common.counts(ds)['train']:,} train + {common.counts(ds)['val']:,} val images "
-             f"28x28x1, source-model base (demo_vgg), {head_epochs}+{fine_epochs} epochs, "
+             f"28x28x1, source-model base (demo_vgg "
+             f"{'-'.join(map(str, source_info['config']['widths']))}), "
+             f"{head_epochs}+{fine_epochs} epochs, "
              f"batch {s['batch_size']}, last stage unfrozen at LR/10")
     rows = [common.row(NAME, "tlkit two-phase vs plain Keras two-phase: training speedup",
                        speedup, f">= {TARGET_SPEEDUP:g}x", speedup >= TARGET_SPEEDUP, acc_text,

@@ -11,8 +11,11 @@ Models:
 - the source-model classifier (demo_vgg, 28x28x1) from the other benchmarks.
 
 Each side gets one warm-up `predict` (tracing); then the sides alternate (A B) x 11, each call
-short (under a second), so that a burst of other activity hits both sides alike, and the median
-of the eleven timed calls per side is used.
+short (about a second), so that a burst of other activity hits both sides alike. The ratio uses
+the best (fastest) of the eleven calls per side: the work is identical and deterministic, and on
+this machine the times of identical calls are bimodal (e.g. 0.49 s or 0.65 s at random, even
+with nothing else running), so the median lands in either mode by chance and swings the ratio
+by +-10%; the ratio of the medians is in the JSON too.
 
 Run: `.venv/bin/python bench/bench_predict.py` (`--quick` for a smoke run).
 """
@@ -24,7 +27,8 @@ TARGET = 0.95
 
 
 def measure(mem, loaded, x, rounds, batch_size):
-    """(img/s in-memory, img/s loaded, max abs difference of the predictions, raw seconds)."""
+    """(best img/s in-memory, best img/s loaded, ratio of the medians, max abs difference of the
+    predictions, raw seconds)."""
     import numpy as np
 
     p_mem = mem.predict(x, batch_size=batch_size, verbose=0)  # warm-up (tracing)
@@ -36,8 +40,9 @@ def measure(mem, loaded, x, rounds, batch_size):
             with common.Timer() as t:
                 model.predict(x, batch_size=batch_size, verbose=0)
             secs[key].append(round(t.seconds, 4))
-    return (len(x) / common.median(secs["in_memory"]), len(x) / common.median(secs["loaded"]),
-            diff, secs)
+    best = {k: len(x) / min(v) for k, v in secs.items()}
+    med = {k: len(x) / common.median(v) for k, v in secs.items()}
+    return best["in_memory"], best["loaded"], med["loaded"] / med["in_memory"], diff, secs
 
 
 def main():
@@ -76,15 +81,17 @@ def main():
     watch = common.CpuWatch().start()
     results = []
     for (label, model, x), back in zip(models, loaded):
-        mem_ips, load_ips, diff, secs = measure(model, back, x, rounds, batch)
+        mem_ips, load_ips, ratio_median, diff, secs = measure(model, back, x, rounds, batch)
         results.append({"model": label, "images": len(x), "in_memory_img_s": round(mem_ips, 1),
                         "loaded_img_s": round(load_ips, 1), "ratio": round(load_ips / mem_ips, 3),
+                        "ratio_of_medians": round(ratio_median, 3),
                         "max_abs_prediction_diff": diff, "seconds": secs})
     load = {**quiet, **watch.stop()}
 
     rows = [common.row(NAME, f"loaded .h5 vs in-memory model: predict img/s, {r['model']}",
                        r["ratio"], f">= {TARGET:g}", r["ratio"] >= TARGET, None,
-                       f"{r['images']:,} images, batch {batch}; predictions equal: "
+                       f"{r['images']:,} images, batch {batch}, best of {rounds} calls per "
+                       f"side (ratio of medians {r['ratio_of_medians']:.2f}); predictions equal: "
                        f"{r['max_abs_prediction_diff'] == 0.0} (max diff "
                        f"{r['max_abs_prediction_diff']:.1e})")
             for r in results]
@@ -97,7 +104,7 @@ def main():
         "targets_met": {r["model"]: r["ratio"] >= TARGET for r in results},
         "setup": {"batch_size": batch, "rounds": rounds,
                   "order": "warm-up predict per side, then in-memory, loaded alternating; "
-                           "median per side",
+                           "best of the calls per side (ratio of medians also given)",
                   "save": "tlkit.saving.save (.h5 + metadata)",
                   "load": "keras.models.load_model(path) (compile=True default, safe_mode on)",
                   "source_model": source_info, "seed": args.seed},

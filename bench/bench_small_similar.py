@@ -19,7 +19,8 @@ Order: warm-up of both paths (tiny, not timed), wait for a quiet machine, then f
 keras, then tlkit, floor twice more; tlkit and the floor are the medians of their three runs.
 Training time = wall time minus the test evaluation (timed on both sides, reported apart).
 
-Run: `.venv/bin/python bench/bench_small_similar.py` (`--quick` for a smoke run).
+Run: `.venv/bin/python bench/bench_small_similar.py` (`--quick` for a smoke run;
+`--source-widths 64,128,256` for the wider base, results in small-similar-64-128-256.json).
 """
 
 import common  # noqa: I001  (sets TF log level before TensorFlow loads)
@@ -149,12 +150,18 @@ def median_of(runs, key):
 
 
 def main():
-    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    p = common.parser(__doc__.splitlines()[0])
+    p.add_argument("--source-widths", default="32,64,128",
+                   help="filters of the source model's vgg_blocks (heavier base: 64,128,256)")
+    args = p.parse_args()
     s = settings(args.quick)
+    widths = common.source_config(args).widths
+    # Results of a non-default base go to their own file (small-similar-64-128-256.json).
+    name = NAME if widths == common.SourceConfig().widths else (
+        f"{NAME}-{'-'.join(map(str, widths))}")
     print(f"bench {NAME}: tlkit feature cache vs keras.io frozen-base fit ({s['epochs']} epochs)")
     fashion = common.fashion()
-    source, source_info = common.source_model(
-        fashion, common.QUICK_SOURCE if args.quick else common.SourceConfig())
+    source, source_info = common.source_model(fashion, common.source_config(args))
     ds = common.subset(fashion, common.TARGET_CLASSES, s["per_class"], s["val_per_class"],
                        s["test_per_class"], args.seed)
     print(f"  target: Fashion-MNIST classes {list(common.TARGET_CLASSES)}, {common.counts(ds)}, "
@@ -193,12 +200,13 @@ def main():
     acc_text = (f"tlkit {acc['tlkit']:.4f} / keras {acc['keras']:.4f} "
                 f"({acc['diff_pp']:+.2f} pp)")
     setup = (f"{common.counts(ds)['train']:,} train + {common.counts(ds)['val']:,} val images "
-             f"28x28x1, source-model base (demo_vgg), {s['epochs']} epochs, batch "
+             f"28x28x1, source-model base (demo_vgg "
+             f"{'-'.join(map(str, source_info['config']['widths']))}), {s['epochs']} epochs, batch "
              f"{s['batch_size']}")
     rows = [
-        common.row(NAME, "tlkit (feature cache) vs keras.io frozen-base fit: training speedup",
+        common.row(name, "tlkit (feature cache) vs keras.io frozen-base fit: training speedup",
                    speedup, f">= {TARGET_SPEEDUP:g}x", speedup >= TARGET_SPEEDUP, acc_text, setup),
-        common.row(NAME, "tlkit training time / (start-up + one forward pass over train+val)",
+        common.row(name, "tlkit training time / (start-up + one forward pass over train+val)",
                    vs_floor, f"<= {TARGET_FLOOR:g}x", vs_floor <= TARGET_FLOOR, None,
                    "the limit of a frozen-base method"),
     ]
@@ -228,7 +236,7 @@ def main():
         "seconds": {"tlkit_runs": tlkits, "keras": keras_run, "floor_runs": floors},
         "load": load,
     }
-    path = common.write(NAME, payload, args)
+    path = common.write(name, payload, args)
     print(f"  tlkit's training time: start-up {median_of(tlkits, 'startup_s') / tl_train:.0%}, "
           f"feature pass {median_of(tlkits, 'cache_s') / tl_train:.0%}, rest (head epochs) "
           f"{1 - (median_of(tlkits, 'startup_s') + median_of(tlkits, 'cache_s')) / tl_train:.0%}; "

@@ -63,6 +63,15 @@ class SourceConfig:
 QUICK_SOURCE = SourceConfig(per_class=200, epochs=1)
 
 
+def source_config(args):
+    """The `SourceConfig` for `--quick` and `--source-widths` (when the script has it)."""
+    cfg = QUICK_SOURCE if args.quick else SourceConfig()
+    widths = getattr(args, "source_widths", None)
+    if widths:
+        cfg = dataclasses.replace(cfg, widths=tuple(int(w) for w in str(widths).split(",")))
+    return cfg
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 

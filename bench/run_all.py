@@ -11,7 +11,8 @@ cores on average, from its JSON's `load.other_cpu_cores`) is run again once (`--
 the quieter of the two results is kept.
 
 Run: `.venv/bin/python bench/run_all.py [--quick] [--no-wait] [--only small-similar,zoo]`;
-`--table` prints the table of the results already there without running anything.
+`--table` prints (and writes to SUMMARY.md) the table of the results already there, running
+nothing.
 """
 
 import argparse
@@ -28,8 +29,11 @@ sys.path.insert(0, str(HERE))
 import common  # noqa: E402
 
 POLLUTED = 0.3  # other processes' average CPU (cores) during a measurement that counts as noisy
-BENCHES = [  # (script, result name)
+BENCHES = [  # (script, result name[, extra arguments])
     ("bench_small_similar.py", "small-similar"),
+    # the same on a wider (4x the FLOPs) source base: nearer a real backbone, where the
+    # forward pass outweighs Keras's fixed per-fit costs
+    ("bench_small_similar.py", "small-similar-64-128-256", ("--source-widths", "64,128,256")),
     ("bench_large_similar.py", "large-similar"),
     ("bench_zoo.py", "zoo"),
     ("bench_predict.py", "predict"),
@@ -52,10 +56,10 @@ def flags_for(script, args):
     return out
 
 
-def run_one(script, args, log_dir):
+def run_one(script, args, log_dir, extra=(), name=None):
     """Run one benchmark, echoing its stdout; stderr goes to a log file. Returns (rc, s, log)."""
-    cmd = [sys.executable, str(HERE / script), *flags_for(script, args)]
-    log = log_dir / f"{pathlib.Path(script).stem}.stderr.log"
+    cmd = [sys.executable, str(HERE / script), *flags_for(script, args), *extra]
+    log = log_dir / f"{name or pathlib.Path(script).stem}.stderr.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     print(f"\n$ {' '.join([os.path.relpath(cmd[0], common.ROOT), *cmd[1:]])}", flush=True)
     t0 = time.perf_counter()
@@ -122,7 +126,8 @@ def markdown(rows, env, total_s=None, quick=False):
     lines.append(f"Ratios of two sides measured in one process each; {env.get('cpu', 'CPU')}, "
                  f"{env.get('cpu_count')} cores, CPU only, TensorFlow {env.get('tensorflow')}, "
                  f"Keras {env.get('keras')}. Absolute times and load: `bench/results/*.json`."
-                 + (f" This run of bench/run_all.py took {total_s / 60:.1f} min." if total_s else ""))
+                 + (f" This run of bench/run_all.py took {total_s / 60:.1f} min."
+                    if total_s else ""))
     return "\n".join(lines)
 
 
@@ -148,20 +153,24 @@ def main():
     t_all = time.perf_counter()
     status = []
     if args.table:
-        for script, name in BENCHES:
+        for script, name, *_ in BENCHES:
             f = results_dir / f"{name}.json"
             if f.is_file() and not (wanted and not ({script, name} & wanted)):
                 status.append({"script": script, "rc": 0, "seconds": 0.0, "results": [str(f)]})
         rows, env = collect(status)
-        print(markdown(rows, env or common.environment(), None, args.quick))
+        table = markdown(rows, env or common.environment(), None, args.quick)
+        if not wanted:
+            (results_dir / "SUMMARY.md").write_text(table + "\n")
+        print(table)
         return
-    for script, name in BENCHES:
+    for script, name, *extra in BENCHES:
+        extra = tuple(extra[0]) if extra else ()
         if not (HERE / script).is_file():
             continue
         if wanted and not ({script, pathlib.Path(script).stem, name} & wanted):
             continue
         started = time.time()
-        rc, secs, log = run_one(script, args, log_dir)
+        rc, secs, log = run_one(script, args, log_dir, extra, name)
         if name is not None:
             files = [results_dir / f"{name}.json"]
         else:  # unknown result name: the JSON files this run wrote
@@ -174,7 +183,7 @@ def main():
                 break
             print(f"  (others used {noise:.2f} cores while it measured: running it again)")
             kept = files[0].read_text()
-            rc, more, log = run_one(script, args, log_dir)
+            rc, more, log = run_one(script, args, log_dir, extra, name)
             secs += more
             again = pollution(files[0]) if rc == 0 else None
             if again is None or again > noise:  # keep the quieter of the two

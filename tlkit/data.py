@@ -282,8 +282,21 @@ def augmentation(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.0, *, see
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
+AUTOTUNE_MIN_CPUS = 5  # tf.data autotuning by default only on machines with more cores
+
+
+def default_autotune():
+    """Whether tf.data autotuning is on by default here: with more than 4 CPU cores.
+
+    On 2 cores autotuning sometimes stalls ~20 s between epochs, and with a fixed prefetch a
+    whole fine-tuning run was 1.1-1.3x faster (bench/bench_options.py); tlkit's pipelines only
+    cast and augment in-memory images, so a fixed depth loses nothing measurable there.
+    """
+    return (os.cpu_count() or 1) >= AUTOTUNE_MIN_CPUS
+
+
 def pipeline(x, y, *, batch_size=32, shuffle=False, augment=None, seed=0, cache=False,
-             autotune=True, prefetch=2, drop_remainder=False):
+             autotune=None, prefetch=2, drop_remainder=False):
     """A batched `tf.data.Dataset` of (float32 images 0..255, int64 labels).
 
     Order: from_tensor_slices -> [cache] -> [shuffle] -> batch -> cast (+ augment) -> prefetch.
@@ -297,8 +310,9 @@ def pipeline(x, y, *, batch_size=32, shuffle=False, augment=None, seed=0, cache=
             `augmentation()`); True means `augmentation()`; None or False: no augmentation.
         seed: shuffle seed.
         cache: True caches the elements in memory; a string caches to that file.
-        autotune: False turns tf.data autotuning off and uses a fixed `prefetch` depth (avoids
-            the ~20 s stalls between epochs autotune sometimes causes on 2-core machines).
+        autotune: True for tf.data autotuning; False turns it off and uses a fixed `prefetch`
+            depth (avoids the ~20 s stalls between epochs autotune sometimes causes on 2-core
+            machines); None (default): `default_autotune()`, on with 5 or more CPU cores.
         prefetch: batches prefetched when autotune is off (0: none).
         drop_remainder: drop the last, smaller batch.
 
@@ -327,6 +341,8 @@ def pipeline(x, y, *, batch_size=32, shuffle=False, augment=None, seed=0, cache=
         y = np.asarray(y, dtype=np.int64)
         if len(y) != len(x):
             raise TlkitError(f"x and y differ in length: {len(x)} images, {len(y)} labels.")
+    if autotune is None:
+        autotune = default_autotune()
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")

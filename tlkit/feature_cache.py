@@ -51,7 +51,7 @@ def content_key(x, fingerprint, *, passes=1, seed=0, augment=None):
 
 
 def compute(extractor, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
-            autotune=True, out=None):
+            autotune=None, out=None):
     """Run `extractor` over `x` `passes` times (pass 0 un-augmented) with a progress bar.
 
     Args:
@@ -79,7 +79,7 @@ def compute(extractor, x, *, batch_size=32, augment=None, passes=1, seed=0, verb
 
 
 def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name="features",
-        batch_size=32, augment=None, passes=1, seed=0, verbose=1, autotune=True, persist=True):
+        batch_size=32, augment=None, passes=1, seed=0, verbose=1, autotune=None, persist=True):
     """Features of `x`, from the disk cache when an entry with the same key exists.
 
     Args:

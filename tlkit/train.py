@@ -147,7 +147,7 @@ def feature_extractor(model):
 
 
 def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
-                     autotune=True):
+                     autotune=None):
     """Run the frozen part of `model` (input -> pooled base output) over images `x`.
 
     Returns an array of shape (passes * N, features); pass 0 is un-augmented, later passes use
@@ -159,7 +159,7 @@ def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0,
 
 
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
-        augment=True, augment_passes=1, out_dir=None, seed=0, autotune=True, patience=5,
+        augment=True, augment_passes=1, out_dir=None, seed=0, autotune=None, patience=5,
         tensorboard=False, model=None, cache_dir=None,
         cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, jit_compile=False,
         verbose=1):
@@ -179,7 +179,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             images the cache holds (the first un-augmented).
         out_dir: folder for history.csv, checkpoints and TensorBoard logs (None: no files).
         seed: seeds Python, NumPy and the backend (`keras.utils.set_random_seed`).
-        autotune: tf.data autotuning; `False` uses a fixed prefetch (stalls less on 2 cores).
+        autotune: tf.data autotuning; `False` uses a fixed prefetch (stalls less on 2 cores);
+            None: on with 5 or more CPU cores (`tlkit.data.default_autotune`).
         patience: EarlyStopping patience on val_loss.
         tensorboard: add a TensorBoard callback (needs `out_dir`).
         model: continue training this model (from `plan.build_model` or a loaded tlkit model)

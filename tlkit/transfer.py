@@ -64,7 +64,7 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
              learning_rate=1e-3, fine_tune_lr=None, head_epochs=None, unfreeze=None,
              cut_stage=None, dropout=None, dense=(), head_bn="none", pooling="avg",
              augment=True, augment_passes=1, cache_features=True, seed=0, val_fraction=0.1,
-             test_fraction=0.1, on_bad_image="skip", download=False, autotune=True,
+             test_fraction=0.1, on_bad_image="skip", download=False, autotune=None,
              patience=5, tensorboard=False, cache_dir=None, distribute=None, jit_compile=False,
              mixed_precision=False, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.

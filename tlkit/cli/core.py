@@ -79,6 +79,9 @@ def _configure_finetune(p):
                    help="do not cache the frozen base's features")
     g.add_argument("--augment-passes", type=int, default=1,
                    help="cached passes over the training images (first un-augmented)")
+    g.add_argument("--autotune", dest="autotune", action="store_true", default=None,
+                   help="tf.data autotuning (default: on with 5 or more CPU cores; on 2 cores "
+                        "it stalls between epochs)")
     g.add_argument("--no-autotune", dest="autotune", action="store_false",
                    help="tf.data without autotune (fixed prefetch)")
     g.add_argument("--tensorboard", action="store_true")
