@@ -245,6 +245,12 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             cached = split is not None
         if cached:
             extractor, trainer = split
+            if verbose:
+                what = ("the frozen base" if not phase.train_stages else
+                        f"the frozen layers below {trainer.layers[1].layers[1].name!r}")
+                print(f"tlkit: phase {phase.name!r}: computing the output of {what} once "
+                      f"(feature cache) for {len(dataset.x_train):,} training + "
+                      f"{len(dataset.x_val):,} validation images")
             t0 = time.perf_counter()
             where = cache_dir or (pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
             kw = dict(cache_dir=where, memory_limit=cache_memory_limit, batch_size=batch_size,
