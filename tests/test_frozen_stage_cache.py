@@ -22,6 +22,10 @@ def test_fine_tune_phase_from_disk_and_without_a_folder(tiny_digits, tmp_path, c
     x = tiny_digits.x_test.astype("float32")
     np.testing.assert_allclose(trainer.predict(extractor.predict(x, verbose=0), verbose=0),
                                disk.model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    # Spilled to the run's folder only for lack of memory (no cache_dir): removed afterwards.
+    spill = run(out_dir=tmp_path / "run", cache_memory_limit=0, verbose=0)
+    assert spill.info["phases"][1]["cache"]["train"]["where"] == "disk"
+    assert not list((tmp_path / "run" / "feature_cache").glob("*.npy"))
     # Over the limit and nowhere to put it: the phase trains on images, and says why.
     p = strategies.plan("large-similar", bb, epochs=2, unfreeze=1)
     fine_only = strategies.Plan(p.strategy, p.backbone, [p.phases[1]], p.head)

@@ -188,7 +188,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         cache_dir: folder where cached features are kept and reused by content key (a later
             run on the same data, backbone and weights skips the forward pass). Without it,
             features stay in memory, and only features over `cache_memory_limit` go to
-            `out_dir/feature_cache`.
+            `out_dir/feature_cache`, removed when their phase ends.
         cache_memory_limit: bytes of features kept in memory; larger ones go to `cache_dir`.
         strategy: a `tf.distribute.Strategy` (see `tlkit.distribute`); the model must have
             been built under its scope. The feature cache is off under a strategy.
@@ -280,6 +280,10 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             h = trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs,
                             callbacks=cbs, verbose=verbose, shuffle=False)  # data shuffles
             del f_train, f_val, train_data, val_data
+            if cache_dir is None:  # spilled to out_dir only for lack of memory: not kept
+                for c in (c_train, c_val):
+                    if c.get("where") == "disk":
+                        pathlib.Path(c["path"]).unlink(missing_ok=True)
         else:
             with strategy.scope() if strategy else contextlib.nullcontext():
                 compile_phase(model, plan, phase, jit_compile)
