@@ -1,23 +1,39 @@
 """Shared test helpers: one training step, and the `.h5` round trip in a process without tlkit."""
 
+import atexit
 import json
 import os
+import queue
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
 
 import numpy as np
 
+# One plain-Keras process serves every `predict_in_fresh_process` call of a test session:
+# starting Python with TensorFlow costs seconds, a load request a fraction of one. It never
+# imports tlkit (every reply says so), so each file still loads without tlkit's code.
 FRESH_LOAD = textwrap.dedent("""
-    import json, os, sys
+    import json, os, sys, traceback
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import numpy as np
     import keras
-    model = keras.models.load_model(sys.argv[1])          # safe_mode=True, the default
-    x = np.load(sys.argv[2])
-    np.save(sys.argv[3], model.predict(x, verbose=0))
-    print(json.dumps({"tlkit_imported": any(m.split(".")[0] == "tlkit" for m in sys.modules)}))
+    for line in sys.stdin:
+        model_path, x_path, y_path = json.loads(line)
+        model = None
+        try:
+            model = keras.models.load_model(model_path)          # safe_mode=True, the default
+            np.save(y_path, model.predict(np.load(x_path), verbose=0))
+            reply = {"tlkit_imported": any(m.split(".")[0] == "tlkit" for m in sys.modules)}
+        except Exception:
+            reply = {"error": traceback.format_exc()}
+        model = None
+        keras.backend.clear_session()
+        print("FRESH_LOAD " + json.dumps(reply), flush=True)
 """)
+_fresh = {}
 
 
 def random_batch(input_shape, num_classes, n=4, seed=0):
@@ -28,26 +44,68 @@ def random_batch(input_shape, num_classes, n=4, seed=0):
     return x, y
 
 
+def compile_and_build(model, optimizer="adam", **compile_kwargs):
+    """`model.compile(...)`, then build the optimizer's variables eagerly.
+
+    With the TensorFlow backend Keras otherwise creates them inside the first traced train
+    step, and TensorFlow then traces that step twice (about twice the seconds of a first
+    `fit` / `train_on_batch`).
+    """
+    model.compile(optimizer=optimizer, **compile_kwargs)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def one_training_step(model, num_classes, n=4):
     """Compile and run one step; return the loss (a finite float)."""
     x, y = random_batch(model.input_shape[1:], num_classes, n)
     loss = "binary_crossentropy" if num_classes == 1 else "sparse_categorical_crossentropy"
     if num_classes == 1:
         y = (y % 2).astype("float32")
-    model.compile(optimizer="adam", loss=loss)
+    compile_and_build(model, loss=loss)
     return float(model.train_on_batch(x, y))
 
 
+def _fresh_process():
+    """The session's plain-Keras process (started on first use): (Popen, reply queue, log)."""
+    if "proc" not in _fresh or _fresh["proc"].poll() is not None:
+        workdir = tempfile.mkdtemp(prefix="tlkit-fresh-load-")
+        log = open(os.path.join(workdir, "stderr.txt"), "w+")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        proc = subprocess.Popen([sys.executable, "-c", FRESH_LOAD], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log, text=True, cwd=workdir,
+                                env=env)
+        replies = queue.Queue()
+
+        def read():
+            for line in proc.stdout:
+                if line.startswith("FRESH_LOAD "):
+                    replies.put(json.loads(line[len("FRESH_LOAD "):]))
+            replies.put(None)  # the process ended
+
+        threading.Thread(target=read, daemon=True).start()
+        _fresh.update(proc=proc, replies=replies, log=log)
+        atexit.register(proc.kill)
+    return _fresh["proc"], _fresh["replies"], _fresh["log"]
+
+
 def predict_in_fresh_process(path, x, tmp_path):
-    """Load `path` with plain Keras in a new Python process that never imports tlkit.
+    """Load `path` with plain Keras in another Python process that never imports tlkit.
 
     Returns (predictions, tlkit_was_imported).
     """
     x_path, y_path = tmp_path / "x.npy", tmp_path / "y.npy"
     np.save(x_path, x)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", FRESH_LOAD, str(path), str(x_path), str(y_path)],
-                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    return np.load(y_path), info["tlkit_imported"]
+    proc, replies, log = _fresh_process()
+    proc.stdin.write(json.dumps([str(path), str(x_path), str(y_path)]) + "\n")
+    proc.stdin.flush()
+    try:
+        reply = replies.get(timeout=300)
+    except queue.Empty:
+        proc.kill()  # the next call starts a new process rather than read this answer
+        reply = {"error": "no answer in 300 s"}
+    if reply is None:
+        log.seek(0)
+        reply = {"error": f"the process ended (exit code {proc.wait()}):\n{log.read()[-3000:]}"}
+    assert "error" not in reply, reply["error"][-3000:]
+    return np.load(y_path), reply["tlkit_imported"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from keras import layers
 
+from helpers import compile_and_build
 from tlkit import backbones
 from tlkit.errors import TlkitError
 
@@ -389,7 +390,7 @@ def _tiny_base(with_rescale=True, name="tiny_base"):
 
 
 def _train_and_save(clf, path):
-    clf.compile("adam", "sparse_categorical_crossentropy")
+    compile_and_build(clf, "adam", loss="sparse_categorical_crossentropy")
     clf.fit(_raw((32, 32, 3), 16), RNG.integers(0, 3, 16), epochs=2, verbose=0)
     clf.save(path)
     return clf

@@ -11,6 +11,7 @@ import pytest
 from keras import layers
 from PIL import Image
 
+from helpers import compile_and_build
 from tlkit import explain, zoo
 from tlkit.blocks import classifier_head, conv_bn_act
 from tlkit.errors import TlkitError
@@ -100,8 +101,8 @@ def test_gradcam_points_at_the_evidence():
     x_train, y_train, _ = patch_images(768, rng)
     x_test, y_test, quadrant = patch_images(40, rng)
     model = tiny_cnn()
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    compile_and_build(model, keras.optimizers.Adam(3e-3),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=5, batch_size=32, verbose=0)
     assert model.evaluate(x_test, y_test, verbose=0)[1] >= 0.9
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
+from helpers import compile_and_build
 from tlkit import export as ex
 from tlkit.errors import TlkitError
 
@@ -43,7 +44,7 @@ def trained():
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(3, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, outputs, name="tiny")
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    compile_and_build(model, keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x_train, y_train, epochs=4, batch_size=32, verbose=0)
     return model, x_test
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tlkit
-from helpers import predict_in_fresh_process
+from helpers import compile_and_build, predict_in_fresh_process
 from tlkit import saving, strategies
 
 
@@ -68,8 +68,8 @@ def test_continue_training_from_loaded(tmp_path, tiny_digits):
                          strategy="large-dissimilar", epochs=1, out=tmp_path / "m.h5",
                          augment=False, verbose=0)
     model, meta = saving.load(tmp_path / "m.h5")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    compile_and_build(model, keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     h = model.fit(res.dataset.x_train.astype("float32"), res.dataset.y_train, epochs=1,
                   verbose=0)
     assert np.isfinite(h.history["loss"][0])
