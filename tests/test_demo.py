@@ -1,8 +1,9 @@
 """`tlkit demo`: the quick run through the CLI (structure and files), and its bad input.
 
 The quick run trains 20 small models plus the source net and the baseline (about 1.5 minutes
-on 2 cores); it runs once per module. Accuracy ordering is not tested: quick runs are too
-short for it.
+on 2 cores); it runs once per session, as `python -m tlkit.cli demo --quick` in a background
+process that conftest.py starts when collection ends. Accuracy ordering is not tested: quick
+runs are too short for it.
 """
 
 import contextlib
@@ -29,10 +30,9 @@ def run_cli(*argv):
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
-    out_dir = tmp_path_factory.mktemp("demo") / "out"
-    code, out, err = run_cli("demo", "--quick", "--out", str(out_dir))
-    return {"code": code, "out": out, "err": err, "dir": out_dir}
+def quick(quick_demo):
+    """{"code", "out", "err", "dir"} of `tlkit demo --quick --out DIR` (conftest.py)."""
+    return quick_demo
 
 
 # ---------------------------------------------------------------------------------------------
