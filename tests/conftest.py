@@ -1,7 +1,5 @@
 import gc
 import os
-import shutil
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -10,42 +8,25 @@ import pytest  # noqa: E402
 
 import helpers  # noqa: E402
 
-# Slow end-to-end commands that the collected tests need, started in the background when
-# collection ends (see helpers.BackgroundCLI); the fixtures below collect their results.
-_BACKGROUND = {}
-
-
-def _start_quick_demo():
-    workdir = tempfile.mkdtemp(prefix="tlkit-test-demo-")
-    return helpers.BackgroundCLI(["demo", "--quick", "--out", os.path.join(workdir, "out")],
-                                 workdir)
-
 
 def pytest_collection_finish(session):
+    """Begin the background runs that the selected tests use (helpers.background_fixture), in
+    the order the tests need them, and the fresh-load process (helpers.py)."""
     if session.config.option.collectonly:
         return
-    fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    if "quick_demo" in fixtures:
-        _BACKGROUND["quick_demo"] = _start_quick_demo()
+    runs = []
+    for item in session.items:
+        for name in getattr(item, "fixturenames", ()):
+            if name in helpers._RUNS and name not in runs:
+                runs.append(name)
+    helpers.begin_background_runs(runs)
     if any(getattr(getattr(item, "module", None), "predict_in_fresh_process", None)
            for item in session.items):
         helpers._fresh_process()  # its TensorFlow import overlaps with the first tests
 
 
 def pytest_sessionfinish(session):
-    for run in _BACKGROUND.values():
-        run.stop()
-        shutil.rmtree(run.workdir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def quick_demo():
-    """`tlkit demo --quick --out DIR` as a user runs it, in a process of its own (about
-    1.5 minutes on 2 cores, which overlap with the tests before tests/test_demo.py)."""
-    run = _BACKGROUND.get("quick_demo") or _BACKGROUND.setdefault("quick_demo",
-                                                                   _start_quick_demo())
-    code, out, err = run.result(timeout=900)
-    return {"code": code, "out": out, "err": err, "dir": run.workdir / "out"}
+    helpers.stop_background_runs()
 
 
 @pytest.fixture(scope="module", autouse=True)

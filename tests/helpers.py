@@ -12,8 +12,10 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 
 import numpy as np
+import pytest
 
 # One plain-Keras process serves every `predict_in_fresh_process` call of a test session:
 # starting Python with TensorFlow costs seconds, a load request a fraction of one. It never
@@ -77,7 +79,8 @@ def _fresh_process():
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         proc = subprocess.Popen([sys.executable, "-c", FRESH_LOAD], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=log, text=True, cwd=workdir,
-                                env=env, preexec_fn=_lower_priority)
+                                env=env)
+        _lower_priority(proc.pid)
         replies = queue.Queue()
 
         def read():
@@ -115,54 +118,150 @@ def predict_in_fresh_process(path, x, tmp_path):
     return np.load(y_path), reply["tlkit_imported"]
 
 
-def _lower_priority():
-    """Run only on CPU time the test process leaves idle (SCHED_IDLE; else nice 19).
+def _lower_priority(pid):
+    """Give process `pid` the lowest CPU priority (nice 19), so that it runs mostly on the CPU
+    time the test process leaves idle.
 
-    The process stays in pytest's session: with the kernel's autogroup scheduling a new
-    session would get an equal share of the CPU whatever its priority.
+    Set from outside after the start (no preexec_fn in a process with TensorFlow's threads);
+    threads that the process starts later inherit it. The process stays in pytest's session:
+    with the kernel's autogroup scheduling a new session would get an equal share of the CPU
+    whatever its priority.
     """
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, pid, 19)
     except (AttributeError, OSError):
-        os.nice(19)
+        pass
 
 
-class BackgroundCLI:
-    """`python -m tlkit.cli ARGV`, started now in a process of its own at the lowest CPU
-    priority, and collected later with `result()`.
+class BackgroundProcesses:
+    """Processes started now (by default at the lowest CPU priority) and collected later
+    (`result`).
 
-    The test process leaves about one of the machine's 2 cores idle (tracing models is
-    single-threaded Python), so a slow end-to-end command started when the session starts
-    runs there while the in-process tests go on.
+    `commands` maps a name to {"argv": [...], "env": {...}}: `env` changes os.environ for
+    the process (a None value removes the variable). Each process writes NAME.out and
+    NAME.err in `workdir`, its working directory.
     """
 
-    def __init__(self, argv, workdir):
-        self.argv = [str(a) for a in argv]
+    def __init__(self, workdir, commands, low_priority=True):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._out = open(self.workdir / "stdout.txt", "w+")
-        self._err = open(self.workdir / "stderr.txt", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tlkit.cli", *self.argv],
-                                     stdout=self._out, stderr=self._err, cwd=self.workdir,
-                                     preexec_fn=_lower_priority)
+        self.procs, self._files = {}, {}
+        try:
+            for name, cmd in commands.items():
+                out = open(self.workdir / f"{name}.out", "w+")
+                err = open(self.workdir / f"{name}.err", "w+")
+                self._files[name] = (out, err)
+                env = {**os.environ, **cmd.get("env", {})}
+                self.procs[name] = subprocess.Popen(
+                    [str(a) for a in cmd["argv"]], stdout=out, stderr=err, cwd=self.workdir,
+                    env={k: v for k, v in env.items() if v is not None})
+                if low_priority:
+                    _lower_priority(self.procs[name].pid)
+        except BaseException:
+            self.stop()
+            raise
         atexit.register(self.stop)
 
     def result(self, timeout=900):
-        """Wait for the command; return (exit code, stdout, stderr). The exit code is None
-        when it did not finish within `timeout` seconds (it is killed then)."""
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            code = None
-        self._out.seek(0)
-        self._err.seek(0)
-        out, err = self._out.read(), self._err.read()
-        if code is None:
-            err += f"\n[tlkit {' '.join(self.argv)}: killed after {timeout} s]"
-        return code, out, err
+        """Wait (at most `timeout` s for all) and return {name: {"code", "out", "err"}};
+        a process still running then is killed, and its code is None."""
+        deadline = time.monotonic() + timeout
+        unfinished = set()
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                unfinished.add(name)
+        self.stop()
+        results = {}
+        for name, proc in self.procs.items():
+            out, err = self._files[name]
+            out.seek(0)
+            err.seek(0)
+            results[name] = {"code": None if name in unfinished else proc.returncode,
+                             "out": out.read(), "err": err.read()}
+            if name in unfinished:
+                results[name]["err"] += f"\n[{name}: killed after {timeout} s]"
+        return results
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def cli_command(*argv, env=None):
+    """A `BackgroundProcesses` command for `python -m tlkit.cli ARGV`."""
+    return {"argv": [sys.executable, "-m", "tlkit.cli", *argv], "env": env or {}}
+
+
+class _BackgroundRun:
+    def __init__(self, start, timeout):
+        self._start = start
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._handle = None
+        self._result = None
+        self.workdir = None
+
+    def begin(self):
+        with self._lock:
+            if self._handle is None:
+                self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="tlkit-test-bg-"))
+                self._handle = self._start(self.workdir)
+        return self._handle
+
+    def result(self):
+        handle = self.begin()
+        with self._lock:
+            if self._result is None:
+                self._result = handle.result(self.timeout)
+            return self._result
+
+    def stop(self):
+        if self._handle is not None:
+            self._handle.stop()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_RUNS = {}
+
+
+def background_fixture(name, start, timeout=900):
+    """A session fixture NAME whose value is `start(workdir).result(timeout)`.
+
+    `start(workdir)` starts the processes of a slow end-to-end run (a `BackgroundProcesses`).
+    When collection ends, conftest.py begins the runs that the selected tests use, one after
+    another in a background thread, at the lowest CPU priority: the test process leaves
+    about one of the machine's 2 cores idle (tracing models is single-threaded Python), so
+    they mostly run there while the in-process tests go on. A test that needs a run not
+    begun yet begins it at once. `result` values carry "workdir" (the runs' files).
+    """
+    _RUNS[name] = _BackgroundRun(start, timeout)
+
+    @pytest.fixture(scope="session", name=name)
+    def _fixture():
+        run = _RUNS[name]
+        return {**run.result(), "workdir": run.workdir}
+
+    return _fixture
+
+
+def begin_background_runs(names):
+    """Run the named background runs one after another in a daemon thread."""
+    runs = [_RUNS[n] for n in names]
+
+    def work():
+        for run in runs:
+            try:
+                run.result()
+            except Exception:  # noqa: BLE001 - the fixture reports it when a test asks
+                pass
+
+    threading.Thread(target=work, daemon=True).start()
+
+
+def stop_background_runs():
+    for run in _RUNS.values():
+        run.stop()

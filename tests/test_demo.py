@@ -2,8 +2,8 @@
 
 The quick run trains 20 small models plus the source net and the baseline (about 1.5 minutes
 on 2 cores); it runs once per session, as `python -m tlkit.cli demo --quick` in a background
-process that conftest.py starts when collection ends. Accuracy ordering is not tested: quick
-runs are too short for it.
+process that begins when collection ends (helpers.background_fixture). Accuracy ordering is
+not tested: quick runs are too short for it.
 """
 
 import contextlib
@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 
+from helpers import BackgroundProcesses, background_fixture, cli_command
 from tlkit import cli, data, demo, saving
 from tlkit.errors import TlkitError
 
@@ -29,10 +30,14 @@ def run_cli(*argv):
     return code, out.getvalue(), err.getvalue()
 
 
+quick_demo = background_fixture("quick_demo", lambda workdir: BackgroundProcesses(
+    workdir, {"demo": cli_command("demo", "--quick", "--out", workdir / "out")}))
+
+
 @pytest.fixture(scope="module")
 def quick(quick_demo):
-    """{"code", "out", "err", "dir"} of `tlkit demo --quick --out DIR` (conftest.py)."""
-    return quick_demo
+    """{"code", "out", "err", "dir"} of `tlkit demo --quick --out DIR`."""
+    return {**quick_demo["demo"], "dir": quick_demo["workdir"] / "out"}
 
 
 # ---------------------------------------------------------------------------------------------

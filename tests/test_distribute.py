@@ -1,15 +1,12 @@
 """tf.distribute: two MultiWorkerMirroredStrategy workers as processes on 127.0.0.1."""
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from helpers import BackgroundProcesses, background_fixture, cli_command
 from tlkit import distribute
 from tlkit.errors import TlkitError
 
@@ -20,31 +17,29 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_finish_with_the_same_weights(tmp_path):
+def _start_two_workers(workdir):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    try:
-        for i in range(2):
-            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
-                                                         "task": {"type": "worker", "index": i}}),
-                       CUDA_VISIBLE_DEVICES="")
-            cmd = [sys.executable, "-m", "tlkit.cli", "finetune", "--data", "digits",
-                   "--backbone", "zoo:simple_cnn", "--weights", "none",
-                   "--strategy", "large-dissimilar", "--epochs", "1", "--batch-size", "64",
-                   "--no-augment", "--distribute", "multiworker", "--quiet",
-                   "--out", str(tmp_path / f"worker{i}.h5")]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True,
-                                          start_new_session=True))
-        outputs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    return BackgroundProcesses(workdir, {
+        f"worker{i}": cli_command(
+            "finetune", "--data", "digits", "--backbone", "zoo:simple_cnn", "--weights", "none",
+            "--strategy", "large-dissimilar", "--epochs", "1", "--batch-size", "64",
+            "--no-augment", "--distribute", "multiworker", "--quiet",
+            "--out", workdir / f"worker{i}.h5",
+            env={"TF_CONFIG": json.dumps({"cluster": cluster,
+                                          "task": {"type": "worker", "index": i}}),
+                 "CUDA_VISIBLE_DEVICES": ""})
+        for i in range(2)})
+
+
+# Started in the background when collection ends (helpers.background_fixture).
+two_workers = background_fixture("two_workers", _start_two_workers, timeout=300)
+
+
+def test_two_workers_finish_with_the_same_weights(two_workers):
+    for name in ("worker0", "worker1"):
+        run = two_workers[name]
+        assert run["code"] == 0, (run["out"] + run["err"])[-3000:]
     import h5py
 
     def weights(path):
@@ -54,7 +49,8 @@ def test_two_workers_finish_with_the_same_weights(tmp_path):
                 lambda name, obj: out.__setitem__(name, obj[()]) if hasattr(obj, "shape") else None)
             return out
 
-    w0, w1 = weights(tmp_path / "worker0.h5"), weights(tmp_path / "worker1.h5")
+    w0, w1 = weights(two_workers["workdir"] / "worker0.h5"), weights(
+        two_workers["workdir"] / "worker1.h5")
     assert w0.keys() == w1.keys() and len(w0) > 4
     for k in w0:
         np.testing.assert_array_equal(w0[k], w1[k], err_msg=k)

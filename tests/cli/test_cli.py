@@ -1,11 +1,10 @@
 """The CLI as a user runs it: output, files, and one-line errors with exit code 2."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from helpers import BackgroundProcesses, background_fixture, cli_command
 from tlkit import cli
 
 
@@ -131,11 +130,15 @@ def test_imagenet_offline_is_one_line(capsys):
         assert code == 2 and "--weights none" in err and len(err.strip().splitlines()) == 1
 
 
-def test_console_script_exit_code():
-    proc = subprocess.run([sys.executable, "-m", "tlkit.cli", "finetune", "--data",
-                           "/no/such/dir"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and "/no/such/dir" in proc.stderr
+# Started in the background when collection ends (helpers.background_fixture).
+console_script = background_fixture("console_script", lambda workdir: BackgroundProcesses(
+    workdir, {"tlkit": cli_command("finetune", "--data", "/no/such/dir")}), timeout=120)
+
+
+def test_console_script_exit_code(console_script):
+    proc = console_script["tlkit"]
+    assert proc["code"] == 2
+    assert "Traceback" not in proc["err"] and "/no/such/dir" in proc["err"]
 
 
 def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_path):

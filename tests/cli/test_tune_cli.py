@@ -2,16 +2,14 @@
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 
 import keras
 import numpy as np
 import pytest
 
+from helpers import BackgroundProcesses, cli_command
 from tlkit import cli
 
 pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
@@ -125,37 +123,23 @@ def test_recipe_fixes_and_narrows(capsys, tmp_path):
 def test_distributed_chief_and_two_workers(tmp_path):
     """A chief and two workers on 127.0.0.1: every trial recorded once, both workers ran some."""
     port = free_port()
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "tlkit.cli", "tune", "--data", "digits", *FAST,
-            "--max-trials", "6", "--out", str(out), "--connect-timeout", "120"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    args = ["tune", "--data", "digits", *FAST, "--max-trials", "6", "--out", tmp_path / "run",
+            "--connect-timeout", "120"]
+    env = {k: None for k in os.environ if k.startswith("KERASTUNER_")}
     env.update(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    roles = [("chief", {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "127.0.0.1",
-                        "KERASTUNER_ORACLE_PORT": str(port)}, []),
-             ("tuner0", {"KERASTUNER_TUNER_ID": "tuner0", "KERASTUNER_ORACLE_IP": "127.0.0.1",
-                         "KERASTUNER_ORACLE_PORT": str(port)}, []),
-             ("tuner1", {}, ["--distributed", "--tuner-id", "tuner1",
-                             "--oracle", f"127.0.0.1:{port}"])]
-    procs, logs = {}, {}
-    try:
-        for name, extra_env, extra_args in roles:
-            logs[name] = open(tmp_path / f"{name}.log", "w+")
-            procs[name] = subprocess.Popen(args + extra_args, env={**env, **extra_env},
-                                           stdout=logs[name], stderr=subprocess.STDOUT,
-                                           cwd=tmp_path, start_new_session=True)
-        deadline = time.monotonic() + 300
-        for name, p in procs.items():
-            p.wait(timeout=max(1, deadline - time.monotonic()))
-        text = {name: (tmp_path / f"{name}.log").read_text() for name in procs}
-        for name, p in procs.items():
-            assert p.returncode == 0, f"{name}:\n{text[name][-3000:]}"
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=30)
-        for f in logs.values():
-            f.close()
+    oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(port)}
+    distributed_search = BackgroundProcesses(tmp_path, {
+        "chief": cli_command(*args, env={**env, **oracle, "KERASTUNER_TUNER_ID": "chief"}),
+        "tuner0": cli_command(*args, env={**env, **oracle, "KERASTUNER_TUNER_ID": "tuner0"}),
+        "tuner1": cli_command(*args, "--distributed", "--tuner-id", "tuner1",
+                              "--oracle", f"127.0.0.1:{port}", env=env),
+    }, low_priority=False).result(timeout=300)
+    names = ("chief", "tuner0", "tuner1")
+    text = {name: distributed_search[name]["out"] + distributed_search[name]["err"]
+            for name in names}
+    for name in names:
+        assert distributed_search[name]["code"] == 0, f"{name}:\n{text[name][-3000:]}"
+    out = tmp_path / "run"
     trials = json.loads((out / "trials.json").read_text())["trials"]
     ids = [t["trial"] for t in trials]
     assert len(ids) == 6 and len(set(ids)) == 6
