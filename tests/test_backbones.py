@@ -59,6 +59,27 @@ def _size(name):
     return backbones.spec(name).min_size
 
 
+# Backbones that several tests build with random weights at their minimum input size: built
+# once per module. The tests only read them, or set the weights they then compare against.
+SHARED = ("mobilenet_v2", "mobilenet_v3_small", "convnext_tiny", "vgg16", "densenet121")
+
+
+@pytest.fixture(scope="module")
+def random_init():
+    """random_init(name): `backbones.build(name, (min, min, 3), weights=None)`."""
+    built = {}
+
+    def get(name):
+        size = _size(name)
+        if name not in SHARED:
+            return backbones.build(name, (size, size, 3), weights=None)
+        if name not in built:
+            built[name] = backbones.build(name, (size, size, 3), weights=None)
+        return built[name]
+
+    return get
+
+
 # ---------------------------------------------------------------------------------------------
 # registry
 
@@ -103,9 +124,9 @@ def test_unknown_name_suggests_and_lists():
 
 
 @pytest.mark.parametrize("name", backbones.names())
-def test_builds_with_random_weights(name):
+def test_builds_with_random_weights(name, random_init):
     size = _size(name)
-    bb = backbones.build(name, (size, size, 3), weights=None)
+    bb = random_init(name)
     model = bb.model
     assert model.name == name and bb.source == "keras.applications" and bb.weights is None
     assert bb.input_shape == (size, size, 3)
@@ -138,7 +159,7 @@ def test_builds_with_random_weights(name):
         assert not model.get_layer(n).trainable_weights
 
 
-def test_stage_counts_of_known_models():
+def test_stage_counts_of_known_models(random_init):
     bb = backbones.build("mobilenet_v2", (96, 96, 3), weights=None)
     assert [s.resolution for s in bb.stages] == [(48, 48), (24, 24), (12, 12), (6, 6), (3, 3)]
     assert bb.stage_of("Conv1") == 0 and bb.stage_of("image") == 0
@@ -150,7 +171,7 @@ def test_stage_counts_of_known_models():
     assert bb.stage_of("conv3_block1_0_conv") == bb.stage_of("conv3_block1_1_conv") == 2
     assert bb.stage_of("conv2_block3_out") == 1
     keras.backend.clear_session()
-    bb = backbones.build("vgg16", (32, 32, 3), weights=None)
+    bb = random_init("vgg16")  # (32, 32, 3)
     assert [l.name for l in bb.layers_of(-1)] == ["block4_pool", "block5_conv1", "block5_conv2",
                                                   "block5_conv3", "block5_pool"]
     assert bb.layers_of([0, 1]) == bb.layers_of(0) + bb.layers_of(1)
@@ -193,9 +214,9 @@ def test_compute_stages_on_a_plain_model():
     ("mobilenet_v3_small", keras.applications.mobilenet_v3),  # "builtin", ops -> layers
     ("convnext_tiny", keras.applications.convnext),        # "builtin", LayerScale -> layer
 ])
-def test_raw_pixels_in_equals_preprocess_input_then_application(name, module):
+def test_raw_pixels_in_equals_preprocess_input_then_application(name, module, random_init):
     size = _size(name)
-    bb = backbones.build(name, (size, size, 3), weights=None)
+    bb = random_init(name)
     for layer in bb.model.layers:  # LayerScale starts at 1e-6: make it count
         if isinstance(layer, layers.DepthwiseConv2D) and layer.kernel.shape[:2] == (1, 1):
             layer.kernel.assign(RNG.uniform(0.5, 1.5, layer.kernel.shape))
@@ -207,8 +228,8 @@ def test_raw_pixels_in_equals_preprocess_input_then_application(name, module):
     _assert_close(bb.model(raw), expected)
 
 
-def test_caffe_layer_is_exactly_preprocess_input():
-    bb = backbones.build("vgg16", (32, 32, 3), weights=None)
+def test_caffe_layer_is_exactly_preprocess_input(random_init):
+    bb = random_init("vgg16")  # (32, 32, 3)
     layer = bb.model.get_layer("preprocess_caffe")
     assert not layer.trainable and not layer.trainable_weights
     pre = keras.Model(bb.model.input, layer.output)
@@ -283,9 +304,9 @@ def test_weights_file_of_the_bare_application(tmp_path):
         _assert_close(bb.model(raw), expected)
 
 
-def test_wrong_weights_file_is_a_user_error(tmp_path):
+def test_wrong_weights_file_is_a_user_error(tmp_path, random_init):
     path = str(tmp_path / "vgg.weights.h5")
-    backbones.build("vgg16", (32, 32, 3), weights=None).model.save_weights(path)
+    random_init("vgg16").model.save_weights(path)  # (32, 32, 3)
     with pytest.raises(TlkitError, match="Could not load weights file .*mobilenet_v2"):
         backbones.build("mobilenet_v2", (32, 32, 3), weights=path)
 
@@ -478,10 +499,11 @@ def test_h5_classifier_with_layers_before_the_base_is_flattened(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "convnext_tiny"])
-def test_h5_classifier_on_a_tlkit_backbone_round_trips(tmp_path, name):
+def test_h5_classifier_on_a_tlkit_backbone_round_trips(tmp_path, name, random_init):
     """Plain `keras.models.load_model` reads the .h5 (keras' own MobileNetV3 and ConvNeXt do
     not: bare ops and LayerScale), and the file gives the same backbone back."""
-    bb = backbones.build(name, (32, 32, 3), weights=None)
+    bb = random_init(name)
+    assert bb.input_shape == (32, 32, 3)
     inputs = keras.Input((32, 32, 3), name="image")
     x = bb.model(inputs, training=False)
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)

@@ -124,10 +124,15 @@ def test_small_dissimilar_runs_with_files(backbone, tiny_digits, tmp_path):
     assert isinstance(result.model.optimizer, keras.optimizers.AdamW)
 
 
-@pytest.mark.parametrize("name,size", [("mobilenet_v2", 32), ("resnet50", 32)])
+@pytest.fixture(scope="module")
+def resnet50():
+    return backbones.build("resnet50", (32, 32, 3), weights=None)
+
+
+@pytest.mark.parametrize("name", ["backbone", "resnet50"], ids=["mobilenet_v2", "resnet50"])
 @pytest.mark.parametrize("unfreeze", [1, 2])
-def test_frozen_prefix_split_equals_full_model(name, size, unfreeze, tiny_digits):
-    bb = backbones.build(name, (size, size, 3), weights=None)
+def test_frozen_prefix_split_equals_full_model(name, unfreeze, tiny_digits, request):
+    bb = request.getfixturevalue(name)  # MobileNetV2 or ResNet50 at 32x32
     p = strategies.plan("large-similar", bb, epochs=2, unfreeze=unfreeze)
     model = p.build_model(tiny_digits.num_classes)
     p.apply(model, p.phases[1])
@@ -141,9 +146,8 @@ def test_frozen_prefix_split_equals_full_model(name, size, unfreeze, tiny_digits
                                model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
 
 
-def test_frozen_prefix_split_refuses_a_cut_inside_a_residual_block(tiny_digits):
-    bb = backbones.build("resnet50", (32, 32, 3), weights=None)
-    p = strategies.plan("large-similar", bb, epochs=2, unfreeze=1)
+def test_frozen_prefix_split_refuses_a_cut_inside_a_residual_block(resnet50, tiny_digits):
+    p = strategies.plan("large-similar", resnet50, epochs=2, unfreeze=1)
     model = p.build_model(tiny_digits.num_classes)
     base = p.base_of(model)
     base.trainable = False
