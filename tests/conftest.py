@@ -14,15 +14,10 @@ def pytest_collection_finish(session):
     the order the tests need them, and the fresh-load process (helpers.py)."""
     if session.config.option.collectonly:
         return
-    runs = []
-    for item in session.items:
-        for name in getattr(item, "fixturenames", ()):
-            if name in helpers._RUNS and name not in runs:
-                runs.append(name)
-    helpers.begin_background_runs(runs)
+    helpers.begin_background_runs(session.items)
     if any(getattr(getattr(item, "module", None), "predict_in_fresh_process", None)
            for item in session.items):
-        helpers._fresh_process()  # its TensorFlow import overlaps with the first tests
+        helpers.fresh_load_process()  # its TensorFlow import overlaps with the first tests
 
 
 def pytest_sessionfinish(session):
@@ -36,10 +31,13 @@ def _freeze_survivors():
     `keras.backend.clear_session()` runs a full `gc.collect()`, and tlkit calls it per
     tuning trial and per demo run: each one scans every object in the process, and after
     TensorFlow, Keras and the earlier test modules that is millions of them (over a second
-    per call late in the suite). Objects that survive a collection at a module boundary are
-    imported modules, registries and caches that live as long as the process, so freezing
-    them (`gc.freeze`) keeps the collections the tests trigger down to what the tests
-    themselves allocate. Nothing a test checks depends on it.
+    per call late in the suite: 259 of the suite's 697 s went to it). What survives a
+    collection at a module boundary is imported modules, registries, caches and what earlier
+    tests left reachable; freezing it (`gc.freeze`) keeps the collections the tests trigger
+    down to what the current module allocates. Frozen objects that become cyclic garbage
+    later are not freed, but the peak RSS does not grow (test_backbones, test_train,
+    test_tuning and test_zoo together: 4.00 GB frozen, 4.04 GB not, in 161 s instead of
+    273 s). No test checks either.
     """
     gc.collect()
     gc.freeze()

@@ -71,7 +71,7 @@ def one_training_step(model, num_classes, n=4):
     return float(model.train_on_batch(x, y))
 
 
-def _fresh_process():
+def fresh_load_process():
     """The session's plain-Keras process (started on first use): (Popen, reply queue, log)."""
     if "proc" not in _fresh or _fresh["proc"].poll() is not None:
         workdir = tempfile.mkdtemp(prefix="tlkit-fresh-load-")
@@ -103,7 +103,7 @@ def predict_in_fresh_process(path, x, tmp_path):
     """
     x_path, y_path = tmp_path / "x.npy", tmp_path / "y.npy"
     np.save(x_path, x)
-    proc, replies, log = _fresh_process()
+    proc, replies, log = fresh_load_process()
     proc.stdin.write(json.dumps([str(path), str(x_path), str(y_path)]) + "\n")
     proc.stdin.flush()
     try:
@@ -248,8 +248,14 @@ def background_fixture(name, start, timeout=900):
     return _fixture
 
 
-def begin_background_runs(names):
-    """Run the named background runs one after another in a daemon thread."""
+def begin_background_runs(items):
+    """Begin the background runs that `items` (the selected tests) use, one after another
+    in a daemon thread, in the order of the first test that needs each."""
+    names = []
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            if name in _RUNS and name not in names:
+                names.append(name)
     runs = [_RUNS[n] for n in names]
 
     def work():
