@@ -147,7 +147,8 @@ def test_channels_default_and_conversion(tmp_path):
     assert ds.image_shape == (8, 8, 1)
     rgb = data.load(str(root), channels=3, val_fraction=0, test_fraction=0)
     assert rgb.image_shape == (8, 8, 3)
-    assert np.array_equal(rgb.x_train[..., 0], rgb.x_train[..., 2])
+    pixels = rgb.x_train.to_numpy()  # files stream; decode them here to look at the pixels
+    assert np.array_equal(pixels[..., 0], pixels[..., 2])
 
 
 def test_single_class_folder_is_an_error(tmp_path):
@@ -318,7 +319,7 @@ def test_fashion_mnist_from_the_keras_cache(tmp_path, monkeypatch):
     for split, n in (("train", 40), ("t10k", 10)):
         _write_idx(folder / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
         _write_idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    monkeypatch.setattr(data, "FASHION_MNIST_DEBIAN", str(tmp_path / "no-debian"))
+    monkeypatch.setattr(data.arrays, "FASHION_MNIST_DEBIAN", str(tmp_path / "no-debian"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     ds = data.load("fashion_mnist", val_fraction=0.25)
     assert ds.summary()["counts"] == {"train": 30, "val": 10, "test": 10}
@@ -330,7 +331,7 @@ def test_fashion_mnist_missing_says_how_to_get_it(tmp_path, monkeypatch):
     def offline():
         raise OSError("no network")
 
-    monkeypatch.setattr(data, "FASHION_MNIST_DEBIAN", str(tmp_path / "no-debian"))
+    monkeypatch.setattr(data.arrays, "FASHION_MNIST_DEBIAN", str(tmp_path / "no-debian"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
     with pytest.raises(TlkitError, match="apt-get install dataset-fashion-mnist"):

@@ -44,10 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tlkit import data as data_lib
 from tlkit.errors import TlkitError, check_choice, suggest
 
 METHODS = ("gradcam", "feature-maps", "filters")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = data_lib.IMAGE_EXTENSIONS
 MAX_CHANNELS = 64
 
 _PADDING_LAYERS = ("ZeroPadding2D", "Cropping2D")
@@ -697,8 +698,8 @@ def image_files(inputs):
 def load_image(path, input_shape):
     """Read an image file as raw pixels at the model's input size.
 
-    The image is converted to grayscale (1 channel) or RGB (3 channels) and resized with
-    bilinear interpolation to (height, width); values stay 0..255.
+    Decoded as tlkit's data pipeline does (`tlkit.data.decode.read_image`: EXIF orientation,
+    any mode converted to grayscale or RGB, resized to (height, width)); values stay 0..255.
 
     Args:
         path: image file (anything Pillow reads).
@@ -707,20 +708,14 @@ def load_image(path, input_shape):
     Returns:
         float32 array (height, width, channels).
     """
-    from PIL import Image, UnidentifiedImageError
+    from tlkit.data import decode
 
     h, w, c = (int(d) for d in input_shape)
     if c not in (1, 3):
         raise TlkitError(f"Only 1- or 3-channel models can read image files. "
                          f"Received: input_shape={tuple(input_shape)}.")
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-            x = np.asarray(img, dtype="float32")
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise TlkitError(f"Cannot read image {str(path)!r}: "
-                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}.") from None
-    return x.reshape(h, w, c)
+    x = decode.read_image(str(path), image_size=(h, w), channels=c)
+    return x.astype("float32").reshape(h, w, c)
 
 
 def _class_index(class_name, class_names, n):
@@ -796,7 +791,8 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
     if inputs is None:
         raise TlkitError(f"Method {method!r} needs images: give an image file or a folder.")
     input_shape = tuple(model.inputs[0].shape[1:])
-    images = [(p, load_image(p, input_shape)) for p in image_files(inputs)]
+    # One image at a time: a folder of any size needs the memory of one image.
+    images = ((p, load_image(p, input_shape)) for p in image_files(inputs))
     written = []
     if method == "gradcam":
         cam = _GradCam(model, layer)

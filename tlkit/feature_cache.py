@@ -19,12 +19,12 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 
 import keras
 import numpy as np
 
 from tlkit import data as data_lib
+from tlkit import fileio
 
 DEFAULT_MEMORY_LIMIT = 2 * 2**30  # bytes of features kept in memory before going to disk
 
@@ -40,51 +40,75 @@ def model_fingerprint(model):
 
 
 def content_key(x, fingerprint, *, passes=1, seed=0, augment=None):
-    """The cache key of features of images `x` from an extractor with `fingerprint`."""
+    """The cache key of features of images `x` from an extractor with `fingerprint`.
+
+    Arrays are hashed by their bytes; image files (`tlkit.data.ImageFiles`) by their paths,
+    sizes and mtimes and the decoding settings (`ImageFiles.fingerprint`), so that a file
+    that changes changes the key without the cache reading every image to find out.
+    """
     h = hashlib.blake2b(digest_size=16)
-    h.update(str((x.shape, str(x.dtype), passes, seed)).encode())
-    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(str((tuple(x.shape), str(x.dtype), passes, seed)).encode())
+    if data_lib.is_files(x):
+        h.update(x.fingerprint().encode())
+    else:
+        h.update(np.ascontiguousarray(x).tobytes())
     h.update(fingerprint.encode())
     if augment is not None and passes > 1:
         h.update(json.dumps(augment.get_config(), sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
-def compute(extractor, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
-            autotune=None, out=None):
+def compute(extractor, x, *, labels=None, batch_size=32, augment=None, passes=1, seed=0,
+            verbose=1, autotune=None, out=None):
     """Run `extractor` over `x` `passes` times (pass 0 un-augmented) with a progress bar.
 
+    Features are written batch by batch; images stream from disk when `x` is files.
+
     Args:
+        labels: the labels of `x`; with them the result is `(features, labels)`, the labels
+            of the rows actually computed (a file that fails to decode has no row).
         out: None to return an in-memory array, or a writable array (e.g. a `np.memmap`) of
             shape (passes * N, features) to fill batch by batch.
+
+    Returns:
+        The features (passes * M rows, M = N less failed files), or `(features, labels)`.
     """
     n = len(x)
     feat_shape = tuple(extractor.output.shape[1:])
     if out is None:
         out = np.empty((passes * n, *feat_shape), "float32")
     bar = keras.utils.Progbar(passes * n, unit_name="image") if verbose else None
-    row = 0
+    row, got = 0, []
+    y = np.zeros(n, np.int64) if labels is None else np.asarray(labels, np.int64)
     for p in range(passes):
-        ds = data_lib.pipeline(x, None, batch_size=batch_size, augment=augment if p else None,
+        ds = data_lib.pipeline(x, y, batch_size=batch_size, augment=augment if p else None,
                                seed=seed + p, autotune=autotune)
-        for batch in ds:
+        for batch, batch_labels in ds:
             # predict_on_batch runs Keras's compiled predict step: calling the model eagerly
             # per batch costs 2.5x the forward pass itself (measured on the demo VGG base).
             f = extractor.predict_on_batch(batch)
             out[row:row + len(f)] = f
+            got.append(batch_labels.numpy())
             row += len(f)
             if bar:
                 bar.update(row)
-    return out
+    if row < len(out):  # files that failed to decode: no row
+        out = out[:row]
+    if labels is None:
+        return out
+    return out, (np.concatenate(got) if got else np.zeros(0, np.int64))
 
 
-def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name="features",
-        batch_size=32, augment=None, passes=1, seed=0, verbose=1, autotune=None, persist=True):
+def get(extractor, x, *, labels=None, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT,
+        name="features", batch_size=32, augment=None, passes=1, seed=0, verbose=1,
+        autotune=None, persist=True):
     """Features of `x`, from the disk cache when an entry with the same key exists.
 
     Args:
         extractor: the frozen model (images -> features).
-        x: uint8 images.
+        x: uint8 images, or image files (`tlkit.data.ImageFiles`), streamed.
+        labels: labels of `x`; with them `info["labels"]` holds the labels of the rows (the
+            same as `labels`, repeated per pass, unless some file failed to decode).
         cache_dir: folder for cache files. Without it, features stay in memory (an error if
             they would exceed `memory_limit`, naming the size and asking for a folder).
         memory_limit: features larger than this many bytes go to `cache_dir` as a memory-mapped
@@ -99,6 +123,16 @@ def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name
     """
     feat_shape = tuple(extractor.output.shape[1:])
     nbytes = passes * len(x) * int(np.prod(feat_shape)) * 4
+    given = labels is not None
+    y = np.zeros(len(x), np.int64) if labels is None else np.asarray(labels, np.int64)
+    run = dict(labels=y, batch_size=batch_size, augment=augment, passes=passes, seed=seed,
+               verbose=verbose, autotune=autotune)
+
+    def result(feats, rows, info):
+        if given:
+            info["labels"] = rows
+        return feats, info
+
     if cache_dir is not None and not persist and nbytes <= memory_limit:
         cache_dir = None
     if cache_dir is None:
@@ -108,8 +142,8 @@ def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name
             raise TlkitError(f"The cached features would take {nbytes / 2**30:.1f} GiB, more "
                              f"than the {memory_limit / 2**30:.1f} GiB memory limit: give a "
                              f"cache folder (an output folder) or use --no-cache.")
-        return compute(extractor, x, batch_size=batch_size, augment=augment, passes=passes,
-                       seed=seed, verbose=verbose, autotune=autotune), {"where": "memory"}
+        feats, rows = compute(extractor, x, **run)
+        return result(feats, rows, {"where": "memory"})
     cache_dir = pathlib.Path(cache_dir)
     if not _writable(cache_dir):
         if nbytes > memory_limit:
@@ -120,29 +154,40 @@ def get(extractor, x, *, cache_dir=None, memory_limit=DEFAULT_MEMORY_LIMIT, name
                              f"give a writable --cache-dir.")
         print(f"tlkit: feature cache folder {cache_dir} cannot be written; keeping the "
               f"features in memory")
-        return get(extractor, x, cache_dir=None, memory_limit=memory_limit, name=name,
-                   batch_size=batch_size, augment=augment, passes=passes, seed=seed,
-                   verbose=verbose, autotune=autotune)
+        return get(extractor, x, labels=labels, cache_dir=None, memory_limit=memory_limit,
+                   name=name, batch_size=batch_size, augment=augment, passes=passes,
+                   seed=seed, verbose=verbose, autotune=autotune)
     key = content_key(x, model_fingerprint(extractor), passes=passes, seed=seed, augment=augment)
     path = cache_dir / f"{name}-{key[:20]}.npy"
-    if path.is_file():
-        return np.load(path, mmap_mode="r"), {"where": "reused", "key": key, "path": str(path)}
+    label_path = path.with_suffix(".labels.npy")
+    if path.is_file() and label_path.is_file():
+        return result(np.load(path, mmap_mode="r"), np.load(label_path),
+                      {"where": "reused", "key": key, "path": str(path)})
     if nbytes <= memory_limit:
-        feats = compute(extractor, x, batch_size=batch_size, augment=augment, passes=passes,
-                        seed=seed, verbose=verbose, autotune=autotune)
+        feats, rows = compute(extractor, x, **run)
+        _write_atomic(label_path, lambda tmp: np.save(tmp, rows))
         _write_atomic(path, lambda tmp: np.save(tmp, feats))
-        return feats, {"where": "memory", "key": key, "path": str(path)}
+        return result(feats, rows, {"where": "memory", "key": key, "path": str(path)})
+
+    got = {}
 
     def fill(tmp):
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype="float32",
                                        shape=(passes * len(x), *feat_shape))
-        compute(extractor, x, batch_size=batch_size, augment=augment, passes=passes, seed=seed,
-                verbose=verbose, autotune=autotune, out=mm)
+        feats, got["rows"] = compute(extractor, x, out=mm, **run)
+        if len(feats) < len(mm):  # some files failed to decode: keep only the rows computed
+            np.save(tmp + ".short.npy", np.asarray(feats))
+            del feats, mm
+            os.replace(tmp + ".short.npy", tmp)
+            return
         mm.flush()
-        del mm
+        del mm, feats
 
     _write_atomic(path, fill)
-    return np.load(path, mmap_mode="r"), {"where": "disk", "key": key, "path": str(path)}
+    _write_atomic(label_path, lambda tmp: np.save(tmp, got["rows"]))
+    return result(np.load(path, mmap_mode="r"), got["rows"],
+                  {"where": "disk", "key": key, "path": str(path),
+                   "labels_path": str(label_path)})
 
 
 def _writable(folder):
@@ -154,15 +199,8 @@ def _writable(folder):
 
 
 def _write_atomic(path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    os.close(fd)
-    try:
+    with fileio.atomic_path(path, suffix=".npy") as tmp:  # np.save keeps a name ending .npy
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def as_dataset(features, labels, batch_size=32, *, shuffle=False, seed=0):

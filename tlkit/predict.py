@@ -1,5 +1,10 @@
 """Using a saved model: top-k predictions for image files, and evaluation on a data set.
 
+Both stream: images are decoded in tf.data as the model reads them, so a folder of 100,000
+images needs the memory of a few batches. `iter_predictions` yields rows batch by batch
+(the CLI writes its CSV as they come); files that cannot be read are skipped and counted, or
+stop the run with `on_bad_image="error"`.
+
 Example:
     >>> from tlkit import predict
     >>> rows = predict.predict_files("saved_models/photos.h5", "photos/cats", top_k=2)  # doctest: +SKIP
@@ -7,6 +12,7 @@ Example:
     ('cats', 0.97)
 """
 
+import os
 import pathlib
 
 import numpy as np
@@ -14,9 +20,7 @@ import numpy as np
 from tlkit import data as data_lib
 from tlkit import report as report_lib
 from tlkit import saving
-from tlkit.errors import TlkitError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+from tlkit.errors import TlkitError, check_choice
 
 
 def image_paths(path):
@@ -26,63 +30,143 @@ def image_paths(path):
         return [path]
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                       and p.suffix.lower() in data_lib.IMAGE_EXTENSIONS
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
-            raise TlkitError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}.")
+            raise TlkitError(f"No images ({', '.join(data_lib.IMAGE_EXTENSIONS)}) in folder "
+                             f"{path}.")
         return files
     raise TlkitError(f"Image path not found: {path}")
 
 
-def predict_files(model_path, inputs, top_k=3, batch_size=32):
+def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image="skip",
+                     resize=data_lib.DEFAULT_RESIZE, skipped=None):
+    """Yield `{"path", "top": [(class, probability), ...]}` per image, batch by batch.
+
+    Args:
+        model_path: a saved tlkit (or any Keras) classifier.
+        inputs: an image file or a folder of images (searched recursively).
+        top_k: classes per image.
+        batch_size: images per model call.
+        on_bad_image: `"skip"`: unreadable files are left out (appended to `skipped` as
+            (path, reason)); `"error"`: the first one raises `TlkitError` naming it.
+        resize: how images are fitted to the model's input (see `tlkit.data.load`).
+        skipped: a list that receives the skipped files.
+    """
+    from tlkit.data import folder
+
+    check_choice("on_bad_image", on_bad_image, data_lib.BAD_IMAGE_POLICIES)
+    if top_k < 1:
+        raise TlkitError(f"--top-k must be >= 1. Received: {top_k}.")
+    model, meta = saving.load(model_path)
+    names = saving.class_names(model, meta)
+    skipped = [] if skipped is None else skipped
+    good, use_pil = [], []
+    for path in map(str, image_paths(inputs)):
+        probe = folder.probe_file(path)
+        if probe.decoder is None:
+            if on_bad_image == "error" or os.path.isfile(inputs):
+                raise TlkitError(f"Cannot read image {path}: {probe.problem}."
+                                 + (" Pass --on-bad-image skip to skip such files."
+                                    if on_bad_image == "error" else ""))
+            skipped.append((path, probe.problem))
+            continue
+        good.append(path)
+        use_pil.append(probe.decoder == "pil")
+    if not good:
+        raise TlkitError(f"No readable image in {inputs} ({len(skipped)} tried, e.g. "
+                         f"{skipped[0][0]}: {skipped[0][1]}).")
+    shape = model.input_shape[1:]
+    files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
+    ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1).batch(batch_size)
+    k = min(top_k, max(2, model.output_shape[-1]))
+    for images, ids in ds.prefetch(2):
+        probs = np.asarray(model.predict_on_batch(np.asarray(images, "float32")))
+        if probs.shape[-1] == 1:  # one sigmoid unit
+            probs = np.concatenate([1 - probs, probs], axis=-1)
+        for i, pr in zip(ids.numpy(), probs):
+            idx = np.argsort(-pr)[:k]
+            yield {"path": good[i], "top": [(names[j], float(pr[j])) for j in idx]}
+    for path in files.failed():
+        if on_bad_image == "error":
+            raise TlkitError(f"Cannot decode image {path} (changed or corrupt). Pass "
+                             f"--on-bad-image skip to skip such files.")
+        skipped.append((path, "could not be decoded"))
+
+
+def predict_files(model_path, inputs, top_k=3, batch_size=32, on_bad_image="skip",
+                  resize=data_lib.DEFAULT_RESIZE):
     """Top-k class names and probabilities for an image file or a folder of images.
 
     Returns:
-        A list of `{"path": str, "top": [(class_name, probability), ...]}`.
+        A list of `{"path": str, "top": [(class_name, probability), ...]}`, one per readable
+        image (see `iter_predictions` for streaming and skipped files).
     """
-    model, meta = saving.load(model_path)
-    names = saving.class_names(model, meta)
-    paths = image_paths(inputs)
-    if top_k < 1:
-        raise TlkitError(f"--top-k must be >= 1. Received: {top_k}.")
-    shape = model.input_shape[1:]
-    x = data_lib.read_images(paths, tuple(shape[:2]), shape[2])
-    probs = model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
-    if probs.shape[-1] == 1:  # one sigmoid unit
-        probs = np.concatenate([1 - probs, probs], axis=-1)
-    k = min(top_k, probs.shape[-1])
-    rows = []
-    for p, pr in zip(paths, probs):
-        idx = np.argsort(-pr)[:k]
-        rows.append({"path": str(p), "top": [(names[i], float(pr[i])) for i in idx]})
-    return rows
+    return list(iter_predictions(model_path, inputs, top_k=top_k, batch_size=batch_size,
+                                 on_bad_image=on_bad_image, resize=resize))
+
+
+def find_index(model_path, source):
+    """The index of the run that trained `model_path`, when it was written for `source`.
+
+    tlkit finetune writes `index.json` into the report folder beside the model
+    (`saved_models/photos.h5` -> `saved_models/photos/index.json`).
+    """
+    from tlkit.data import index as index_lib
+
+    candidate = pathlib.Path(model_path).with_suffix("") / index_lib.FILENAME
+    kind, arg, _ = data_lib.parse_source(source)
+    if kind != "folder" or not candidate.is_file():
+        return None
+    try:
+        import json
+
+        with open(candidate, encoding="utf-8") as f:
+            root = json.load(f).get("root")
+    except (OSError, ValueError):
+        return None
+    same = root and os.path.isdir(arg) and os.path.realpath(root) == os.path.realpath(arg)
+    return candidate if same else None
 
 
 def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val_fraction=0.1,
-                  test_fraction=0.1, on_bad_image="skip", download=False, batch_size=64):
+                  test_fraction=0.1, on_bad_image="skip", download=False, batch_size=64,
+                  index=None, resize=None):
     """Evaluate a saved model on a data source; the data is converted to the model's input.
 
     Args:
         model_path: a `.h5`/`.keras` model.
         source: any `tlkit.data.load` source.
-        split: `"test"` (the same seeded split `finetune` held out), `"val"`, `"train"` or
-            `"all"`.
+        split: `"test"` (the same split `finetune` held out), `"val"`, `"train"` or `"all"`.
         out_dir: where report.json and confusion_matrix.png go (None: nothing written).
+        index: the run's `index.json`; by default the one in the model's report folder when
+            it was written for this folder. With it, exactly that run's split is scored and
+            only its files are opened; without one, the folder is split again by `seed`.
 
     Returns:
         The report dict of `tlkit.report.evaluate`.
     """
+    from tlkit.data import index as index_lib
+
     if split not in ("test", "val", "train", "all"):
         raise TlkitError(f"--split {split!r} is not valid: use test, val, train or all.")
+    if out_dir is not None:
+        saving.check_folder_writable(out_dir, "--out")
     model, meta = saving.load(model_path)
     shape = tuple(model.input_shape[1:])
-    ds = data_lib.load(source, image_size=shape[:2], channels=shape[2], seed=seed,
-                       val_fraction=val_fraction, test_fraction=test_fraction,
-                       on_bad_image=on_bad_image, download=download)
-    parts = {"train": [(ds.x_train, ds.y_train)], "val": [(ds.x_val, ds.y_val)],
-             "test": [(ds.x_test, ds.y_test)]}
-    parts["all"] = parts["train"] + parts["val"] + parts["test"]
-    x = np.concatenate([a for a, _ in parts[split]])
-    y = np.concatenate([b for _, b in parts[split]])
+    index = index or find_index(model_path, source)
+    if index is not None:
+        kind, arg, _ = data_lib.parse_source(source)
+        ds = index_lib.load(index, root=arg if kind == "folder" else None,
+                            image_size=shape[:2], channels=shape[2], resize=resize)
+    else:
+        ds = data_lib.load(source, image_size=shape[:2], channels=shape[2], seed=seed,
+                           val_fraction=val_fraction, test_fraction=test_fraction,
+                           on_bad_image=on_bad_image, download=download,
+                           resize=resize or data_lib.DEFAULT_RESIZE)
+    parts = [ds.split(s) for s in (("train", "val", "test") if split == "all" else (split,))]
+    x = data_lib.concat([p for p, _ in parts])
+    y = np.concatenate([q for _, q in parts])
     model_names = meta.get("class_names")
     if model_names and list(model_names) != list(ds.class_names):
         missing = sorted(set(ds.class_names) - set(model_names))
@@ -97,4 +181,5 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
         raise TlkitError(f"The {split} split of {source} is empty.")
     return report_lib.evaluate(model, x, y, names, out_dir=out_dir, batch_size=batch_size,
                                extra={"model": str(model_path), "data": str(source),
-                                      "split": split})
+                                      "split": split,
+                                      "index": str(index) if index is not None else None})

@@ -20,6 +20,7 @@ import tempfile
 import numpy as np
 
 from tlkit import data as data_lib
+from tlkit import fileio
 
 
 def metrics_from_probs(probs, y_true, class_names, top_k=5):
@@ -53,7 +54,7 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
 
     Args:
         model: a Keras classifier with softmax outputs.
-        x, y: test images (N, H, W, C) and integer labels (N,).
+        x, y: test images (N, H, W, C) or `tlkit.data.ImageFiles`, and integer labels (N,).
         class_names: names by label index.
         out_dir: when given, `report.json`, `confusion_matrix.png` and `curves.png` go there.
         history: per-epoch dict from `tlkit.train.fit`, for the curves.
@@ -64,9 +65,11 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
     Returns:
         The report dict (also printed by `format_report`).
     """
-    ds = data_lib.pipeline(x, None, batch_size=batch_size)
-    probs = model.predict(ds, verbose=verbose)
-    rep = metrics_from_probs(probs, y, class_names, top_k=top_k)
+    probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch_size,
+                                              verbose=verbose)
+    rep = metrics_from_probs(probs, y_read, class_names, top_k=top_k)
+    if data_lib.is_files(x) and x.failed():
+        rep["failed_files"] = x.failed()  # could not be decoded: not scored
     if history:
         rep["history"] = history
     if extra:
@@ -100,17 +103,7 @@ def format_report(rep):
 
 def write_json(obj, path):
     """Write JSON atomically (temporary file, then rename)."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return fileio.write_json(obj, path)
 
 
 def save_figure(fig, path):

@@ -67,6 +67,24 @@ def check_writable(path, suffixes=(".h5",), what="--out"):
     return path
 
 
+def check_folder_writable(folder, what="--out"):
+    """Validate an output folder before any work is done; return it as a `Path`.
+
+    Raises `TlkitError` naming the folder when it is a file, cannot be created, or is not
+    writable.
+    """
+    folder = pathlib.Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise TlkitError(f"{what} {folder} is a file, not a folder; give a folder path.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TlkitError(f"{what} {folder}: cannot create the folder ({e.strerror}).") from None
+    if not os.access(folder, os.W_OK):
+        raise TlkitError(f"{what} {folder}: the folder is not writable.")
+    return folder
+
+
 def save(model, path, metadata=None):
     """Save `model` and `metadata` to one `.h5` file, atomically.
 

@@ -146,23 +146,48 @@ def feature_extractor(model):
     return keras.Model(model.inputs, feature_cut(model).output, name="feature_extractor")
 
 
-def extract_features(model, x, *, batch_size=32, augment=None, passes=1, seed=0, verbose=1,
-                     autotune=None):
+def extract_features(model, x, *, labels=None, batch_size=32, augment=None, passes=1, seed=0,
+                     verbose=1, autotune=None):
     """Run the frozen part of `model` (input -> pooled base output) over images `x`.
 
     Returns an array of shape (passes * N, features); pass 0 is un-augmented, later passes use
-    `augment`.
+    `augment`. With `labels`, returns `(features, labels of the rows)`: image files that fail
+    to decode have no row.
     """
-    return feature_cache.compute(feature_extractor(model), x, batch_size=batch_size,
-                                 augment=augment, passes=passes, seed=seed, verbose=verbose,
-                                 autotune=autotune)
+    return feature_cache.compute(feature_extractor(model), x, labels=labels,
+                                 batch_size=batch_size, augment=augment, passes=passes,
+                                 seed=seed, verbose=verbose, autotune=autotune)
+
+
+def worker_shard(strategy):
+    """(workers, this worker's index) under a multi-worker strategy, else None."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return None
+    workers = len(resolver.cluster_spec().as_dict().get("worker", []))
+    return (workers, int(resolver.task_id or 0)) if workers > 1 else None
+
+
+def image_cache_prefix(folder, x):
+    """The tf.data cache file prefix for decoded images of `x` in `folder` (content-keyed).
+
+    A killed run leaves tf.data's lock file and a partial cache behind; both are removed, so
+    the next run writes the cache anew (the run folder's lock keeps two runs apart).
+    """
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = folder / f"images-{x.fingerprint()[:20]}"
+    if not pathlib.Path(f"{prefix}.index").exists():
+        for stale in folder.glob(f"{prefix.name}*"):
+            stale.unlink()
+    return str(prefix)
 
 
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
         augment=True, augment_passes=1, out_dir=None, seed=0, autotune=None, patience=5,
         tensorboard=False, model=None, cache_dir=None,
         cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, jit_compile=False,
-        verbose=1):
+        image_cache=None, verbose=1):
     """Train a model with `plan` on `dataset`, phase by phase.
 
     Args:
@@ -193,6 +218,10 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         strategy: a `tf.distribute.Strategy` (see `tlkit.distribute`); the model must have
             been built under its scope. The feature cache is off under a strategy.
         jit_compile: XLA compilation of the train step (off by default; see `compile_phase`).
+        image_cache: a folder for tf.data's file cache of decoded, resized images, for phases
+            that train on images from files (the first epoch decodes, later ones read the
+            cache; keyed by the files' fingerprint, reused by later runs). None: decode every
+            epoch (the default; bench/bench_data.py measures both).
         verbose: Keras verbosity (1: progress bars).
 
     Returns:
@@ -255,14 +284,17 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             where = cache_dir or (pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
             kw = dict(cache_dir=where, memory_limit=cache_memory_limit, batch_size=batch_size,
                       verbose=verbose, autotune=autotune, persist=cache_dir is not None)
-            f_train, c_train = feature_cache.get(extractor, dataset.x_train, name="train",
+            f_train, c_train = feature_cache.get(extractor, dataset.x_train,
+                                                 labels=dataset.y_train, name="train",
                                                  augment=aug, passes=passes, seed=seed, **kw)
-            f_val, c_val = feature_cache.get(extractor, dataset.x_val, name="val", **kw)
+            f_val, c_val = feature_cache.get(extractor, dataset.x_val, labels=dataset.y_val,
+                                             name="val", **kw)
+            y_train, y_val = c_train.pop("labels"), c_val.pop("labels")
+            _warn_failed(dataset, verbose)
             cache_info = {"phase": phase.name, "passes": passes,
                           "train_features": list(f_train.shape), "train": c_train,
                           "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
-            y_train = np.tile(dataset.y_train, passes)
             steps = -(-len(y_train) // batch_size)
             # One compiled call per epoch (steps_per_execution): on cached features a step is
             # so cheap that Keras's per-step Python overhead would dominate the head's epochs.
@@ -271,12 +303,12 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
                 train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size,
                                                           seed=seed)
-                val_data = feature_cache.FeatureBatches(f_val, dataset.y_val, batch_size,
+                val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size,
                                                         shuffle=False)
             else:
                 train_data = feature_cache.as_dataset(f_train, y_train, batch_size,
                                                       shuffle=True, seed=seed)
-                val_data = feature_cache.as_dataset(f_val, dataset.y_val, batch_size)
+                val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
             h = trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs,
                             callbacks=cbs, verbose=verbose, shuffle=False)  # data shuffles
             del f_train, f_val, train_data, val_data
@@ -284,16 +316,25 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                 for c in (c_train, c_val):
                     if c.get("where") == "disk":
                         pathlib.Path(c["path"]).unlink(missing_ok=True)
+                        pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
         else:
             with strategy.scope() if strategy else contextlib.nullcontext():
                 compile_phase(model, plan, phase, jit_compile)
-            train_ds = data_lib.pipeline(dataset.x_train, dataset.y_train, batch_size=batch_size,
-                                         shuffle=True, augment=aug, seed=seed,
-                                         autotune=autotune)
-            val_ds = data_lib.pipeline(dataset.x_val, dataset.y_val, batch_size=batch_size,
-                                       autotune=autotune)
+            shard = worker_shard(strategy)
+            caches = {name: (image_cache_prefix(image_cache, x)
+                             if image_cache and data_lib.is_files(x) else False)
+                      for name, x in (("train", dataset.x_train), ("val", dataset.x_val))}
+            train_ds = dataset.pipeline("train", batch_size=batch_size, shuffle=True,
+                                        augment=aug, seed=seed, autotune=autotune, shard=shard,
+                                        cache=caches["train"])
+            val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=autotune,
+                                      shard=shard, cache=caches["val"])
+            if shard is not None:
+                info["shard"] = {"workers": shard[0], "index": shard[1],
+                                 "train_files": int(len(dataset.x_train) // shard[0])}
             h = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
                           callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles
+            _warn_failed(dataset, verbose)
         n = len(h.history.get("loss", []))
         for key, values in h.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
@@ -307,3 +348,14 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
     return FitResult(model, history, info)
+
+
+def _warn_failed(dataset, verbose):
+    """Record (and say) which files failed to decode in the pass that just ended."""
+    failed = dataset.note_failed() if hasattr(dataset, "note_failed") else []
+    if failed:
+        shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+        import warnings
+
+        warnings.warn(f"Skipped {len(failed)} file(s) that could not be decoded during "
+                      f"training (changed or corrupt since the scan): {shown}", stacklevel=3)

@@ -49,14 +49,9 @@ def resolve_input_shape(backbone, image_size=None):
     return (int(h), int(w), shape[2])
 
 
-def convert_dataset(dataset, input_shape):
-    """A copy of `dataset` with every split resized/converted to `input_shape` (H, W, C)."""
-    if tuple(dataset.image_shape) == tuple(input_shape):
-        return dataset
-    size, channels = tuple(input_shape[:2]), input_shape[2]
-    return dataclasses.replace(
-        dataset, **{k: data_lib.convert_images(getattr(dataset, k), size, channels)
-                    for k in ("x_train", "x_val", "x_test")})
+def convert_dataset(dataset, input_shape, resize=None):
+    """`dataset` at `input_shape` (H, W, C): arrays converted now, files as they are read."""
+    return dataset.converted(input_shape, resize)
 
 
 def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=10,
@@ -66,7 +61,8 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
              augment=True, augment_passes=1, cache_features=True, seed=0, val_fraction=0.1,
              test_fraction=0.1, on_bad_image="skip", download=False, autotune=None,
              patience=5, tensorboard=False, cache_dir=None, distribute=None, jit_compile=False,
-             mixed_precision=False, verbose=1):
+             mixed_precision=False, resize=data_lib.DEFAULT_RESIZE, image_cache=False,
+             verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Args:
@@ -91,7 +87,11 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
         mixed_precision: build and train under the `mixed_float16` policy (off by default: it
             helps on recent GPUs, not on CPUs); the softmax stays float32.
         seed: makes the split, the initialisation and the shuffling repeatable.
-        val_fraction, test_fraction, on_bad_image, download: see `tlkit.data.load`.
+        val_fraction, test_fraction, on_bad_image, download, resize: see `tlkit.data.load`.
+        image_cache: keep decoded, resized training images in a tf.data file cache in the
+            report folder (`image_cache/`), for phases that train on images from files:
+            worth it when decoding costs more than reading the cache (large source images;
+            bench/bench_data.py measures it). Off by default.
         verbose: 1 shows Keras progress bars, 0 is silent.
 
     Returns:
@@ -110,7 +110,15 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
     else:
         dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
                                 val_fraction=val_fraction, test_fraction=test_fraction,
-                                seed=seed, on_bad_image=on_bad_image, download=download)
+                                seed=seed, on_bad_image=on_bad_image, download=download,
+                                resize=resize, verbose=verbose)
+    if report_dir is not None and dataset.streams and dataset.origin:
+        from tlkit.data import index as index_lib
+
+        index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
+    if image_cache and report_dir is None:
+        raise TlkitError("image_cache needs a report folder (--out or --report-dir) to hold "
+                         "the cached images.")
     keras.utils.set_random_seed(seed)
     previous_policy = keras.config.dtype_policy()
     if mixed_precision:
@@ -125,7 +133,9 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
                             dict(batch_size=batch_size, cache_features=cache_features,
                                  augment=augment, augment_passes=augment_passes, seed=seed,
                                  autotune=autotune, patience=patience, tensorboard=tensorboard,
-                                 cache_dir=cache_dir, jit_compile=jit_compile), verbose)
+                                 cache_dir=cache_dir, jit_compile=jit_compile,
+                                 image_cache=(pathlib.Path(report_dir) / "image_cache"
+                                              if image_cache else None)), verbose)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 

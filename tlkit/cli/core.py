@@ -50,7 +50,12 @@ def _configure_finetune(p):
     g.add_argument("--image-size", type=int, help="input size N (NxN) instead of the backbone's default")
     g.add_argument("--val-fraction", type=float, default=0.1)
     g.add_argument("--test-fraction", type=float, default=0.1)
-    g.add_argument("--on-bad-image", choices=("skip", "error"), default="skip")
+    g.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
+                   help="unreadable image files: skip them with one warning, or stop "
+                        "(default: skip)")
+    g.add_argument("--resize", choices=("squash", "crop", "pad"), default="squash",
+                   help="fit images to the input size: squash (stretch), crop (centre crop to "
+                        "the aspect ratio) or pad (keep it, black bars) (default: squash)")
     g.add_argument("--download", action="store_true", help="let tfds download the data set")
     g.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no RandomFlip/RandomRotation/RandomZoom on training images")
@@ -85,6 +90,9 @@ def _configure_finetune(p):
     g.add_argument("--no-autotune", dest="autotune", action="store_false",
                    help="tf.data without autotune (fixed prefetch)")
     g.add_argument("--tensorboard", action="store_true")
+    g.add_argument("--image-cache", action="store_true",
+                   help="cache decoded, resized training images on disk (report folder) for "
+                        "phases that train on image files (default: decode every epoch)")
     g.add_argument("--cache-dir", help="keep cached features here and reuse them by content "
                    "key (later runs on the same data and backbone skip the forward pass)")
     g.add_argument("--distribute", choices=("mirrored", "multiworker"),
@@ -156,7 +164,12 @@ def _configure_evaluate(p):
     p.add_argument("model", help="a saved .h5 model")
     p.add_argument("--data", required=True, help="data source, as for finetune")
     p.add_argument("--split", default="test", help="test | val | train | all (default test)")
-    p.add_argument("--seed", type=int, default=0, help="the split seed used in training")
+    p.add_argument("--seed", type=int, default=0, help="the split seed used in training, "
+                   "when there is no index of the run (default 0)")
+    p.add_argument("--index", help="the run's index.json (default: the one in the model's "
+                   "report folder, when written for this --data folder)")
+    p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
+                   help="unreadable image files: skip and count them, or stop (default: skip)")
     p.add_argument("--out", help="folder for report.json and confusion_matrix.png")
 
 
@@ -165,7 +178,13 @@ def cmd_evaluate(args):
     from tlkit import predict, report
 
     rep = predict.evaluate_file(args.model, args.data, split=args.split, out_dir=args.out,
-                                seed=args.seed)
+                                seed=args.seed, index=args.index,
+                                on_bad_image=args.on_bad_image)
+    if rep.get("index"):
+        print(f"tlkit: the {args.split} split of the run's index {rep['index']}")
+    if rep.get("failed_files"):
+        print(f"tlkit: {len(rep['failed_files'])} file(s) could not be decoded and were not "
+              f"scored, e.g. {rep['failed_files'][0]}")
     print(report.format_report(rep))
     if args.out:
         print(f"report in {args.out}/")
@@ -179,22 +198,38 @@ def _configure_predict(p):
     p.add_argument("model", help="a saved .h5 model")
     p.add_argument("inputs", help="an image file or a folder of images")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.add_argument("--format", choices=("table", "csv"), default="table",
+                   help="output format (default: table)")
+    p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
+                   help="unreadable image files: skip them (listed on stderr at the end) or "
+                        "stop at the first (default: skip)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
 
 
 @subcommand("predict", "top-k classes for an image or a folder of images")
 def cmd_predict(args):
+    import csv
+    import sys
+
     from tlkit import predict
 
-    rows = predict.predict_files(args.model, args.inputs, top_k=args.top_k)
-    if args.format == "csv":
-        k = len(rows[0]["top"])
-        print("path," + ",".join(f"class{i},prob{i}" for i in range(1, k + 1)))
-        for r in rows:
-            print(r["path"] + "," + ",".join(f"{c},{p:.6f}" for c, p in r["top"]))
-        return 0
-    for r in rows:
-        print(r["path"] + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]))
+    skipped = []
+    rows = predict.iter_predictions(args.model, args.inputs, top_k=args.top_k,
+                                    batch_size=args.batch_size, on_bad_image=args.on_bad_image,
+                                    skipped=skipped)
+    writer = csv.writer(sys.stdout, lineterminator="\n") if args.format == "csv" else None
+    for n, r in enumerate(rows):  # printed as they come: memory stays flat for any folder
+        if writer is not None:
+            if n == 0:
+                k = len(r["top"])
+                writer.writerow(["path"] + [f"{w}{i}" for i in range(1, k + 1)
+                                            for w in ("class", "prob")])
+            writer.writerow([r["path"]] + [v for c, p in r["top"] for v in (c, f"{p:.6f}")])
+        else:
+            print(r["path"] + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]))
+    if skipped:
+        shown = ", ".join(p for p, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        print(f"tlkit: skipped {len(skipped)} unreadable file(s): {shown}", file=sys.stderr)
     return 0
 
 

@@ -464,8 +464,11 @@ class BackboneHyperModel(TlkitHyperModel):
             self.backbone.model.set_weights(self._base_weights)
         model = self._plan({}).build_model(self.num_classes)
         kw = {"batch_size": self.batch_size, "verbose": 0, "autotune": self.autotune}
-        self.features = (train.extract_features(model, self.dataset.x_train, **kw),
-                         train.extract_features(model, self.dataset.x_val, **kw))
+        # (features, labels of the rows): a file that fails to decode has no row
+        self.features = (train.extract_features(model, self.dataset.x_train,
+                                                labels=self.dataset.y_train, **kw),
+                         train.extract_features(model, self.dataset.x_val,
+                                                labels=self.dataset.y_val, **kw))
         del model
         keras.backend.clear_session()
 
@@ -515,11 +518,11 @@ class BackboneHyperModel(TlkitHyperModel):
         if initial_epoch < head_end:
             if self.cache_features:
                 self.prepare()
-                f_train, f_val = self.features
+                (f_train, y_train), (f_val, y_val) = self.features
                 trainer = model if self.head_only else train.head_model(model)
                 if trainer is not model:
                     train.compile_phase(trainer, plan, plan.phases[0])
-                merge(trainer.fit(f_train, ds.y_train, validation_data=(f_val, ds.y_val),
+                merge(trainer.fit(f_train, y_train, validation_data=(f_val, y_val),
                                   epochs=head_end, initial_epoch=initial_epoch,
                                   batch_size=self.batch_size, shuffle=True,
                                   callbacks=callbacks, verbose=self.fit_verbose))

@@ -1,0 +1,194 @@
+"""`ImageFiles`: images that stay on disk and are decoded in tf.data, used like an array.
+
+An `ImageFiles` has a length, a `shape` (N, height, width, channels) and a uint8 `dtype`, and
+indexing it with positions gives another `ImageFiles`, so code written for in-memory image
+arrays (splits, `select`, `pipeline`, the feature cache, `report.evaluate`) works on folders
+of any size: no array of all images is ever built. `as_dataset` decodes the files in
+parallel (`num_parallel_calls`), skipping any that fail to decode (`ignore_errors`) and
+recording which, so that a file that turned bad after the scan costs one image, not the run
+(Keras's own loader stops the epoch instead: keras-team/keras#20006).
+
+Example:
+    >>> import numpy as np, tempfile, os
+    >>> from PIL import Image
+    >>> d = tempfile.mkdtemp()
+    >>> paths = [os.path.join(d, f"{i}.png") for i in range(3)]
+    >>> for p in paths: Image.fromarray(np.zeros((5, 7, 3), np.uint8)).save(p)
+    >>> files = ImageFiles(paths, image_size=(4, 4), channels=3)
+    >>> files.shape, files[[0, 2]].shape
+    ((3, 4, 4, 3), (2, 4, 4, 3))
+    >>> [tuple(im.shape) for im in files.as_dataset().take(1)]
+    [(4, 4, 3)]
+"""
+
+import hashlib
+import os
+
+import numpy as np
+
+from tlkit.data import decode
+from tlkit.errors import TlkitError
+
+
+class ImageFiles:
+    """Image files decoded on the fly to `image_size` x `channels` uint8 (see module doc).
+
+    Args:
+        paths: the files (strings), in item order.
+        image_size: (height, width) every image is resized to.
+        channels: 1 or 3.
+        resize: `"squash"`, `"crop"` or `"pad"` (see `tlkit.data.decode.resize_image`).
+        use_pil: per file, True where the PIL fallback decodes it (from `decode.probe`);
+            None decodes every file with TensorFlow.
+        stats: per file (size in bytes, mtime in ns), the part of the content key that says
+            a file changed; None reads them now.
+    """
+
+    dtype = np.dtype("uint8")
+
+    def __init__(self, paths, image_size, channels, resize=decode.DEFAULT_RESIZE, use_pil=None,
+                 stats=None):
+        self.paths = np.asarray([os.fspath(p) for p in paths], dtype=object)
+        n = len(self.paths)
+        self.image_size = tuple(int(s) for s in image_size)
+        self.channels = int(channels)
+        self.resize = decode.check_resize(resize)
+        self.use_pil = np.zeros(n, bool) if use_pil is None else np.asarray(use_pil, bool)
+        self.stats = _stats(self.paths) if stats is None else np.asarray(stats, np.int64)
+        self.stats = self.stats.reshape(n, 2)
+        self._seen = np.zeros(n, bool)
+        self._expected = np.zeros(n, bool)
+
+    # -- array-like --------------------------------------------------------------------------
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def shape(self):
+        """(N, height, width, channels), like the array these files stand for."""
+        return (len(self), *self.image_size, self.channels)
+
+    def __getitem__(self, index):
+        index = np.arange(len(self))[index]
+        if np.ndim(index) == 0:
+            return decode.read_image(self.paths[index], image_size=self.image_size,
+                                     channels=self.channels, resize=self.resize)
+        return ImageFiles(self.paths[index], self.image_size, self.channels, self.resize,
+                          self.use_pil[index], self.stats[index])
+
+    def __repr__(self):
+        return f"ImageFiles({len(self)} files, shape={self.shape})"
+
+    def to_numpy(self):
+        """Decode every file into one uint8 array (N, H, W, C): only for small sets."""
+        out = np.empty(self.shape, np.uint8)
+        for i in range(len(self)):
+            out[i] = self[i]
+        return out
+
+    def fingerprint(self):
+        """A hash of the paths, their sizes and mtimes, and the decoding settings.
+
+        The feature cache keys on it: a file that changes (size or mtime), is added or
+        removed, or a different image size, channel count or resize mode changes the key.
+        Content hashes would survive a `touch` but cost a full read of every file.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr((self.image_size, self.channels, self.resize, len(self))).encode())
+        for p in self.paths:
+            h.update(p.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(np.ascontiguousarray(self.stats).tobytes())
+        return h.hexdigest()
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def as_dataset(self, labels=None, *, shuffle=False, seed=0, shard=None, parallel=None,
+                   with_ids=False):
+        """An unbatched `tf.data.Dataset` of uint8 images, or (image, label) pairs.
+
+        Args:
+            labels: int labels (N,) travelling with their images, or None.
+            shuffle: shuffle the file order (cheap: names, not pixels), anew each epoch.
+            seed: shuffle seed.
+            shard: (num_shards, index): keep only this shard's files, before any decoding
+                (each multi-worker worker reads its own files).
+            parallel: parallel decode calls (None: `tf.data.AUTOTUNE`).
+            with_ids: also yield each item's position (int64) as the last element.
+
+        Files that fail to decode are skipped; after a full pass `failed()` lists them.
+        """
+        import tensorflow as tf
+
+        ids = np.arange(len(self), dtype=np.int64)
+        if shard is not None:
+            num, index = shard
+            n_each = len(ids) // num  # equal shards: every worker runs the same steps
+            ids = ids[index::num][:n_each] if n_each else ids[index::num]
+        self._expected[ids] = True
+        columns = [self.paths[ids].astype(str), self.use_pil[ids], ids]
+        if labels is not None:
+            labels = np.asarray(labels, np.int64)
+            if len(labels) != len(self):
+                raise TlkitError(f"{len(self)} image files but {len(labels)} labels.")
+            columns.append(labels[ids])
+        ds = tf.data.Dataset.from_tensor_slices(tuple(columns))
+        if shuffle:
+            ds = ds.shuffle(max(len(ids), 1), seed=seed, reshuffle_each_iteration=True)
+        size, channels, mode = self.image_size, self.channels, self.resize
+
+        def load(path, use_pil, item, *label):
+            image = decode.decode_and_resize(path, use_pil, image_size=size, channels=channels,
+                                             resize=mode)
+            return (image, *label, item)
+
+        ds = ds.map(load, num_parallel_calls=parallel or tf.data.AUTOTUNE,
+                    deterministic=not shuffle)
+        ds = ds.ignore_errors()
+        seen = self._seen
+
+        def mark(items):
+            seen[items] = True
+            return np.int64(len(items))
+
+        def tracked(image, *rest):
+            *label, item = rest
+            done = tf.numpy_function(mark, [tf.reshape(item, [-1])], tf.int64, stateful=True)
+            with tf.control_dependencies([done]):
+                image = tf.identity(image)
+            return (image, *label, item) if with_ids else (image, *label) if label else image
+
+        return ds.map(tracked)
+
+    def failed(self):
+        """The files a pass expected but never delivered (they failed to decode)."""
+        return [str(p) for p in self.paths[self._expected & ~self._seen]]
+
+
+def _stats(paths):
+    out = np.zeros((len(paths), 2), np.int64)
+    for i, p in enumerate(paths):
+        try:
+            st = os.stat(p)
+            out[i] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            out[i] = (-1, -1)
+    return out
+
+
+def concat(parts):
+    """One array, or one `ImageFiles`, from several of the same kind and settings."""
+    if not parts:
+        raise TlkitError("Nothing to concatenate.")
+    if not is_files(parts[0]):
+        return np.concatenate([np.asarray(p) for p in parts])
+    first = parts[0]
+    return ImageFiles(np.concatenate([p.paths for p in parts]), first.image_size,
+                      first.channels, first.resize,
+                      np.concatenate([p.use_pil for p in parts]),
+                      np.concatenate([p.stats for p in parts]))
+
+
+def is_files(x):
+    """True for an `ImageFiles` (or anything streaming like it), False for arrays."""
+    return hasattr(x, "as_dataset")
