@@ -791,8 +791,15 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
     if inputs is None:
         raise TlkitError(f"Method {method!r} needs images: give an image file or a folder.")
     input_shape = tuple(model.inputs[0].shape[1:])
+    files = image_files(inputs)
+    from tlkit.data import folder
+
+    for p in files:  # headers only: a bad file stops the run before anything is written
+        probe = folder.probe_file(str(p))
+        if probe.decoder is None:
+            raise TlkitError(f"Cannot read image {str(p)!r}: {probe.problem}.")
     # One image at a time: a folder of any size needs the memory of one image.
-    images = ((p, load_image(p, input_shape)) for p in image_files(inputs))
+    images = ((p, load_image(p, input_shape)) for p in files)
     written = []
     if method == "gradcam":
         cam = _GradCam(model, layer)

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit import feature_cache
+from tlkit import feature_cache, fileio
 from tlkit.errors import TlkitError
 
 CACHE_CUT_LAYERS = ("head_pool", "head_flatten")
@@ -320,6 +320,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         else:
             with strategy.scope() if strategy else contextlib.nullcontext():
                 compile_phase(model, plan, phase, jit_compile)
+            # Each worker decodes only its own training files; validation (small) keeps
+            # tf.data's auto-sharding, which splits its batches evenly across workers.
             shard = worker_shard(strategy)
             caches = {name: (image_cache_prefix(image_cache, x)
                              if image_cache and data_lib.is_files(x) else False)
@@ -328,10 +330,17 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                                         augment=aug, seed=seed, autotune=autotune, shard=shard,
                                         cache=caches["train"])
             val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=autotune,
-                                      shard=shard, cache=caches["val"])
-            if shard is not None:
+                                      cache=caches["val"])
+            if shard is not None and data_lib.is_files(dataset.x_train):
+                from tlkit.data.files import shard_positions
+
+                mine = list(dataset.x_train.paths[shard_positions(len(dataset.x_train),
+                                                                  shard)])
                 info["shard"] = {"workers": shard[0], "index": shard[1],
-                                 "train_files": int(len(dataset.x_train) // shard[0])}
+                                 "train_files": len(mine)}
+                if out_dir is not None:  # which files this worker read, for the record
+                    fileio.write_json({**info["shard"], "paths": mine},
+                                      pathlib.Path(out_dir) / f"shard-{shard[1]}.json")
             h = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
                           callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles
             _warn_failed(dataset, verbose)

@@ -8,7 +8,12 @@ import pytest
 
 import tlkit
 from helpers import compile_and_build, predict_in_fresh_process
-from tlkit import saving, strategies
+from tlkit import data, saving, strategies
+
+
+def pixels(x):
+    """float32 pixels of a split: folders stream as files, decoded here to compare models."""
+    return np.asarray(x.to_numpy() if data.is_files(x) else x, "float32")
 
 
 @pytest.mark.parametrize("strategy", strategies.STRATEGIES)
@@ -26,7 +31,7 @@ def test_every_strategy_end_to_end(strategy, image_folder, tmp_path):
     assert meta["strategy"] == strategy and meta["class_names"] == ["circle", "square", "stripes"]
     assert meta["data"]["counts"]["train"] == len(result.dataset.y_train)
     assert "accuracy" in meta["metrics"]
-    x = result.dataset.x_test.astype("float32")
+    x = pixels(result.dataset.x_test)
     np.testing.assert_array_equal(model.predict(x, verbose=0), result.model.predict(x, verbose=0))
     rep = json.loads((tmp_path / strategy / "report.json").read_text())
     assert rep["plan"]["strategy"] == strategy
@@ -47,7 +52,7 @@ def test_saved_classifier_is_a_backbone(tmp_path, tiny_digits):
     np.testing.assert_array_equal(base.get_layer("block2_conv").get_weights()[0],
                                   src_conv.get_weights()[0])
     assert res.model.output_shape == (None, 5)
-    x = res.dataset.x_test[:5].astype("float32")
+    x = pixels(res.dataset.x_test[:5])
     got, tlkit_imported = predict_in_fresh_process(tmp_path / "target.h5", x, tmp_path)
     assert not tlkit_imported
     np.testing.assert_array_equal(got, res.model.predict(x, verbose=0))
@@ -70,6 +75,6 @@ def test_continue_training_from_loaded(tmp_path, tiny_digits):
     model, meta = saving.load(tmp_path / "m.h5")
     compile_and_build(model, keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    h = model.fit(res.dataset.x_train.astype("float32"), res.dataset.y_train, epochs=1,
+    h = model.fit(pixels(res.dataset.x_train), res.dataset.y_train, epochs=1,
                   verbose=0)
     assert np.isfinite(h.history["loss"][0])

@@ -120,12 +120,7 @@ class ImageFiles:
         """
         import tensorflow as tf
 
-        ids = np.arange(len(self), dtype=np.int64)
-        if shard is not None:
-            num, index = shard
-            n_each = len(ids) // num  # equal shards: every worker runs the same steps
-            ids = ids[index::num][:n_each] if n_each else ids[index::num]
-        self._expected[ids] = True
+        ids = shard_positions(len(self), shard)
         columns = [self.paths[ids].astype(str), self.use_pil[ids], ids]
         if labels is not None:
             labels = np.asarray(labels, np.int64)
@@ -158,6 +153,10 @@ class ImageFiles:
                 image = tf.identity(image)
             return (image, *label, item) if with_ids else (image, *label) if label else image
 
+        if shard is not None:  # multi-worker: files are not tracked (skips go uncounted)
+            return ds.map(lambda image, *rest: (image, *rest) if with_ids else
+                          (image, *rest[:-1]) if len(rest) > 1 else image)
+        self._expected[ids] = True
         return ds.map(tracked)
 
     def failed(self):
@@ -174,6 +173,19 @@ def _stats(paths):
         except OSError:
             out[i] = (-1, -1)
     return out
+
+
+def shard_positions(n, shard=None):
+    """Positions 0..n-1 of one shard `(num_shards, index)`: every num-th item, equal counts.
+
+    Equal shards (the remainder of n / num_shards left out) give every worker the same
+    number of steps, which multi-worker training needs; None gives all positions.
+    """
+    ids = np.arange(n, dtype=np.int64)
+    if shard is None:
+        return ids
+    num, index = shard
+    return ids[index::num][:n // num] if n >= num else ids[index::num]
 
 
 def concat(parts):

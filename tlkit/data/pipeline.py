@@ -180,6 +180,13 @@ def predict_labelled(model, x, y, *, batch_size=64, verbose=0, autotune=None):
         `(probs (M, classes), labels (M,))`, M = N less the files that failed.
     """
     ds = pipeline(x, y, batch_size=batch_size, autotune=autotune)
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and type(strategy).__name__ != "_DefaultDistributionStrategy":
+        # Under tf.distribute, predict_on_batch gathers every worker's batch; Keras's predict
+        # shards and gathers correctly. The labels then take a second (label-only) pass.
+        probs = model.predict(pipeline(x, None, batch_size=batch_size, autotune=autotune),
+                              verbose=verbose)
+        return probs, np.concatenate([b.numpy() for _, b in ds])
     bar = keras.utils.Progbar(len(x), unit_name="image") if verbose else None
     probs, labels, done = [], [], 0
     for images, batch_labels in ds:

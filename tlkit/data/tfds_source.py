@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from tlkit.data import decode
+from tlkit.data.files import shard_positions
 from tlkit.errors import TlkitError
 
 
@@ -106,11 +107,7 @@ class TfdsRecords:
         import tensorflow_datasets as tfds
 
         image_key, label_key = self.keys
-        items = np.arange(len(self), dtype=np.int64)
-        if shard is not None:
-            num, index = shard
-            n_each = len(items) // num
-            items = items[index::num][:n_each] if n_each else items[index::num]
+        items = shard_positions(len(self), shard)
         self._expected[items] = True
         item_of = np.full(self.total, -1, np.int64)
         item_of[self.positions[items]] = items
