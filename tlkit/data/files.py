@@ -131,10 +131,12 @@ class ImageFiles:
         if shuffle:
             ds = ds.shuffle(max(len(ids), 1), seed=seed, reshuffle_each_iteration=True)
         size, channels, mode = self.image_size, self.channels, self.resize
+        any_pil = bool(self.use_pil[ids].any())
 
         def load(path, use_pil, item, *label):
-            image = decode.decode_and_resize(path, use_pil, image_size=size, channels=channels,
-                                             resize=mode)
+            # A Python False leaves the PIL branch out of the graph when no file needs it.
+            image = decode.decode_and_resize(path, use_pil if any_pil else False,
+                                             image_size=size, channels=channels, resize=mode)
             return (image, *label, item)
 
         ds = ds.map(load, num_parallel_calls=parallel or tf.data.AUTOTUNE,

@@ -129,7 +129,11 @@ class TfdsRecords:
         given = labels is not None
 
         def load(item, encoded, label):
-            image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+            # channels=3 always (channels=1 fails on BMP, GIF and WebP data), then luma
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            if channels == 1:
+                image = tf.cast(tf.round(tf.image.rgb_to_grayscale(
+                    tf.cast(image, tf.float32))), tf.uint8)
             image = decode.resize_image(image, size, mode)
             image = tf.ensure_shape(image, (*size, channels))
             label = tf.gather(label_of, item) if given else tf.cast(label, tf.int64)
