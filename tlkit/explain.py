@@ -780,8 +780,20 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
     """
     check_choice("method", method, METHODS)
     model_path = Path(model_path)
-    out_dir = _writable_dir(model_path.parent / f"{model_path.stem}_explain"
-                            if out_dir is None else out_dir)
+    out_dir = Path(model_path.parent / f"{model_path.stem}_explain"
+                   if out_dir is None else out_dir)
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
+    try:
+        return _explain(model_path, inputs, method, layer, class_name, _writable_dir(out_dir),
+                        alpha)
+    except BaseException:
+        for folder in made:  # an error leaves no empty output folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha):
     model = _load_model(model_path)
 
     if method == "filters":

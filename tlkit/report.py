@@ -12,10 +12,7 @@ Example:
     (0.667, [[1, 0], [1, 1]])
 """
 
-import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
@@ -111,15 +108,11 @@ def save_figure(fig, path):
     import matplotlib.pyplot as plt
 
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
+        with fileio.atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

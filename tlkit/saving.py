@@ -24,12 +24,12 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 
 import h5py
 import keras
 import numpy as np
 
+from tlkit import fileio
 from tlkit.errors import TlkitError
 
 METADATA_ATTR = "tlkit_metadata"
@@ -105,9 +105,7 @@ def save(model, path, metadata=None):
     meta.setdefault("keras_version", keras.__version__)
     meta.setdefault("saved_at", datetime.datetime.now(datetime.timezone.utc).isoformat())
     meta.setdefault("input_shape", list(model.input_shape[1:]))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
-    os.close(fd)
-    try:
+    with fileio.atomic_path(path, suffix=".tmp.h5") as tmp:
         # Keras 3 calls .h5 "legacy" and warns on every save; tlkit chooses it on purpose (it is
         # what plain-Keras deployments load), so that one message is filtered out.
         # Deployment files leave the optimizer out (a third of the size); compile again to
@@ -116,11 +114,6 @@ def save(model, path, metadata=None):
             model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             f.attrs[METADATA_ATTR] = json.dumps(meta, default=_jsonable)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -29,10 +29,12 @@ import keras
 import numpy as np
 
 from tlkit import data as data_lib
+from tlkit import bn as bn_lib
 from tlkit import feature_cache, fileio
 from tlkit.errors import TlkitError
+from tlkit.frozen import (CACHE_CUT_LAYERS, extract_features, feature_cut,  # noqa: F401
+                          feature_extractor, frozen_prefix_split, head_model)
 
-CACHE_CUT_LAYERS = ("head_pool", "head_flatten")
 
 
 @dataclasses.dataclass
@@ -60,103 +62,42 @@ def compile_phase(model, plan, phase, jit_compile=False, steps_per_execution=1):
                   loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    # Build the optimizer's variables now: created inside the first traced train step they
+    # make TensorFlow trace that step twice (and BackupAndRestore needs them to restore).
+    model.optimizer.build(model.trainable_variables)
 
 
-def make_callbacks(out_dir, phase_index, *, patience=5, tensorboard=False, extra=()):
-    """EarlyStopping (restore best), TerminateOnNaN, CSVLogger, ModelCheckpoint, TensorBoard."""
-    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                         restore_best_weights=True, verbose=0),
-           keras.callbacks.TerminateOnNaN()]
+def make_callbacks(out_dir, phase_index, phase, records, *, patience=5, tensorboard=False,
+                   extra=(), state=None, offset=0):
+    """tlkit's callbacks for one phase, in order.
+
+    `DivergenceGuard` (a NaN or infinite loss is an error), EarlyStopping on val_loss with
+    the best weights restored, `EpochRecorder` (history.csv with the phase and the global
+    epoch), ModelCheckpoint of the phase's best weights, TensorBoard on request, and, given a
+    `state` folder, Keras's `BackupAndRestore` there (last: it backs up only epochs that
+    passed the guard), then `extra`.
+    """
+    from tlkit import callbacks as cb_lib
+
+    cbs = [cb_lib.DivergenceGuard(phase.name, phase.learning_rate, epoch_offset=offset),
+           keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                         restore_best_weights=True, verbose=0)]
+    csv = None
     if out_dir is not None:
         out_dir = pathlib.Path(out_dir)
         (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        cbs.append(keras.callbacks.CSVLogger(str(out_dir / "history.csv"),
-                                             append=phase_index > 0))
+        csv = out_dir / "history.csv"
         cbs.append(keras.callbacks.ModelCheckpoint(
             str(out_dir / "checkpoints" / f"phase{phase_index + 1}.weights.h5"),
             monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0))
         if tensorboard:
             cbs.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
+    cbs.append(cb_lib.EpochRecorder(phase.name, records, offset=offset, csv_path=csv,
+                                    state_path=state / "epochs.json" if state else None))
+    if state is not None:
+        cbs.append(keras.callbacks.BackupAndRestore(str(state / "backup"),
+                                                    double_checkpoint=True))
     return cbs + list(extra)
-
-
-def feature_cut(model):
-    """The head layer whose input is the cacheable base output (`head_pool`/`head_flatten`)."""
-    for name in CACHE_CUT_LAYERS:
-        try:
-            return model.get_layer(name)
-        except ValueError:
-            continue
-    return None
-
-
-def head_model(model):
-    """A model from the cached features to the predictions, sharing the head's layers."""
-    cut = feature_cut(model)
-    layers = model.layers[model.layers.index(cut) + 1:]
-    inputs = keras.Input(tuple(cut.output.shape[1:]), name="features")
-    x = inputs
-    for layer in layers:
-        x = layer(x)
-    return keras.Model(inputs, x, name="head")
-
-
-def _nested_base(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            return layer
-    return None
-
-
-def frozen_prefix_split(model):
-    """Split `model` where its frozen lower part ends, for caching that part's output.
-
-    Returns `(extractor, trainer)` sharing `model`'s layers, or None when there is no such cut:
-    `extractor` maps images to the input of the lowest base layer that has trainable weights
-    (everything below it is frozen, BatchNormalization in inference mode); `trainer` maps that
-    tensor to the predictions, so `trainer(extractor(x)) == model(x)`. The cut must be a single
-    tensor that everything above depends on (a stage boundary of a ResNet is; a point inside a
-    residual block is not, and Keras refuses the graph); otherwise None.
-    """
-    base = _nested_base(model)
-    if base is None or isinstance(base, keras.Sequential):
-        return None
-    first = next((layer for layer in base.layers if layer.trainable_weights), None)
-    if first is None or first.name == base.layers[0].name:
-        return None
-    cut = first.input
-    if isinstance(cut, (list, tuple, dict)):
-        return None
-    try:
-        prefix = keras.Model(base.inputs, cut, name="frozen_prefix")
-        suffix = keras.Model(cut, base.output, name=f"{base.name}_trainable")
-    except ValueError:  # the layers above the cut also read something below it
-        return None
-    if prefix.trainable_weights or len(prefix.layers) <= 2:
-        return None  # nothing frozen worth caching (the input and preprocessing only)
-    inputs = keras.Input(tuple(cut.shape[1:]), name="frozen_features")
-    x = suffix(inputs, training=False)
-    for layer in model.layers[model.layers.index(base) + 1:]:
-        x = layer(x)
-    return prefix, keras.Model(inputs, x, name="trainer")
-
-
-def feature_extractor(model):
-    """The frozen part of `model`: image -> pooled base output (the cache's content)."""
-    return keras.Model(model.inputs, feature_cut(model).output, name="feature_extractor")
-
-
-def extract_features(model, x, *, labels=None, batch_size=32, augment=None, passes=1, seed=0,
-                     verbose=1, autotune=None):
-    """Run the frozen part of `model` (input -> pooled base output) over images `x`.
-
-    Returns an array of shape (passes * N, features); pass 0 is un-augmented, later passes use
-    `augment`. With `labels`, returns `(features, labels of the rows)`: image files that fail
-    to decode have no row.
-    """
-    return feature_cache.compute(feature_extractor(model), x, labels=labels,
-                                 batch_size=batch_size, augment=augment, passes=passes,
-                                 seed=seed, verbose=verbose, autotune=autotune)
 
 
 def worker_shard(strategy):
@@ -187,7 +128,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         augment=True, augment_passes=1, out_dir=None, seed=0, autotune=None, patience=5,
         tensorboard=False, model=None, cache_dir=None,
         cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, jit_compile=False,
-        image_cache=None, verbose=1):
+        image_cache=None, run=None, verbose=1):
     """Train a model with `plan` on `dataset`, phase by phase.
 
     Args:
@@ -196,7 +137,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         epochs: ignored unless given: then it replaces the epochs of a single-phase plan.
         batch_size: batch size of every phase.
         callbacks: extra Keras callbacks, added to tlkit's (EarlyStopping with patience
-            `patience` and restored best weights, TerminateOnNaN, CSVLogger, ModelCheckpoint).
+            `patience` and restored best weights, DivergenceGuard, history.csv, ModelCheckpoint).
         cache_features: cache the frozen base's output for phases that train the head only.
         augment: True for tlkit's default augmentation, False/None for none, or a Keras
             layer/Sequential to apply to training batches.
@@ -222,7 +163,13 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             that train on images from files (the first epoch decodes, later ones read the
             cache; keyed by the files' fingerprint, reused by later runs). None: decode every
             epoch (the default; bench/bench_data.py measures both).
+        run: a `tlkit.runs.RunFolder` (entered): each phase backs up its state there every
+            epoch (Keras `BackupAndRestore`), finished phases are recorded, and a rerun
+            continues where an interrupted one stopped; features are cached in its state.
         verbose: Keras verbosity (1: progress bars).
+
+    After the last phase, BatchNormalization layers that trained get statistics that match
+    their weights (`tlkit.bn.recalibrate`).
 
     Returns:
         `FitResult(model, history, info)`; history holds per-epoch lists (`loss`, `accuracy`,
@@ -238,125 +185,190 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     aug = data_lib.augmentation() if augment is True else (augment or None)
     if model is None:
         model = plan.build_model(dataset.num_classes)
-    history = {"phase": []}
+    records = []  # one per epoch of the run, every phase (tlkit.callbacks.EpochRecorder)
     info = {"phases": [], "cache": None}
     for i, phase in enumerate(plan.phases):
         plan.apply(model, phase)
-        frozen_base = not phase.train_stages and not plan.bn_training
-        cached = (cache_features and frozen_base and feature_cut(model) is not None
-                  and strategy is None)
+        done = run.finished_phase(i) if run is not None else None
+        if done is not None:  # a resumed run: this phase finished before the interruption
+            weights, saved = done
+            model.load_weights(weights)
+            records.extend(saved["records"])
+            info["phases"].append({**saved["info"], "resumed": "finished before"})
+            info["cache"] = info["cache"] or saved["info"].get("cache")
+            continue
+        state = run.phase_dir(i) if run is not None else None
+        before = _phase_records(state)
+        offset = len(records)
+        records.extend(before)
+        if before and verbose:
+            print(f"tlkit: resuming phase {phase.name!r} after epoch {len(before)} "
+                  f"(state in {state})")
+        cbs = make_callbacks(out_dir, i, phase, records, patience=patience,
+                             tensorboard=tensorboard, extra=callbacks, state=state,
+                             offset=offset)
         started = time.perf_counter()
-        cbs = make_callbacks(out_dir, i, patience=patience, tensorboard=tensorboard,
-                             extra=callbacks)
-        split, cache_info = None, None
-        if cached:
-            passes = augment_passes if aug is not None else 1
-            if aug is not None and passes == 1 and verbose:
-                print("tlkit: feature cache on: the head phase trains on un-augmented features "
-                      "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
-                      "augments live)")
-            split = (feature_extractor(model), head_model(model))
-        elif (cache_features and aug is None and strategy is None and not plan.bn_training
-              and phase.train_stages):
-            # Fine-tuning the upper stages: the stages below stay frozen (BN in inference
-            # mode) and there is no augmentation, so their output is computed once as well.
-            passes = 1
-            split = frozen_prefix_split(model)
-            if split is not None:
-                cut_bytes = (len(dataset.x_train) + len(dataset.x_val)) * 4 * int(
-                    np.prod(split[0].output.shape[1:]))
-                if cut_bytes > cache_memory_limit and not (cache_dir or out_dir):
-                    if verbose:
-                        print(f"tlkit: phase {phase.name!r} trains without a feature cache: the "
-                              f"frozen stages' output ({cut_bytes / 2**30:.1f} GiB) exceeds the "
-                              f"memory limit and there is no output folder to hold it")
-                    split = None
-            cached = split is not None
-        if cached:
-            extractor, trainer = split
-            if verbose:
-                what = ("the frozen base" if not phase.train_stages else
-                        f"the frozen layers below {trainer.layers[1].layers[1].name!r}")
-                print(f"tlkit: phase {phase.name!r}: computing the output of {what} once "
-                      f"(feature cache) for {len(dataset.x_train):,} training + "
-                      f"{len(dataset.x_val):,} validation images")
-            t0 = time.perf_counter()
-            where = cache_dir or (pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
-            kw = dict(cache_dir=where, memory_limit=cache_memory_limit, batch_size=batch_size,
-                      verbose=verbose, autotune=autotune, persist=cache_dir is not None)
-            f_train, c_train = feature_cache.get(extractor, dataset.x_train,
-                                                 labels=dataset.y_train, name="train",
-                                                 augment=aug, passes=passes, seed=seed, **kw)
-            f_val, c_val = feature_cache.get(extractor, dataset.x_val, labels=dataset.y_val,
-                                             name="val", **kw)
-            y_train, y_val = c_train.pop("labels"), c_val.pop("labels")
-            _warn_failed(dataset, verbose)
-            cache_info = {"phase": phase.name, "passes": passes,
-                          "train_features": list(f_train.shape), "train": c_train,
-                          "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
+        options = dict(batch_size=batch_size, seed=seed, verbose=verbose, autotune=autotune,
+                       jit_compile=jit_compile, cache_dir=cache_dir,
+                       cache_memory_limit=cache_memory_limit, out_dir=out_dir, run=run)
+        split = _cache_split(model, plan, phase, dataset, aug, cache_features, strategy,
+                             options)
+        if split is not None:
+            cache_info = _fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs,
+                                     options)
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
-            steps = -(-len(y_train) // batch_size)
-            # One compiled call per epoch (steps_per_execution): on cached features a step is
-            # so cheap that Keras's per-step Python overhead would dominate the head's epochs.
-            # Callbacks see batch hooks once per epoch; epoch hooks as usual.
-            compile_phase(trainer, plan, phase, jit_compile, steps_per_execution=steps)
-            if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
-                train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size,
-                                                          seed=seed)
-                val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size,
-                                                        shuffle=False)
-            else:
-                train_data = feature_cache.as_dataset(f_train, y_train, batch_size,
-                                                      shuffle=True, seed=seed)
-                val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
-            h = trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs,
-                            callbacks=cbs, verbose=verbose, shuffle=False)  # data shuffles
-            del f_train, f_val, train_data, val_data
-            if cache_dir is None:  # spilled to out_dir only for lack of memory: not kept
-                for c in (c_train, c_val):
-                    if c.get("where") == "disk":
-                        pathlib.Path(c["path"]).unlink(missing_ok=True)
-                        pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
         else:
-            with strategy.scope() if strategy else contextlib.nullcontext():
-                compile_phase(model, plan, phase, jit_compile)
-            # Each worker decodes only its own training files; validation (small) keeps
-            # tf.data's auto-sharding, which splits its batches evenly across workers.
-            shard = worker_shard(strategy)
-            caches = {name: (image_cache_prefix(image_cache, x)
-                             if image_cache and data_lib.is_files(x) else False)
-                      for name, x in (("train", dataset.x_train), ("val", dataset.x_val))}
-            train_ds = dataset.pipeline("train", batch_size=batch_size, shuffle=True,
-                                        augment=aug, seed=seed, autotune=autotune, shard=shard,
-                                        cache=caches["train"])
-            val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=autotune,
-                                      cache=caches["val"])
-            if shard is not None and data_lib.is_files(dataset.x_train):
-                from tlkit.data.files import shard_positions
-
-                mine = list(dataset.x_train.paths[shard_positions(len(dataset.x_train),
-                                                                  shard)])
-                info["shard"] = {"workers": shard[0], "index": shard[1],
-                                 "train_files": len(mine)}
-                if out_dir is not None:  # which files this worker read, for the record
-                    fileio.write_json({**info["shard"], "paths": mine},
-                                      pathlib.Path(out_dir) / f"shard-{shard[1]}.json")
-            h = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs,
-                          callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles
-            _warn_failed(dataset, verbose)
-        n = len(h.history.get("loss", []))
-        for key, values in h.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-        history["phase"].extend([phase.name] * n)
-        info["phases"].append({"name": phase.name, "epochs_run": n, "cached": cached,
-                               "cache": cache_info if cached else None,
-                               "seconds": round(time.perf_counter() - started, 3)})
+            cache_info = None
+            info.update(_fit_images(model, plan, phase, dataset, aug, strategy, image_cache,
+                                    cbs, options))
+        phase_info = {"name": phase.name,
+                      "epochs_run": sum(r["phase"] == phase.name for r in records),
+                      "cached": split is not None, "cache": cache_info,
+                      "seconds": round(time.perf_counter() - started, 3)}
+        if before:
+            phase_info["resumed"] = f"after epoch {len(before)}"
+        info["phases"].append(phase_info)
+        if run is not None:
+            run.finish_phase(i, model, {"records": [r for r in records
+                                                    if r["phase"] == phase.name],
+                                        "info": phase_info})
+    info["bn_recalibration"] = bn_lib.recalibrate(model, dataset, batch_size=batch_size,
+                                                  strategy=strategy, verbose=verbose)
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
     with strategy.scope() if strategy else contextlib.nullcontext():
         compile_phase(model, plan, plan.phases[-1], jit_compile)
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-    return FitResult(model, history, info)
+    from tlkit.callbacks import history_of
+
+    return FitResult(model, history_of(records), info)
+
+
+def _phase_records(state):
+    """The epochs a phase recorded before an interruption (its state's epochs.json)."""
+    if state is None or not (state / "epochs.json").is_file():
+        return []
+    import json
+
+    records = json.loads((state / "epochs.json").read_text())
+    backup = state / "backup" / "training_metadata.json"
+    if not backup.is_file():
+        return []
+    last = json.loads(backup.read_text()).get("epoch", 0)
+    return [r for r in records if r["phase_epoch"] <= last]  # only epochs backed up
+
+
+def _cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
+    """(extractor, trainer) when this phase can train on a cached frozen part, else None."""
+    if not cache_features or strategy is not None or plan.bn_training:
+        return None
+    if not phase.train_stages:
+        if feature_cut(model) is None:
+            return None
+        if aug is not None and o["verbose"]:
+            print("tlkit: feature cache on: the head phase trains on un-augmented features "
+                  "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
+                  "augments live)")
+        return feature_extractor(model), head_model(model)
+    if aug is not None:
+        return None  # fine-tuning with live augmentation trains on images
+    # Fine-tuning the upper stages: the stages below stay frozen (BN in inference mode) and
+    # there is no augmentation, so their output is computed once as well.
+    split = frozen_prefix_split(model)
+    if split is not None:
+        cut_bytes = (len(dataset.x_train) + len(dataset.x_val)) * 4 * int(
+            np.prod(split[0].output.shape[1:]))
+        if cut_bytes > o["cache_memory_limit"] and not (o["cache_dir"] or o["out_dir"]):
+            if o["verbose"]:
+                print(f"tlkit: phase {phase.name!r} trains without a feature cache: the "
+                      f"frozen stages' output ({cut_bytes / 2**30:.1f} GiB) exceeds the "
+                      f"memory limit and there is no output folder to hold it")
+            return None
+    return split
+
+
+def _fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
+    """Train `phase` on the cached output of the frozen part; returns the cache facts."""
+    extractor, trainer = split
+    passes = augment_passes if aug is not None and not phase.train_stages else 1
+    batch_size, verbose = o["batch_size"], o["verbose"]
+    if verbose:
+        what = ("the frozen base" if not phase.train_stages else
+                f"the frozen layers below {trainer.layers[1].layers[1].name!r}")
+        print(f"tlkit: phase {phase.name!r}: computing the output of {what} once "
+              f"(feature cache) for {len(dataset.x_train):,} training + "
+              f"{len(dataset.x_val):,} validation images")
+    t0 = time.perf_counter()
+    run, cache_dir, out_dir = o["run"], o["cache_dir"], o["out_dir"]
+    where = cache_dir or (run.feature_dir() if run is not None else
+                          pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
+    kw = dict(cache_dir=where, memory_limit=o["cache_memory_limit"], batch_size=batch_size,
+              verbose=verbose, autotune=o["autotune"],
+              persist=cache_dir is not None or run is not None)
+    f_train, c_train = feature_cache.get(extractor, dataset.x_train, labels=dataset.y_train,
+                                         name="train", augment=aug, passes=passes,
+                                         seed=o["seed"], **kw)
+    f_val, c_val = feature_cache.get(extractor, dataset.x_val, labels=dataset.y_val,
+                                     name="val", **kw)
+    y_train, y_val = c_train.pop("labels"), c_val.pop("labels")
+    _warn_failed(dataset, verbose)
+    cache_info = {"phase": phase.name, "passes": passes, "train_features": list(f_train.shape),
+                  "train": c_train, "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
+    steps = -(-len(y_train) // batch_size)
+    # One compiled call per epoch (steps_per_execution): on cached features a step is so
+    # cheap that Keras's per-step Python overhead would dominate the head's epochs.
+    # Callbacks see batch hooks once per epoch; epoch hooks as usual.
+    compile_phase(trainer, plan, phase, o["jit_compile"], steps_per_execution=steps)
+    if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
+        train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size, seed=o["seed"])
+        val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size, shuffle=False)
+    else:
+        train_data = feature_cache.as_dataset(f_train, y_train, batch_size, shuffle=True,
+                                              seed=o["seed"])
+        val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
+    with bn_lib.suited_momentum(trainer, steps):
+        trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs, callbacks=cbs,
+                    verbose=verbose, shuffle=False)  # the data shuffles
+    del f_train, f_val, train_data, val_data
+    if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
+        for c in (c_train, c_val):
+            if c.get("where") == "disk":
+                pathlib.Path(c["path"]).unlink(missing_ok=True)
+                pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
+    return cache_info
+
+
+def _fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o):
+    """Train `phase` on images, streamed; returns facts for the run's info (the shard)."""
+    batch_size, out_dir = o["batch_size"], o["out_dir"]
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        compile_phase(model, plan, phase, o["jit_compile"])
+    # Each worker decodes only its own training files; validation (small) keeps tf.data's
+    # auto-sharding, which splits its batches evenly across workers.
+    shard = worker_shard(strategy)
+    caches = {name: (image_cache_prefix(image_cache, x)
+                     if image_cache and data_lib.is_files(x) else False)
+              for name, x in (("train", dataset.x_train), ("val", dataset.x_val))}
+    train_ds = dataset.pipeline("train", batch_size=batch_size, shuffle=True, augment=aug,
+                                seed=o["seed"], autotune=o["autotune"], shard=shard,
+                                cache=caches["train"])
+    val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=o["autotune"],
+                              cache=caches["val"])
+    facts = {}
+    if shard is not None and data_lib.is_files(dataset.x_train):
+        from tlkit.data.files import shard_positions
+
+        mine = list(dataset.x_train.paths[shard_positions(len(dataset.x_train), shard)])
+        facts["shard"] = {"workers": shard[0], "index": shard[1], "train_files": len(mine)}
+        if out_dir is not None:  # which files this worker read, for the record
+            fileio.write_json({**facts["shard"], "paths": mine},
+                              pathlib.Path(out_dir) / f"shard-{shard[1]}.json")
+    steps = -(-len(dataset.y_train) // (batch_size * (shard[0] if shard else 1)))
+    with bn_lib.suited_momentum(model, steps):
+        model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, callbacks=cbs,
+                  verbose=o["verbose"], shuffle=False)  # tf.data shuffles
+    _warn_failed(dataset, o["verbose"])
+    return facts
 
 
 def _warn_failed(dataset, verbose):

@@ -12,7 +12,10 @@ Example:
 
 import contextlib
 import dataclasses
+import math
+import numbers
 import pathlib
+import warnings
 
 import keras
 
@@ -20,7 +23,7 @@ from tlkit import backbones as backbones_lib
 from tlkit import data as data_lib
 from tlkit import distribute as distribute_lib
 from tlkit import report as report_lib
-from tlkit import saving, strategies, train
+from tlkit import runs, saving, strategies, train
 from tlkit.errors import TlkitError, suggest
 
 
@@ -62,7 +65,7 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
              test_fraction=0.1, on_bad_image="skip", download=False, autotune=None,
              patience=5, tensorboard=False, cache_dir=None, distribute=None, jit_compile=False,
              mixed_precision=False, resize=data_lib.DEFAULT_RESIZE, image_cache=False,
-             verbose=1):
+             restart=False, deterministic=False, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Args:
@@ -92,52 +95,156 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
             report folder (`image_cache/`), for phases that train on images from files:
             worth it when decoding costs more than reading the cache (large source images;
             bench/bench_data.py measures it). Off by default.
+        deterministic: TensorFlow's op determinism (`enable_op_determinism`): the same seed
+            gives the same weights on GPUs too, at some speed (CPU runs are deterministic
+            already; see the README for the measured cost).
+        restart: discard the saved state of an interrupted run in the report folder and start
+            over (without it, the same call continues that run; a different one is refused).
         verbose: 1 shows Keras progress bars, 0 is silent.
+
+    With a report folder (`out` or `report_dir`) the run holds a lock on it, backs up its
+    state every epoch and resumes after an interruption (`tlkit.runs`). A NaN or infinite
+    loss raises `tlkit.callbacks.DivergedError` and nothing is saved.
 
     Returns:
         A `FinetuneResult`.
     """
+    settings = _run_settings(locals())
+    check_settings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                   fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
+                   head_epochs=head_epochs, dropout=dropout)
     path = saving.check_writable(out) if out is not None else None
     if report_dir is None and path is not None:
         report_dir = path.with_suffix("")
+    if report_dir is not None:  # validated before any data is read
+        report_dir = saving.check_folder_writable(report_dir, "--report-dir" if out is None
+                                                  else "the report folder of --out")
     if strategy not in strategies.STRATEGIES:
         raise suggest(strategy, strategies.STRATEGIES, "strategy")
-    # Multi-worker collectives must be set up before TensorFlow runs its first op.
-    dist = distribute_lib.get_strategy(distribute)
-    input_shape = resolve_input_shape(backbone, image_size)
-    if isinstance(data, data_lib.Dataset):
-        dataset = convert_dataset(data, input_shape)
-    else:
-        dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
-                                val_fraction=val_fraction, test_fraction=test_fraction,
-                                seed=seed, on_bad_image=on_bad_image, download=download,
-                                resize=resize, verbose=verbose)
-    if report_dir is not None and dataset.streams and dataset.origin:
-        from tlkit.data import index as index_lib
-
-        index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
     if image_cache and report_dir is None:
         raise TlkitError("image_cache needs a report folder (--out or --report-dir) to hold "
                          "the cached images.")
-    keras.utils.set_random_seed(seed)
-    previous_policy = keras.config.dtype_policy()
-    if mixed_precision:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
-        return _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path,
-                            report_dir, dict(
-                                epochs=epochs, learning_rate=learning_rate,
-                                fine_tune_lr=fine_tune_lr, head_epochs=head_epochs,
-                                unfreeze=unfreeze, cut_stage=cut_stage, dropout=dropout,
-                                dense=dense, head_bn=head_bn, pooling=pooling),
-                            dict(batch_size=batch_size, cache_features=cache_features,
-                                 augment=augment, augment_passes=augment_passes, seed=seed,
-                                 autotune=autotune, patience=patience, tensorboard=tensorboard,
-                                 cache_dir=cache_dir, jit_compile=jit_compile,
-                                 image_cache=(pathlib.Path(report_dir) / "image_cache"
-                                              if image_cache else None)), verbose)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    # Multi-worker collectives must be set up before TensorFlow runs its first op.
+    dist = distribute_lib.get_strategy(distribute)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    input_shape = resolve_input_shape(backbone, image_size)
+    folder = (runs.RunFolder(report_dir, settings, restart=restart, model_path=path)
+              if report_dir is not None else contextlib.nullcontext())
+    with folder as run:
+        if run is not None and run.resuming and verbose:
+            print(f"tlkit: continuing the interrupted run in {report_dir} (--restart starts "
+                  f"over)")
+        if isinstance(data, data_lib.Dataset):
+            dataset = convert_dataset(data, input_shape)
+        else:
+            dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
+                                    val_fraction=val_fraction, test_fraction=test_fraction,
+                                    seed=seed, on_bad_image=on_bad_image, download=download,
+                                    resize=resize, verbose=verbose)
+        if report_dir is not None and dataset.streams and dataset.origin:
+            from tlkit.data import index as index_lib
+
+            index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
+        keras.utils.set_random_seed(seed)
+        previous_policy = keras.config.dtype_policy()
+        if mixed_precision:
+            keras.config.set_dtype_policy("mixed_float16")
+        try:
+            result = _finetune_on(
+                dataset, backbone, input_shape, weights, strategy, dist, path, report_dir,
+                dict(epochs=epochs, learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
+                     head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
+                     dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling),
+                dict(batch_size=batch_size, cache_features=cache_features, augment=augment,
+                     augment_passes=augment_passes, seed=seed, autotune=autotune,
+                     patience=patience, tensorboard=tensorboard, cache_dir=cache_dir,
+                     jit_compile=jit_compile, run=run,
+                     image_cache=(pathlib.Path(report_dir) / "image_cache"
+                                  if image_cache else None)), verbose)
+        except KeyboardInterrupt:
+            if run is not None:
+                raise runs.Interrupted(
+                    f"interrupted; the finished epochs are saved in {run.state}: run the same "
+                    f"command again to continue (--restart starts over)") from None
+            raise
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        if run is not None:
+            run.complete()
+        return result
+
+
+def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None, patience=5,
+                   augment_passes=1, head_epochs=None, dropout=None):
+    """Refuse impossible run settings up front, naming the flag (before any data is read).
+
+    Example:
+        >>> check_settings(epochs=1, batch_size=0, learning_rate=1e-3)
+        Traceback (most recent call last):
+        ...
+        tlkit.errors.TlkitError: --batch-size must be an integer >= 1. Received: 0.
+    """
+    def integer(flag, value, low):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise TlkitError(f"{flag} must be an integer >= {low}. Received: {value!r}.")
+
+    def rate(flag, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                not math.isfinite(value) or value <= 0:
+            raise TlkitError(f"{flag} must be a finite number > 0, e.g. 1e-3. "
+                             f"Received: {value!r}.")
+
+    integer("--epochs", epochs, 1)
+    integer("--batch-size", batch_size, 1)
+    integer("--patience", patience, 0)
+    integer("--augment-passes", augment_passes, 1)
+    if head_epochs is not None:
+        integer("--head-epochs", head_epochs, 1)
+    rate("--lr", learning_rate)
+    if fine_tune_lr is not None:
+        rate("--fine-tune-lr", fine_tune_lr)
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(
+            dropout, numbers.Real) or not 0 <= dropout < 1):
+        raise TlkitError(f"--dropout must be a number in [0, 1). Received: {dropout!r}.")
+
+
+def _run_settings(args):
+    """What makes a run the same run (for resuming): every argument but output and verbosity."""
+    out = {k: v for k, v in args.items()
+           if k not in ("verbose", "restart", "out", "report_dir", "data")}
+    data = args["data"]
+    out["data"] = ({"source": data.source, "counts": data.summary()["counts"]}
+                   if isinstance(data, data_lib.Dataset) else str(data))
+    return out
+
+
+def random_base_warning(weights, backbone, strategy):
+    """The warning for a frozen base with random weights, or None."""
+    from_file = str(backbone).lower().endswith((".h5", ".keras"))
+    random = weights is None or str(backbone).startswith("zoo:")  # zoo models: no weights
+    if not random or from_file or strategy == "large-dissimilar":
+        return None
+    frozen = "the whole base" if strategy == "small-similar" else "its lower stages"
+    return (f"{strategy} with random base weights (weights=None) keeps {frozen} frozen: "
+            f"those features are random. Use --weights imagenet, a trained model as "
+            f"--backbone (a .h5 file), or --strategy large-dissimilar to train everything.")
+
+
+def chance_warning(rep, num_classes):
+    """The warning for a test accuracy within noise of chance level, or None."""
+    n, acc = rep.get("n", 0), rep.get("accuracy", float("nan"))
+    if not n or not num_classes:
+        return None
+    chance = 1.0 / num_classes
+    noise = 2 * math.sqrt(chance * (1 - chance) / n)
+    if acc > chance + noise:
+        return None
+    return (f"test accuracy {acc:.3f} is at chance level (1/{num_classes} = {chance:.3f}, "
+            f"n={n}): the model has not learned this task. Check the data and labels, the "
+            f"learning rate, and whether the base's weights are random.")
 
 
 def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, report_dir,
@@ -153,17 +260,29 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         if dist:
             print(f"tlkit: {type(dist).__name__} with {dist.num_replicas_in_sync} replica(s); "
                   f"global batch {batch_size}; feature cache off")
+    notes = [w for w in (random_base_warning(weights, backbone, strategy),) if w]
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
     fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
                        verbose=verbose, **fit_options)
     rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
                               out_dir=report_dir, history=fitted.history, batch_size=batch_size,
                               extra={"plan": plan.to_dict(), "fit": fitted.info,
                                      "data": dataset.summary()})
+    chance = chance_warning(rep, dataset.num_classes)
+    if chance:
+        warnings.warn(chance, stacklevel=3)
+        notes.append(chance)
+    if notes:
+        rep["warnings"] = notes
+        if report_dir is not None:
+            report_lib.write_json(rep, pathlib.Path(report_dir) / "report.json")
     if verbose:
         print(report_lib.format_report(rep))
     if path is not None:
         metadata = {"class_names": dataset.class_names, "backbone": bb.name,
-                    "weights": str(weights), "strategy": strategy, "plan": plan.to_dict(),
+                    "weights": _weights_record(weights, backbone), "strategy": strategy,
+                    "plan": plan.to_dict(), "warnings": notes,
                     "fit": fitted.info,
                     "data": dataset.summary(),
                     "metrics": {k: v for k, v in rep.items()
@@ -172,3 +291,12 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         if verbose:
             print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
     return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
+
+
+def _weights_record(weights, backbone):
+    """What the base's weights truly were, for the metadata."""
+    if str(backbone).lower().endswith((".h5", ".keras")):
+        return f"from {backbone}"
+    if str(backbone).startswith("zoo:") or weights is None:
+        return "none (random initialisation)"
+    return str(weights)

@@ -7,6 +7,7 @@ stage's globally pooled activations), so nothing here imports TensorFlow.
 import warnings
 
 import numpy as np
+import scipy.linalg
 
 from tlkit.errors import TlkitError
 
@@ -30,15 +31,14 @@ def logme(features, labels):
             - 1/2 log|A|,    A = alpha I + beta F'F,  m = beta A^-1 F'y,
 
     is maximised over alpha and beta by MacKay's fixed point (gamma = sum beta s/(alpha +
-    beta s), alpha = gamma / m'm, beta = (N - gamma) / |y - F m|^2) after one eigen-
-    decomposition of the smaller Gram matrix. The score is the mean over classes of max L,
+    beta s), alpha = gamma / m'm, beta = (N - gamma) / |y - F m|^2) after one SVD of F,
+    started from a coarse search over alpha / beta. The score is the mean over classes of max L,
     divided by N. Higher is better; it compares backbones (or stages) on the same data.
 
-    Convergence: a class stops when alpha and beta both change by less than `LOGME_RTOL`
-    (1e-7) relatively in one step, or its L/N by less than `LOGME_ATOL` (1e-12), which ends
-    runs where alpha or beta grow without bound towards a supremum (features that explain
-    nothing; N <= D, where the head can interpolate); at most `LOGME_MAX_ITER` (1000) steps.
-    Computed in float64.
+    Convergence, in float64: a class stops when alpha and beta both change by less than
+    `LOGME_RTOL` (1e-7) relatively in one step, or L/N by less than `LOGME_ATOL` (1e-12), which
+    ends runs where alpha or beta grow without bound (features that explain nothing; N <= D,
+    where the head can interpolate); at most `LOGME_MAX_ITER` (1000) steps.
 
     Args:
         features: (N, D) array of floats.
@@ -57,7 +57,6 @@ def logme(features, labels):
     """
     f = _check_features(features, "features")
     y = _check_labels(labels, len(f), "labels", "features")
-    _check_classes(y, "labels")
     onehot = (y[:, None] == np.unique(y)[None, :]).astype(np.float64)
     return float(np.mean(_logme_per_class(f, onehot)))
 
@@ -67,12 +66,19 @@ def _logme_per_class(f, targets):
     n, d = f.shape
     # Only the nonzero spectrum of F and the targets' coordinates in its left singular
     # vectors matter: F = U S V', x = U'y; the part of y outside span(U) no head can fit.
-    # Eigen-decompose the smaller Gram matrix: F'F (then U = F V / sigma) or FF'.
-    w, vecs = np.linalg.eigh(f.T @ f if n >= d else f @ f.T)
-    keep = w > w.max(initial=0.0) * max(n, d) * np.finfo(np.float64).eps
-    s2, k = w[keep][:, None], int(keep.sum())                # (k, 1): sigma_i^2 > 0
-    x = (vecs[:, keep].T @ (f.T @ targets)) / np.sqrt(s2) if n >= d else vecs[:, keep].T @ targets
-    x2 = x ** 2
+    # One SVD, not an eigendecomposition of F'F, which squares the condition number (with
+    # singular values from 1 down to 1e-9, the two differed by up to 3e-4). For N > D,
+    # F = QR first: only R (D x D) needs an SVD, and Q'y comes without forming Q.
+    if n > d:
+        qty, r = scipy.linalg.qr_multiply(f, targets.T, mode="right")
+        u, s, _ = np.linalg.svd(r)
+        x = u.T @ qty.T
+    else:
+        u, s, _ = np.linalg.svd(f, full_matrices=False)
+        x = u.T @ targets
+    keep = s > s.max(initial=0.0) * max(n, d) * np.finfo(np.float64).eps
+    s2, k = s[keep][:, None] ** 2, int(keep.sum())            # (k, 1): sigma_i^2 > 0
+    x2 = x[keep] ** 2
     outside = np.maximum((targets ** 2).sum(0) - x2.sum(0), 0.0)
     norm = -0.5 * np.log(2 * np.pi) - 0.5
     if k == 0:                                   # all-zero features: noise only
@@ -164,7 +170,8 @@ def knn_accuracy(train_features, train_labels, val_features, val_labels, k=KNN_K
     classes, counts = np.unique(ytr, return_counts=True)
     k = int(min(k, counts.min(), len(ftr)))
     # float32 similarities: half the time of float64, and rankings only need ~1e-7 precision.
-    ftr, fva = _unit_rows(ftr).astype(np.float32), _unit_rows(fva).astype(np.float32)
+    ftr, fva = ((a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-300))
+                .astype(np.float32) for a in (ftr, fva))
     ytr_idx = np.searchsorted(classes, ytr)
     # The j-th nearest neighbour votes 1 + (k - j) / (k (k + 1)): the tie-breaking parts sum
     # to at most 1/2, so they never override a difference in counts.
@@ -184,23 +191,22 @@ def knn_accuracy(train_features, train_labels, val_features, val_labels, k=KNN_K
 def linear_probe_accuracy(train_features, train_labels, val_features, val_labels, *, seed=0):
     """Validation accuracy of a logistic-regression probe on the frozen features.
 
-    The features are standardised on the training split; above `PROBE_MAX_DIM` (256)
-    dimensions they are projected on their leading 256 principal components (or all N when
-    N < 256, which loses nothing: an L2-regularised linear model lies in the span of its
-    training rows), fitted on the training split by an exact eigen-decomposition. That keeps
-    the probe to a few seconds on 10k x 2k features (lbfgs on 2048 dimensions needs up to a
-    minute) at some cost for class information spread thinly over minor components. The probe
-    is scikit-learn's multinomial `LogisticRegression` (L2, C=1, lbfgs) capped at
-    `PROBE_MAX_ITER` (300) iterations; one that stops there counts as trained (no
-    ConvergenceWarning). Every step is deterministic.
+    Standardised features (training-split statistics) go through scikit-learn's multinomial
+    `LogisticRegression` (L2, C=1, lbfgs, at most `PROBE_MAX_ITER` = 300 iterations; one that
+    stops there counts as trained, without a ConvergenceWarning). Above `PROBE_MAX_DIM` (256)
+    dimensions they are first projected on their leading 256 principal components (exact,
+    fitted on the training split; all N of them when N < 256, which loses nothing since an
+    L2-regularised linear model lies in the span of its training rows): a few seconds on
+    10k x 2k features instead of up to a minute, at some cost where the class information
+    lies in minor components. Deterministic.
 
     Args:
         train_features: (N, D) array of floats.
         train_labels: (N,) integer class ids; every class needs at least 2 samples.
         val_features: (M, D) array of floats.
         val_labels: (M,) integer class ids, each one present in `train_labels`.
-        seed: scikit-learn's `random_state` for the PCA and the probe (the solvers used
-            do not draw random numbers; it fixes the result should they ever do).
+        seed: scikit-learn's `random_state` for the PCA and the probe (their solvers here
+            draw no random numbers; it pins the result should that change).
 
     Returns:
         The fraction of validation samples the probe classifies correctly, a float in [0, 1].
@@ -279,35 +285,30 @@ def _check_features(features, name):
     return f
 
 
-def _check_labels(labels, n, name, features_name):
+def _check_labels(labels, n, name, features_name, train=True):
     y = np.asarray(labels)
     if y.ndim != 1:
         raise TlkitError(f"{name} must be a 1-D array of class ids. Received: shape={y.shape}")
     if len(y) != n:
         raise TlkitError(f"{name} has {len(y)} entries but {features_name} has {n} rows.")
-    if y.dtype.kind == "b" or y.dtype.kind not in "iuf" or (
+    if y.dtype.kind not in "iuf" or (
             y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y)))):
         raise TlkitError(f"{name} must hold integer class ids. Received: dtype={y.dtype}")
-    return y.astype(np.int64)
-
-
-def _check_classes(y, name):
+    y = y.astype(np.int64)
     classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2:
-        raise TlkitError(f"{name} must hold at least 2 classes. Received: classes="
-                         f"{classes.tolist()}")
-    if counts.min() < 2:
-        c = int(classes[counts.argmin()])
-        raise TlkitError(f"{name}: class {c} has {int(counts.min())} sample; every class "
-                         f"needs at least 2.")
+    if train and len(classes) < 2:
+        raise TlkitError(f"{name} must hold at least 2 classes. Received: {classes.tolist()}")
+    if train and counts.min() < 2:
+        raise TlkitError(f"{name}: class {int(classes[counts.argmin()])} has 1 sample; every "
+                         f"class needs at least 2.")
+    return y
 
 
 def _check_split(train_features, train_labels, val_features, val_labels):
     ftr = _check_features(train_features, "train_features")
     ytr = _check_labels(train_labels, len(ftr), "train_labels", "train_features")
-    _check_classes(ytr, "train_labels")
     fva = _check_features(val_features, "val_features")
-    yva = _check_labels(val_labels, len(fva), "val_labels", "val_features")
+    yva = _check_labels(val_labels, len(fva), "val_labels", "val_features", train=False)
     if fva.shape[1] != ftr.shape[1]:
         raise TlkitError(f"val_features has {fva.shape[1]} columns but train_features has "
                          f"{ftr.shape[1]}.")
@@ -315,8 +316,3 @@ def _check_split(train_features, train_labels, val_features, val_labels):
     if len(unseen):
         raise TlkitError(f"val_labels has class {int(unseen[0])}, which train_labels lacks.")
     return ftr, ytr, fva, yva
-
-
-def _unit_rows(f):
-    norm = np.linalg.norm(f, axis=1, keepdims=True)
-    return f / np.maximum(norm, np.finfo(np.float64).tiny)

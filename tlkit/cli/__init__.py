@@ -58,6 +58,9 @@ def _load_commands():
 # --------------------------------------------------------------------------------------------
 
 
+DIVERGED = 3  # exit code of a run whose loss became NaN or infinite (nothing was saved)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2), as for every other user mistake."""
 
@@ -129,10 +132,12 @@ def main(argv=None):
             args = _apply_recipe(parser, args, argv)
         return fn(args) or 0
     except TlkitError as e:
+        from tlkit.callbacks import DivergedError
+
         print(f"tlkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"tlkit {args.command}: interrupted", file=sys.stderr)
+        return DIVERGED if isinstance(e, DivergedError) else 2
+    except KeyboardInterrupt as e:
+        print(f"tlkit {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 
@@ -157,13 +162,36 @@ def _apply_recipe(parser, args, argv):
     defaults = {}
     for key, value in settings.items():
         action, flip = by_key[key]
-        if flip and key != action.dest:
-            value = not value
-        elif isinstance(value, str) and action.type is not None:
-            value = action.type(value)
-        defaults[action.dest] = value
+        value = _recipe_value(args.recipe, key, value, action)
+        defaults[action.dest] = (not value) if flip and key != action.dest else value
     sub.set_defaults(**defaults)
     return parser.parse_args(argv)
+
+
+def _recipe_value(recipe, key, value, action):
+    """A recipe value converted and checked as its flag would be, or a one-line error."""
+    flag = action.option_strings[-1] if action.option_strings else key
+    if action.nargs == 0:  # a switch: true or false
+        if not isinstance(value, bool):
+            raise TlkitError(f"Recipe {recipe}: {key} must be true or false. "
+                             f"Received: {value!r}.")
+        return value
+    if value is not None and action.type is not None:
+        try:
+            converted = action.type(value if isinstance(value, str) else str(value)) \
+                if action.type in (int, float) or isinstance(value, str) else value
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            kind = getattr(action.type, "__name__", "value").strip("_")
+            raise TlkitError(f"Recipe {recipe}: {key} ({flag}) must be a {kind}. "
+                             f"Received: {value!r}.") from None
+        if action.type is int and isinstance(value, float) and value != int(value):
+            raise TlkitError(f"Recipe {recipe}: {key} ({flag}) must be an integer. "
+                             f"Received: {value!r}.")
+        value = converted
+    if action.choices is not None and value not in action.choices:
+        raise TlkitError(f"Recipe {recipe}: {key} ({flag}) must be one of "
+                         f"{', '.join(map(str, action.choices))}. Received: {value!r}.")
+    return value
 
 
 if __name__ == "__main__":

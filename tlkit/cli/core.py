@@ -98,6 +98,9 @@ def _configure_finetune(p):
     g.add_argument("--distribute", choices=("mirrored", "multiworker"),
                    help="tf.distribute: all GPUs here (mirrored) or the machines in TF_CONFIG "
                    "(multiworker)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="TensorFlow op determinism: the same --seed gives the same weights on "
+                        "GPUs too (slower there; CPU runs are deterministic already)")
     g.add_argument("--jit-compile", action="store_true",
                    help="XLA-compile the train step (off by default: slower on small CPUs)")
     g.add_argument("--mixed-precision", action="store_true",
@@ -106,6 +109,9 @@ def _configure_finetune(p):
     g.add_argument("--out", help="model file, e.g. saved_models/photos.h5")
     g.add_argument("--report-dir", help="default: next to --out, named after it")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--restart", action="store_true",
+                   help="discard the saved state of an interrupted run in the report folder "
+                        "and start over (default: the same command continues it)")
     p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
 
 

@@ -226,7 +226,7 @@ def read_image(path, *, image_size=None, channels=None, resize=DEFAULT_RESIZE):
         raise TlkitError(f"Cannot read image {path}: {found.problem}.")
     channels = _check_channels(channels or found.channels)
     try:
-        image = _decode(tf.constant(path), found.decoder == "pil", channels)
+        image = _decode(tf.constant(os.fsencode(path)), found.decoder == "pil", channels)
     except (ValueError, tf.errors.OpError) as e:  # eager numpy_function raises ValueError
         raise TlkitError(f"Cannot read image {path}: {_reason(e, path)}.") from None
     return resize_image(image, size, resize).numpy() if size else image.numpy()

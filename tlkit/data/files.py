@@ -121,7 +121,9 @@ class ImageFiles:
         import tensorflow as tf
 
         ids = shard_positions(len(self), shard)
-        columns = [self.paths[ids].astype(str), self.use_pil[ids], ids]
+        # Paths as bytes: a name that is not UTF-8 (kept by Python as surrogates) still opens.
+        columns = [np.array([os.fsencode(p) for p in self.paths[ids]], dtype=object),
+                   self.use_pil[ids], ids]
         if labels is not None:
             labels = np.asarray(labels, np.int64)
             if len(labels) != len(self):

@@ -135,7 +135,16 @@ def scan(root, on_bad_image="skip", verbose=0):
                          f"e.g. photos/cats/*.jpg and photos/dogs/*.jpg.")
     items = {k: [(path, label, p) for label, c in enumerate(names)
                  for path, p in probed[k].get(c, [])] for k in layout}
-    return Scan(str(root), names, items, skipped, notes)
+    return Scan(str(root), [readable_name(n) for n in names], items, skipped, notes)
+
+
+def readable_name(name):
+    """A class folder's name as text: bytes that are not UTF-8 become U+FFFD.
+
+    File names are bytes on Linux; Python keeps undecodable ones as lone surrogates, which
+    plots, JSON readers and terminals refuse. The folder itself is still read by its path.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def probe_file(path):

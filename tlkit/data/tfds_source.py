@@ -50,6 +50,15 @@ def read_labels(builder, name, split, download):
         where = os.environ.get("TFDS_DATA_DIR") or tfds.core.constants.DATA_DIR
         raise TlkitError(f"tfds data set {name!r} is not in the tfds data dir ({where}); "
                          f"pass download=True (--download) to fetch it.") from None
+    except (ValueError, KeyError):
+        raise  # an unknown split: the caller decides
+    except Exception as e:  # noqa: BLE001 - network, checksum, disk: one line, not a traceback
+        if not download or getattr(builder, "is_prepared", lambda: False)():
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise TlkitError(f"Cannot download tfds:{name} ({type(e).__name__}: {first}). Check "
+                         f"the internet connection, or prepare it where there is one and "
+                         f"set TFDS_DATA_DIR.") from None
     shape = builder.info.features[image_key].shape
     if shape is not None and len(shape) != 3:
         raise TlkitError(f"tfds:{name} is not an image data set (example shape {shape}).")

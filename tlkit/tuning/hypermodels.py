@@ -507,7 +507,6 @@ class BackboneHyperModel(TlkitHyperModel):
         callbacks = [_BestCheckpoint(model, cb.objective, cb.filepath)
                      if type(cb).__name__ == "SaveBestEpoch" else cb for cb in (callbacks or [])]
         keras.utils.set_random_seed(self.seed)
-        ds = self.dataset
         history = {}
 
         def merge(h):

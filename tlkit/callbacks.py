@@ -1,0 +1,112 @@
+"""tlkit's own Keras callbacks: divergence as an error, and the run's epoch record.
+
+Example:
+    >>> guard = DivergenceGuard("head", 1e-3)
+    >>> guard.on_epoch_end(0, {"loss": 0.5})
+    >>> try:
+    ...     guard.on_epoch_end(1, {"loss": float("nan")})
+    ... except DivergedError as e:
+    ...     print(str(e).split(":")[0])
+    Training diverged in phase 'head' at epoch 2 (loss nan)
+"""
+
+import math
+
+import keras
+
+from tlkit import fileio
+from tlkit.errors import TlkitError
+
+
+class DivergedError(TlkitError):
+    """A NaN or infinite loss: the run stops, nothing is saved (the CLI exits with 3)."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Raise `DivergedError` at the first NaN or infinite training loss.
+
+    Unlike Keras's `TerminateOnNaN`, which ends `fit` as if it had finished, this stops the
+    run with an error that names the phase, the epoch and the learning rate, so that no
+    model trained into NaN is ever saved. Put it before `BackupAndRestore`: the diverged
+    epoch is then never backed up.
+    """
+
+    def __init__(self, phase, learning_rate, epoch_offset=0):
+        super().__init__()
+        self.phase, self.learning_rate = phase, float(learning_rate)
+        self.epoch_offset = epoch_offset
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check((logs or {}).get("loss"), self._epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check((logs or {}).get("loss"), epoch)
+
+    def _check(self, loss, epoch):
+        if loss is None:
+            return
+        loss = float(loss)
+        if math.isfinite(loss):
+            return
+        lr = self.learning_rate
+        raise DivergedError(
+            f"Training diverged in phase {self.phase!r} at epoch {epoch + 1 + self.epoch_offset} "
+            f"(loss {loss}) with learning rate {lr:g}: nothing was saved. Try a lower rate, "
+            f"e.g. --lr {lr / 10:g} (with --restart to discard the saved state).")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Append each finished epoch to `records` and rewrite `history.csv` and a state file.
+
+    Each record has the phase, the run's global `epoch` (1-based, counting every phase), the
+    phase's own `phase_epoch`, and Keras's logs. A resumed phase starts from the records it
+    had; an epoch trained again after a kill replaces its earlier record.
+    """
+
+    def __init__(self, phase, records, *, offset=0, csv_path=None, state_path=None):
+        super().__init__()
+        self.phase, self.records, self.offset = phase, records, offset
+        self.csv_path, self.state_path = csv_path, state_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"phase": self.phase, "epoch": self.offset + epoch + 1, "phase_epoch": epoch + 1}
+        row.update({k: float(v) for k, v in (logs or {}).items()})
+        self.records[:] = [r for r in self.records if r["epoch"] != row["epoch"]] + [row]
+        if self.state_path is not None:
+            fileio.write_json([r for r in self.records if r["phase"] == self.phase],
+                              self.state_path)
+        if self.csv_path is not None:
+            write_history_csv(self.records, self.csv_path)
+
+
+def write_history_csv(records, path):
+    """history.csv: one row per epoch, the phase and the global epoch first."""
+    keys = ["epoch", "phase", "phase_epoch"]
+    for r in records:
+        keys.extend(k for k in r if k not in keys)
+    with fileio.atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(",".join(keys) + "\n")
+            for r in records:
+                f.write(",".join(_cell(r.get(k, "")) for k in keys) + "\n")
+
+
+def history_of(records):
+    """Per-epoch lists (Keras's `History.history` form) from epoch records, with `phase`."""
+    out = {"phase": [r["phase"] for r in records]}
+    for r in records:
+        for k, v in r.items():
+            if k not in ("phase", "epoch", "phase_epoch"):
+                out.setdefault(k, [])
+    for k in list(out):
+        if k != "phase":
+            out[k] = [float(r.get(k, float("nan"))) for r in records]
+    return out
+
+
+def _cell(value):
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

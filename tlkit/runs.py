@@ -1,0 +1,180 @@
+"""The run folder: one run at a time (a lock), state to resume from, nothing left half-done.
+
+`RunFolder(path, settings)` is entered for the whole of a `finetune`:
+
+- **Lock.** An exclusive `flock` on `.tlkit.lock`, naming the process that holds it. A second
+  run on the same folder fails at once with a line that names the first; the kernel releases
+  the lock when the process ends, however it ends (kill -9 included).
+- **Resume.** `state/` holds what a rerun of the same command continues from: the settings
+  (`settings.json`), each finished phase's weights and history, Keras's `BackupAndRestore`
+  files of the phase in progress and the cached features. A rerun with the same settings
+  resumes; with other settings it is refused (`restart=True`, `--restart`, starts over).
+  A run that finishes removes `state/`.
+- **No mixing.** A fresh run removes the files an earlier run left in the folder (report,
+  history, curves, checkpoints), and temporary files of saves that were killed.
+
+Example:
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with RunFolder(folder, {"epochs": 2}) as run:
+    ...     run.resuming
+    False
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+from tlkit import fileio
+from tlkit.errors import TlkitError
+
+LOCK_NAME = ".tlkit.lock"
+STATE = "state"
+# Files a run writes into its folder: removed before a fresh run, so folders never mix runs.
+RUN_FILES = ("report.json", "history.csv", "curves.png", "confusion_matrix.png",
+             "top_losses.png", "settings.yaml", "index.json", "model_card.md")
+RUN_DIRS = ("checkpoints", "feature_cache", "image_cache", "tensorboard")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run with a run folder: the message says where the state is."""
+
+
+class RunFolder:
+    """A locked run folder with its resume state (see the module doc)."""
+
+    def __init__(self, path, settings, *, restart=False, model_path=None):
+        self.path = pathlib.Path(path)
+        self.settings = _jsonable(settings)
+        self.restart = restart
+        self.model_path = pathlib.Path(model_path) if model_path else None
+        self.state = self.path / STATE
+        self.resuming = False
+        self._fd = None
+
+    # -- lock ----------------------------------------------------------------------------
+
+    def __enter__(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = self.path / LOCK_NAME
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another run"
+            os.close(fd)
+            raise TlkitError(f"{self.path} is in use by {holder}; wait for it to finish or "
+                             f"give another --out.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (f"tlkit run pid {os.getpid()} started "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv[:1] + sys.argv[1:6])}"
+                       f"{' ...' if len(sys.argv) > 6 else ''})").encode(), 0)
+        self._fd = fd
+        try:
+            self._prepare()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._release()
+        return False
+
+    def _release(self):
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _prepare(self):
+        remove_stale_temporaries(self.path)
+        if self.model_path is not None:
+            remove_stale_temporaries(self.model_path.parent, self.model_path.name)
+        saved = self.state / "settings.json"
+        if saved.is_file() and not self.restart:
+            try:
+                before = json.loads(saved.read_text())
+            except ValueError:
+                before = None
+            if before == self.settings:
+                self.resuming = True
+                return
+            changed = sorted(k for k in set(before or {}) | set(self.settings)
+                             if (before or {}).get(k) != self.settings.get(k))
+            raise TlkitError(f"{self.path} holds the saved state of an interrupted run with "
+                             f"other settings ({', '.join(changed[:5]) or 'unreadable'}); "
+                             f"rerun that command to continue it, or pass --restart to "
+                             f"discard it.")
+        shutil.rmtree(self.state, ignore_errors=True)
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        for name in RUN_DIRS:
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        for old in self.path.glob("shard-*.json"):
+            old.unlink()
+        fileio.write_json(self.settings, saved)
+
+    def phase_dir(self, index):
+        """The folder of phase `index`'s state (BackupAndRestore files, history)."""
+        folder = self.state / f"phase{index + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def finished_phase(self, index):
+        """(weights path, history dict) of a phase that finished before, or None."""
+        folder = self.state / f"phase{index + 1}"
+        done = folder / "done.json"
+        if not done.is_file():
+            return None
+        return folder / "final.weights.h5", json.loads(done.read_text())
+
+    def finish_phase(self, index, model, history):
+        """Record that phase `index` finished: its final weights and its history."""
+        folder = self.phase_dir(index)
+        with fileio.atomic_path(folder / "final.weights.h5", suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+        fileio.write_json(history, folder / "done.json")
+
+    def feature_dir(self):
+        """Where cached features live until the run finishes (reused by a resumed run)."""
+        return self.state / "features"
+
+    def complete(self):
+        """The run finished: its resume state is no longer needed."""
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def remove_stale_temporaries(folder, name=None):
+    """Remove temporary files that killed atomic writes left in `folder` (`.NAME.*`).
+
+    Called with the run folder's lock held, so no other tlkit run is writing these names.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.glob(f".{name}.*" if name else ".*.*"):
+        if p.name != LOCK_NAME and p.is_file() and p.suffix in (
+                ".tmp", ".h5", ".npy", ".png", ".json", ".keras"):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def settings_key(settings):
+    """A short hash of run settings (for messages and folder names)."""
+    return hashlib.blake2b(json.dumps(_jsonable(settings), sort_keys=True).encode(),
+                           digest_size=6).hexdigest()
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
