@@ -190,6 +190,20 @@ def get(extractor, x, *, labels=None, cache_dir=None, memory_limit=DEFAULT_MEMOR
                    "labels_path": str(label_path)})
 
 
+def store(extractor, x, features, labels, cache_dir, *, name="features", passes=1, seed=0):
+    """Put features computed elsewhere (e.g. by `tlkit.advise`) into the cache.
+
+    They go under the key `get` looks up for the same extractor, images, passes and seed, so
+    a later `get` reuses them instead of running the extractor. Returns the path.
+    """
+    key = content_key(x, model_fingerprint(extractor), passes=passes, seed=seed)
+    path = pathlib.Path(cache_dir) / f"{name}-{key[:20]}.npy"
+    _write_atomic(path.with_suffix(".labels.npy"),
+                  lambda tmp: np.save(tmp, np.asarray(labels, np.int64)))
+    _write_atomic(path, lambda tmp: np.save(tmp, np.asarray(features, "float32")))
+    return path
+
+
 def _writable(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)

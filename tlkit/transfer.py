@@ -119,8 +119,8 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
     if report_dir is not None:  # validated before any data is read
         report_dir = saving.check_folder_writable(report_dir, "--report-dir" if out is None
                                                   else "the report folder of --out")
-    if strategy not in strategies.STRATEGIES:
-        raise suggest(strategy, strategies.STRATEGIES, "strategy")
+    if strategy not in strategies.STRATEGIES + ("auto",):
+        raise suggest(strategy, strategies.STRATEGIES + ("auto",), "strategy")
     if image_cache and report_dir is None:
         raise TlkitError("image_cache needs a report folder (--out or --report-dir) to hold "
                          "the cached images.")
@@ -250,8 +250,11 @@ def chance_warning(rep, num_classes):
 def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, report_dir,
                  plan_options, fit_options, verbose):
     batch_size = fit_options["batch_size"]
+    advice = None
     with dist.scope() if dist else contextlib.nullcontext():
         bb = backbones_lib.build(backbone, input_shape, weights=weights)
+        if strategy == "auto":
+            strategy, advice = _auto(bb, dataset, plan_options, fit_options, verbose)
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         model = plan.build_model(dataset.num_classes)
     distribute_lib.patch_symbolic_build(model, dist)
@@ -265,10 +268,13 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         warnings.warn(note, stacklevel=3)
     fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
                        verbose=verbose, **fit_options)
+    extra = {"plan": plan.to_dict(), "fit": fitted.info, "data": dataset.summary()}
+    if advice is not None:
+        extra["advice"] = advice.to_dict()
+        extra["reasons"] = advice.choice["reasons"]
     rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
                               out_dir=report_dir, history=fitted.history, batch_size=batch_size,
-                              extra={"plan": plan.to_dict(), "fit": fitted.info,
-                                     "data": dataset.summary()})
+                              extra=extra)
     chance = chance_warning(rep, dataset.num_classes)
     if chance:
         warnings.warn(chance, stacklevel=3)
@@ -283,6 +289,8 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         metadata = {"class_names": dataset.class_names, "backbone": bb.name,
                     "weights": _weights_record(weights, backbone), "strategy": strategy,
                     "plan": plan.to_dict(), "warnings": notes,
+                    **({"strategy_requested": "auto", "reasons": advice.choice["reasons"]}
+                       if advice is not None else {}),
                     "fit": fitted.info,
                     "data": dataset.summary(),
                     "metrics": {k: v for k, v in rep.items()
@@ -300,3 +308,27 @@ def _weights_record(weights, backbone):
     if str(backbone).startswith("zoo:") or weights is None:
         return "none (random initialisation)"
     return str(weights)
+
+
+def _auto(bb, dataset, plan_options, fit_options, verbose):
+    """`--strategy auto`: advise on this backbone, print the choice, fill the plan options.
+
+    The advice's pass caches the last stage's features where the run's head phase looks for
+    them (the run's state, or `cache_dir`), so the head phase does not run the base again.
+    """
+    from tlkit import advise as advise_lib
+
+    run = fit_options.get("run")
+    cache = fit_options.get("cache_dir") or (run.feature_dir() if run is not None else None)
+    advice = advise_lib.advise(dataset, [bb], batch_size=fit_options["batch_size"],
+                               seed=fit_options["seed"], cache_dir=cache, verbose=0)
+    choice = advice.choice
+    if choice.get("unfreeze") and plan_options.get("unfreeze") is None and \
+            choice["strategy"] in ("large-similar", "small-dissimilar"):
+        plan_options["unfreeze"] = choice["unfreeze"]
+    if verbose:
+        print(advice.table())
+        print(f"tlkit: --strategy auto chose {choice['strategy']}"
+              + (f" (unfreeze {plan_options['unfreeze']})" if plan_options.get("unfreeze")
+                 else "") + ": " + "; ".join(choice["reasons"]))
+    return choice["strategy"], advice

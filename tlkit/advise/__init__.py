@@ -1,10 +1,16 @@
 """Measure how well a backbone's features transfer to the user's data (`tlkit advise`).
 
-`scores` rates one stage's pooled features with three numbers: LogME (the evidence of a
-Bayesian linear head; no held-out data), the accuracy of a cosine kNN vote and that of a
-logistic-regression probe on a validation split. `stage_scores` returns all three.
+`advise(data, backbones)` runs each frozen base once over the training and validation
+images, tapping every stage (`taps`), scores each stage (`scores`: LogME, the evidence of a
+Bayesian linear head; the accuracy of a cosine kNN vote and of a logistic-regression probe
+on the validation split) and turns the scores and the data's facts into a strategy, an
+unfreeze depth and learning rates with the reasons (`recommend`). `--strategy auto` in
+`tlkit finetune` runs it and trains what it recommends.
 """
 
+from tlkit.advise.core import Advice, advise, data_facts
+from tlkit.advise.recommend import recommend
 from tlkit.advise.scores import knn_accuracy, linear_probe_accuracy, logme, stage_scores
 
-__all__ = ["knn_accuracy", "linear_probe_accuracy", "logme", "stage_scores"]
+__all__ = ["Advice", "advise", "data_facts", "recommend", "knn_accuracy",
+           "linear_probe_accuracy", "logme", "stage_scores"]

@@ -37,7 +37,7 @@ def _pending(issue):
     return run
 
 
-COMMAND_MODULES = ("core", "tune", "explain", "demo")
+COMMAND_MODULES = ("core", "advise", "tune", "explain", "demo")
 PENDING = {
     "tune": (5, "KerasTuner search over dropout, BN placement, learning rate"),
 }

@@ -65,7 +65,8 @@ def _configure_finetune(p):
     g.add_argument("--weights", type=_weights, default="imagenet",
                    help="imagenet, none, or a local weights file")
     g.add_argument("--strategy", default="small-similar",
-                   help="small-similar | small-dissimilar | large-similar | large-dissimilar")
+                   help="small-similar | small-dissimilar | large-similar | large-dissimilar | "
+                        "auto (measure with advise, then train what it recommends)")
     g.add_argument("--unfreeze", type=int, help="stages to unfreeze in the fine-tuning phase")
     g.add_argument("--cut-stage", type=int, help="small-dissimilar: cut the base after this stage")
     g.add_argument("--dropout", type=float, help="head dropout")
@@ -128,6 +129,9 @@ def cmd_finetune(args):
     folder = result.path.with_suffix("") if result.path else (args.report_dir and pathlib.Path(args.report_dir))
     if folder:
         recipes.dump(vars(args), pathlib.Path(folder) / "settings.yaml")
+    if args.strategy == "auto" and args.quiet:  # the choice is printed even when quiet
+        print(f"tlkit: --strategy auto chose {result.plan.strategy}: "
+              + "; ".join(result.report.get("reasons", [])))
     print(f"test accuracy: {result.report['accuracy']:.4f}")
     return 0
 

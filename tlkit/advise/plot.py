@@ -1,0 +1,33 @@
+"""advice.png: the three scores per stage, one line per backbone."""
+
+from tlkit import report
+
+
+def save_scores(advice, path):
+    """Write the per-stage LogME, kNN and probe accuracies of every backbone as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    panels = (("linear_probe_accuracy", "linear probe, val accuracy"),
+              ("knn_accuracy", "cosine kNN, val accuracy"),
+              ("logme", "LogME (per sample; compare within this data only)"))
+    for ax, (key, title) in zip(axes, panels):
+        for b in advice.backbones:
+            stages = b["stages"]
+            ax.plot(range(len(stages)), [s[key] for s in stages], marker="o",
+                    label=b["backbone"])
+            ax.set_xticks(range(len(stages)))
+            ax.set_xticklabels([s["name"] for s in stages], rotation=30)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("stage (input -> output)")
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    c = advice.choice
+    fig.suptitle(f"advice: {c['backbone']} --strategy {c['strategy']}"
+                 + (f" --unfreeze {c['unfreeze']}" if c.get("unfreeze") else ""), fontsize=11)
+    fig.tight_layout()
+    return report.save_figure(fig, path)

@@ -1,0 +1,54 @@
+"""Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
+
+from tlkit.cli import subcommand
+from tlkit.cli.core import _weights
+from tlkit.errors import TlkitError
+
+
+def _configure_advise(p):
+    p.add_argument("--data", required=True,
+                   help="image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits")
+    p.add_argument("--backbone", default="mobilenet_v2",
+                   help="backbone name or a comma-separated list to rank, e.g. "
+                        "mobilenet_v2,resnet50 (default: mobilenet_v2)")
+    p.add_argument("--weights", type=_weights, default="imagenet",
+                   help="imagenet, none, or a local weights file (default: imagenet)")
+    p.add_argument("--image-size", type=int, help="input size N (NxN) instead of each "
+                   "backbone's default")
+    p.add_argument("--out", help="folder for advice.json, advice.png and the cached features "
+                   "(features/: pass it to finetune as --cache-dir to reuse the pass)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="split seed, as for finetune (default 0)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="validation share when the data has no val split (default 0.1)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="test share when the data has no test split (default 0.1)")
+    p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
+                   help="unreadable image files: skip them, or stop (default: skip)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@subcommand("advise", "measure how well backbones transfer to the data; recommend a strategy")
+def cmd_advise(args):
+    import pathlib
+
+    from tlkit import advise
+
+    if args.batch_size < 1:
+        raise TlkitError(f"--batch-size must be an integer >= 1. Received: {args.batch_size}.")
+    out = pathlib.Path(args.out) if args.out else None
+    a = advise.advise(args.data, args.backbone, weights=args.weights,
+                      image_size=args.image_size, batch_size=args.batch_size, seed=args.seed,
+                      val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                      on_bad_image=args.on_bad_image, out=out,
+                      cache_dir=out / "features" if out else None, verbose=0 if args.quiet
+                      else 1)
+    if args.quiet:
+        print(a.table())
+    if out:
+        print(f"advice in {out}/ (advice.json, advice.png); reuse the features with "
+              f"tlkit finetune ... --cache-dir {out / 'features'}")
+    return 0
+
+
+cmd_advise.configure = _configure_advise
