@@ -94,3 +94,16 @@ def test_bad_input(tmp_path):
         advise.advise(tiny, "zoo:simple_cnn", weights=None, verbose=0)
     with pytest.raises(TlkitError, match="Unknown backbone 'mobilenet_v9'.*mobilenet_v2"):
         advise.advise("digits", "zoo:simple_cnn,mobilenet_v9", weights=None, verbose=0)
+
+
+def test_tune_auto_narrows_the_search(tmp_path, source_model):
+    from tlkit import tuning
+
+    out = tmp_path / "tune"
+    r = tuning.tune("digits", out=out, backbone=str(source_model), strategy="auto",
+                    max_trials=1, epochs=2, verbose=0)
+    doc = json.loads((out / "advice.json").read_text())
+    assert doc["choice"]["strategy"] == "large-similar"
+    trial = r.trials[0]["hyperparameters"]
+    u = doc["choice"]["unfreeze"]
+    assert u - 1 <= trial["unfreeze"] <= u + 1

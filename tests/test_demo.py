@@ -64,7 +64,8 @@ def test_quick_demo_prints_the_table(quick):
         assert all(0.0 <= a <= 1.0 for a in accs) and all(s >= 0 for s in secs), row
         assert "*" in cells, row  # the best of the row is marked
     # progress: one line per run with the elapsed time
-    runs = [line for line in lines if line.startswith("[") and "/20]" in line]
+    n = len(demo.SITUATIONS) * len(demo.METHODS)
+    runs = [line for line in lines if line.startswith("[") and f"/{n}]" in line]
     assert len(runs) == len(demo.SITUATIONS) * len(demo.METHODS)
     assert "baseline: fashion_cnn" in quick["out"]
 
@@ -78,6 +79,9 @@ def test_quick_demo_matrix_json(quick):
         for key in ("test_accuracy", "seconds", "macro_f1"):
             assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (key, r)
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["seconds"] > 0
+        if r["strategy"] == "auto":  # what auto chose, why, and how it compares
+            assert r["chosen"] in demo.STRATEGIES and r["reasons"]
+            assert "cost_ratio" in r and "gap_to_best_pp" in r
         assert isinstance(r["best"], bool) and r["textbook"] == (r["strategy"] == r["situation"])
         assert r["test_images"] > 0 and r["train_images"] > 0
     for s in demo.SITUATIONS:

@@ -231,6 +231,11 @@ def test_predict_skips_bad_files_and_streams_csv(trained, capsys, tmp_path):
     assert "skipped 1" in err and "broken.jpg" in err
     code, _, err = run(capsys, "predict", out, folder, "--on-bad-image", "error")
     assert code == 2 and "broken.jpg" in err and len(err.strip().splitlines()) == 1
+    csv_path = tmp_path / "preds.csv"
+    code, stdout, err = run(capsys, "predict", out, folder, "--out", csv_path,
+                            "--batch-size", "2")
+    assert code == 0, err
+    assert csv_path.read_text().splitlines() == lines and f"wrote {csv_path}" in stdout
 
 
 def _free_port():

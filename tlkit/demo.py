@@ -62,7 +62,7 @@ from tlkit.errors import TlkitError
 from tlkit.strategies import STRATEGIES
 
 SITUATIONS = ("small-similar", "small-dissimilar", "large-similar", "large-dissimilar")
-METHODS = STRATEGIES + ("scratch",)
+METHODS = STRATEGIES + ("auto", "scratch")  # auto: tlkit.advise measures, then chooses
 FASHION_CLASSES = tuple(data_lib.FASHION_MNIST_CLASSES)
 # Both halves hold tops and footwear, so the target classes are new but related.
 DEFAULT_SOURCE_CLASSES = ("T-shirt/top", "Trouser", "Coat", "Sandal", "Bag")  # ids 0, 1, 4, 5, 8
@@ -519,7 +519,7 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
             f"batch {batch}")
         for method in METHODS:
             backbone = init_path if method == "scratch" else source_path
-            strategy = "large-dissimilar" if method == "scratch" else method
+            strategy = "large-dissimilar" if method == "scratch" else method  # auto stays
             path = out / "runs" / situation / f"{method}.h5"
             res, secs = _finetune(ds, backbone, strategy, epochs, batch, config.patience, seed,
                                   path, config.pooling, cache_dir=cache_dir)
@@ -537,12 +537,16 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
                    else "source.h5",
                    "textbook": method == situation, "model": str(path),
                    "report": str(path.with_suffix(""))}
+            if method == "auto":
+                rec["chosen"] = res.plan.strategy
+                rec["reasons"] = res.report.get("reasons", [])
             records.append(rec)
             log(f"[{len(records):2d}/{n_runs}] {situation:<16} {method:<16} "
                 f"test accuracy {rec['test_accuracy']:.4f}  {secs:6.1f} s")
             del res
             _free()
     mark_best(records)
+    score_auto(records)
     shutil.rmtree(cache_dir, ignore_errors=True)  # tens of MB, only useful within this run
 
     # 3. the fashion_cnn baseline ----------------------------------------------------------
@@ -575,6 +579,11 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
     if verbose:
         print()
         print(format_table(records))
+        for r in records:
+            if r["strategy"] == "auto":
+                print(f"auto in {r['situation']}: chose {r.get('chosen')}, "
+                      f"{r['gap_to_best_pp']:+.1f} pp from the row's best strategy, cost "
+                      f"{r.get('cost_ratio', float('nan')):.2f}x the chosen strategy alone")
         if baseline is not None:
             print()
             print(format_baseline(baseline))
@@ -718,6 +727,23 @@ def mark_best(records):
         top = max(r["test_accuracy"] for r in rows)
         for r in rows:
             r["best"] = r["test_accuracy"] == top
+    return records
+
+
+def score_auto(records):
+    """Add to each `auto` record how it compares with its row: the chosen strategy's own
+    run (accuracy, seconds, cost ratio) and the gap to the row's best strategy."""
+    for r in records:
+        if r["strategy"] != "auto":
+            continue
+        row = {x["strategy"]: x for x in records if x["situation"] == r["situation"]}
+        chosen = row.get(r.get("chosen"))
+        best = max(x["test_accuracy"] for k, x in row.items() if k in STRATEGIES)
+        r["gap_to_best_pp"] = round(100 * (best - r["test_accuracy"]), 2)
+        r["within_1pp_of_best"] = r["gap_to_best_pp"] <= 1.0
+        if chosen is not None:
+            r["chosen_alone_seconds"] = chosen["seconds"]
+            r["cost_ratio"] = round(r["seconds"] / max(chosen["seconds"], 1e-9), 3)
     return records
 
 

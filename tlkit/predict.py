@@ -40,7 +40,7 @@ def image_paths(path):
 
 
 def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image="skip",
-                     resize=data_lib.DEFAULT_RESIZE, skipped=None):
+                     resize=data_lib.DEFAULT_RESIZE, skipped=None, progress=None):
     """Yield `{"path", "top": [(class, probability), ...]}` per image, batch by batch.
 
     Args:
@@ -52,6 +52,7 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
             (path, reason)); `"error"`: the first one raises `TlkitError` naming it.
         resize: how images are fitted to the model's input (see `tlkit.data.load`).
         skipped: a list that receives the skipped files.
+        progress: called as `progress(done, total)` after each batch (e.g. a progress bar).
     """
     from tlkit.data import folder
 
@@ -78,10 +79,14 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
                          f"{skipped[0][0]}: {skipped[0][1]}).")
     shape = model.input_shape[1:]
     files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
-    ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1).batch(batch_size)
+    ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1, batch_size=batch_size)
     k = min(top_k, max(2, model.output_shape[-1]))
+    done = 0
     for images, ids in ds.prefetch(2):
         probs = np.asarray(model.predict_on_batch(np.asarray(images, "float32")))
+        done += len(probs)
+        if progress is not None:
+            progress(done, len(good))
         if probs.shape[-1] == 1:  # one sigmoid unit
             probs = np.concatenate([1 - probs, probs], axis=-1)
         for i, pr in zip(ids.numpy(), probs):

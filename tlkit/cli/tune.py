@@ -23,7 +23,8 @@ def _configure_tune(p):
     g.add_argument("--weights", type=_weights, default="imagenet",
                    help="backbone weights: imagenet, none, or a local weights file")
     g.add_argument("--strategy", help="with --backbone: small-similar (default) | "
-                                      "small-dissimilar | large-similar | large-dissimilar")
+                                      "small-dissimilar | large-similar | large-dissimilar | "
+                                      "auto (tlkit advise chooses, and narrows unfreeze)")
     g.add_argument("--pooling", default="avg", help="head pooling: avg | max | flatten")
     g = p.add_argument_group("search")
     g.add_argument("--tuner", default="random", help="random | hyperband | bayesian")

@@ -137,20 +137,24 @@ def pipeline(x, y, *, batch_size=32, shuffle=False, augment=None, seed=0, cache=
             raise TlkitError(f"x and y differ in length: {len(x)} images, {len(y)} labels.")
     if files:
         parallel = None if autotune else max(1, os.cpu_count() or 1)
+        # Batched where the files are decoded, so that arrivals are recorded per batch; over
+        # a file cache the cache holds single images (shuffled in a buffer, batched after).
         ds = x.as_dataset(y, shuffle=shuffle and not cache, seed=seed, shard=shard,
-                          parallel=parallel)
+                          parallel=parallel, batch_size=None if cache else batch_size,
+                          drop_remainder=drop_remainder)
         if cache:
             ds = ds.cache(cache if isinstance(cache, str) else "")
             if shuffle:
                 ds = ds.shuffle(IMAGE_CACHE_SHUFFLE_BUFFER, seed=seed,
                                 reshuffle_each_iteration=True)
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     else:
         ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
         if cache:
             ds = ds.cache(cache if isinstance(cache, str) else "")
         if shuffle:
             ds = ds.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def prepare(images, *labels):
         images = tf.cast(images, tf.float32)

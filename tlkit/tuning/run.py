@@ -11,6 +11,7 @@ import keras
 
 from tlkit import data as data_lib
 from tlkit import saving, zoo
+from tlkit.tuning.auto import auto_strategy
 from tlkit.errors import TlkitError
 from tlkit.tuning.constants import (
     MODEL_FILE, OBJECTIVES, OWNERS_FILE, PROJECT, REPORT_FILES, SETTINGS_FILE, ZOO_PREFIX,
@@ -116,6 +117,12 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     out = pathlib.Path(out)
     if out.exists() and not out.is_dir():
         raise TlkitError(f"--out {out} is a file; give a folder (e.g. saved_models/run1/).")
+    advice = None
+    if strategy == "auto":
+        data, strategy, space, advice = auto_strategy(
+            data, backbone, weights, image_size, batch_size, seed, space, fix,
+            dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                 on_bad_image=on_bad_image, download=download), verbose)
     hm = make_hypermodel(model=model, backbone=backbone, strategy=strategy, weights=weights,
                          image_size=image_size, pooling=pooling, cache_features=cache_features,
                          fix=fix, space=space, epochs=epochs, batch_size=batch_size, seed=seed,
@@ -138,6 +145,10 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         settings["factor"] = factor
     settings = json.loads(json.dumps(settings, default=str))
     _prepare_out(out, settings, overwrite=overwrite and role != "worker", role=role)
+    if advice is not None and role != "worker":  # what auto measured and why it chose
+        from tlkit import fileio
+
+        fileio.write_json(advice.to_dict(), out / "advice.json")
 
     # 4. The search.
     paths = {"out": str(out), "settings": str(out / SETTINGS_FILE), "tuner": str(out / PROJECT)}

@@ -1,0 +1,32 @@
+"""`tlkit tune --strategy auto`: the strategy chosen by `tlkit.advise`, the space narrowed."""
+
+from tlkit.errors import TlkitError
+
+
+def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, fix,
+                   load_options, verbose):
+    """`--strategy auto` for a search: advise chooses the strategy, and for the fine-tuning
+    strategies the unfreeze range narrows to the recommended depth +-1 stage (unless --fix or
+    --space already name `unfreeze`). Returns (data, strategy, space, advice)."""
+    from tlkit import advise as advise_lib
+    from tlkit.transfer import resolve_input_shape
+
+    if backbone is None:
+        raise TlkitError("--strategy auto needs --backbone (it measures a pretrained base).")
+    from tlkit.tuning.run import _load_data
+
+    dataset = _load_data(data, resolve_input_shape(backbone, image_size), **load_options)
+    advice = advise_lib.advise(dataset, backbone, weights=weights, image_size=image_size,
+                               batch_size=batch_size, seed=seed, verbose=0)
+    choice = advice.choice
+    named = [str(item).split("=")[0] for item in list(space or []) + list(fix or [])]
+    space = list(space or [])
+    if choice.get("unfreeze") and "unfreeze" not in named:
+        n = len(advice.backbones[0]["stages"])
+        u = choice["unfreeze"]
+        space.append(f"unfreeze={max(1, u - 1)}:{min(n, u + 1)}")
+    if verbose:
+        print(f"tlkit: --strategy auto chose {choice['strategy']}"
+              + (f", unfreeze {space[-1].split('=')[1]}" if choice.get("unfreeze") and
+                 "unfreeze" not in named else "") + ": " + "; ".join(choice["reasons"]))
+    return dataset, choice["strategy"], space, advice
