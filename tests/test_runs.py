@@ -261,3 +261,18 @@ def test_recipe_as_written_reaches_real_accuracy(tmp_path, capsys, monkeypatch):
     accuracy = float(out.strip().splitlines()[-1].split()[-1])
     assert accuracy > 0.7, out
     assert (tmp_path / "saved_models" / "digits.h5").is_file()
+
+
+def test_tfds_download_offline_is_one_line(tmp_path, capsys, monkeypatch):
+    import socket
+
+    def offline(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    started = time.time()
+    code, _, err = run(capsys, "finetune", "--data", "tfds:beans", "--download", "--weights",
+                       "none", "--backbone", "zoo:simple_cnn", "--quiet")
+    assert code == 2 and "Cannot download tfds:beans" in err
+    assert len(err.strip().splitlines()) == 1 and time.time() - started < 30

@@ -22,8 +22,14 @@ def open_builder(name, download):
     from tensorflow_datasets.core.registered import DatasetNotFoundError
 
     data_dir = os.environ.get("TFDS_DATA_DIR") or None  # read now, not at tfds import
+    from absl import logging as absl_logging
+
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # "Variant folder ... has no ..." notes
     try:
         builder = tfds.builder(name, data_dir=data_dir)
+        if download and not getattr(builder, "is_prepared", lambda: False)():
+            _check_online(name)
     except DatasetNotFoundError:
         import difflib
 
@@ -31,7 +37,28 @@ def open_builder(name, download):
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise TlkitError(f"Unknown tfds data set {name!r}.{hint} tfds.list_builders() lists "
                          f"them all (https://www.tensorflow.org/datasets/catalog).") from None
+    finally:
+        absl_logging.set_verbosity(level)
     return builder
+
+
+def _check_online(name, host="storage.googleapis.com"):
+    """Fail in a second, not after minutes of retries, when the download cannot work.
+
+    TFDS fetches prepared data sets from Google Cloud Storage first, and its downloads retry
+    with back-off for minutes when there is no network; a name that does not resolve means
+    no download will work.
+    """
+    import concurrent.futures
+    import socket
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(socket.getaddrinfo, host, 443).result(timeout=5)
+        except (OSError, concurrent.futures.TimeoutError):
+            raise TlkitError(f"Cannot download tfds:{name}: {host} is not reachable (no "
+                             f"internet?). Prepare the data set where there is a connection "
+                             f"and point TFDS_DATA_DIR at it.") from None
 
 
 def read_labels(builder, name, split, download):
