@@ -271,3 +271,15 @@ def begin_background_runs(items):
 def stop_background_runs():
     for run in _RUNS.values():
         run.stop()
+
+
+def run_cli(capsys, *argv):
+    """`tlkit ARGV` in this process (arguments may be paths); returns (code, stdout, stderr)."""
+    from tlkit import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 
 import tlkit
-from tlkit import advise, cli, data
+from helpers import run_cli as run
+from tlkit import advise, data
 from tlkit.advise import recommend
 from tlkit.errors import TlkitError
 
 
-def run(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

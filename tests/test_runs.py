@@ -13,19 +13,13 @@ import time
 import numpy as np
 import pytest
 
+from helpers import run_cli as run
 from tlkit import cli, runs
 from tlkit.errors import TlkitError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _cli(*argv):

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 import tlkit
-from tlkit import cli
+from helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,6 @@ def small_trained(photos):
     return _finetune(photos, "zoo:fashion_cnn", photos.parent / "small.h5")
 
 
-def run(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):

@@ -10,22 +10,13 @@ import numpy as np
 import pytest
 
 from helpers import BackgroundProcesses, cli_command
-from tlkit import cli
+from helpers import run_cli as run
 
 pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]
 
 FAST = ["--model", "zoo:fashion_cnn", "--image-size", "16", "--fix", "filters=8",
         "--epochs", "1"]
-
-
-def run(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def free_port():

@@ -30,7 +30,52 @@ from tlkit.data import decode
 from tlkit.errors import TlkitError
 
 
-class ImageFiles:
+class StreamedImages:
+    """What streamed image sources share: an array's `shape` and `dtype`, and the record
+    of which items a pass delivered (`failed()` lists the ones it expected and never got).
+
+    Subclasses set `image_size`, `channels`, `paths` and `len()`, call
+    `_start_tracking(n)`, and pass their decoded stream of `(image, [label,] item)` elements
+    (or batches) through `_tracked`.
+    """
+
+    dtype = np.dtype("uint8")
+
+    def _start_tracking(self, n):
+        self._seen = np.zeros(n, bool)
+        self._expected = np.zeros(n, bool)
+
+    @property
+    def shape(self):
+        """(N, height, width, channels), like the array these images stand for."""
+        return (len(self), *self.image_size, self.channels)
+
+    def failed(self):
+        """The items a pass expected but never delivered (they failed to decode)."""
+        return [str(p) for p in self.paths[self._expected & ~self._seen]]
+
+    def _tracked(self, ds, ids, with_ids):
+        """Record the items of `ds` as they arrive: one Python call per element or batch."""
+        import tensorflow as tf
+
+        self._expected[ids] = True
+        seen = self._seen
+
+        def mark(items):
+            seen[items] = True
+            return np.int64(len(items))
+
+        def tracked(image, *rest):
+            *label, item = rest
+            done = tf.numpy_function(mark, [tf.reshape(item, [-1])], tf.int64, stateful=True)
+            with tf.control_dependencies([done]):
+                image = tf.identity(image)
+            return (image, *label, item) if with_ids else (image, *label) if label else image
+
+        return ds.map(tracked)
+
+
+class ImageFiles(StreamedImages):
     """Image files decoded on the fly to `image_size` x `channels` uint8 (see module doc).
 
     Args:
@@ -44,8 +89,6 @@ class ImageFiles:
             a file changed; None reads them now.
     """
 
-    dtype = np.dtype("uint8")
-
     def __init__(self, paths, image_size, channels, resize=decode.DEFAULT_RESIZE, use_pil=None,
                  stats=None):
         self.paths = np.asarray([os.fspath(p) for p in paths], dtype=object)
@@ -56,18 +99,12 @@ class ImageFiles:
         self.use_pil = np.zeros(n, bool) if use_pil is None else np.asarray(use_pil, bool)
         self.stats = _stats(self.paths) if stats is None else np.asarray(stats, np.int64)
         self.stats = self.stats.reshape(n, 2)
-        self._seen = np.zeros(n, bool)
-        self._expected = np.zeros(n, bool)
+        self._start_tracking(n)
 
     # -- array-like --------------------------------------------------------------------------
 
     def __len__(self):
         return len(self.paths)
-
-    @property
-    def shape(self):
-        """(N, height, width, channels), like the array these files stand for."""
-        return (len(self), *self.image_size, self.channels)
 
     def __getitem__(self, index):
         index = np.arange(len(self))[index]
@@ -150,28 +187,10 @@ class ImageFiles:
         ds = ds.ignore_errors()
         if batch_size:
             ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        seen = self._seen
-
-        def mark(items):
-            seen[items] = True
-            return np.int64(len(items))
-
-        def tracked(image, *rest):
-            *label, item = rest
-            done = tf.numpy_function(mark, [tf.reshape(item, [-1])], tf.int64, stateful=True)
-            with tf.control_dependencies([done]):
-                image = tf.identity(image)
-            return (image, *label, item) if with_ids else (image, *label) if label else image
-
         if shard is not None:  # multi-worker: files are not tracked (skips go uncounted)
             return ds.map(lambda image, *rest: (image, *rest) if with_ids else
                           (image, *rest[:-1]) if len(rest) > 1 else image)
-        self._expected[ids] = True
-        return ds.map(tracked)
-
-    def failed(self):
-        """The files a pass expected but never delivered (they failed to decode)."""
-        return [str(p) for p in self.paths[self._expected & ~self._seen]]
+        return self._tracked(ds, ids, with_ids)
 
 
 def _stats(paths):

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from tlkit.data import decode
-from tlkit.data.files import shard_positions
+from tlkit.data.files import StreamedImages, shard_positions
 from tlkit.errors import TlkitError
 
 
@@ -94,10 +94,8 @@ def read_labels(builder, name, split, download):
     return labels, image_key, label_key
 
 
-class TfdsRecords:
+class TfdsRecords(StreamedImages):
     """Examples `positions` of tfds split `split`, decoded on the fly (see `ImageFiles`)."""
-
-    dtype = np.dtype("uint8")
 
     def __init__(self, name, split, positions, total, image_size, channels, keys,
                  resize=decode.DEFAULT_RESIZE):
@@ -109,15 +107,10 @@ class TfdsRecords:
         self.use_pil = np.zeros(len(self.positions), bool)  # for `Dataset.converted`
         self.paths = np.asarray([f"tfds:{name}:{split}#{p}" for p in self.positions], object)
         self.stats = np.zeros((len(self.positions), 2), np.int64)
-        self._seen = np.zeros(len(self.positions), bool)
-        self._expected = np.zeros(len(self.positions), bool)
+        self._start_tracking(len(self.positions))
 
     def __len__(self):
         return len(self.positions)
-
-    @property
-    def shape(self):
-        return (len(self), *self.image_size, self.channels)
 
     def __getitem__(self, index):
         index = np.arange(len(self))[index]
@@ -137,14 +130,13 @@ class TfdsRecords:
         return h.hexdigest()
 
     def as_dataset(self, labels=None, *, shuffle=False, seed=0, shard=None, parallel=None,
-                   with_ids=False):
+                   with_ids=False, batch_size=None, drop_remainder=False):
         """Like `ImageFiles.as_dataset`; the order is the split's (shuffled when asked)."""
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
         image_key, label_key = self.keys
         items = shard_positions(len(self), shard)
-        self._expected[items] = True
         item_of = np.full(self.total, -1, np.int64)
         item_of[self.positions[items]] = items
         label_of = np.full(max(len(self), 1), -1, np.int64)
@@ -173,24 +165,10 @@ class TfdsRecords:
             image = decode.resize_image(image, size, mode)
             image = tf.ensure_shape(image, (*size, channels))
             label = tf.gather(label_of, item) if given else tf.cast(label, tf.int64)
-            return image, label, item
+            return (image, label, item) if given else (image, item)
 
         ds = ds.map(load, num_parallel_calls=parallel or tf.data.AUTOTUNE,
                     deterministic=not shuffle).ignore_errors()
-        seen = self._seen
-
-        def mark(ids):
-            seen[ids] = True
-            return np.int64(len(ids))
-
-        def tracked(image, label, item):
-            done = tf.numpy_function(mark, [tf.reshape(item, [-1])], tf.int64, stateful=True)
-            with tf.control_dependencies([done]):
-                image = tf.identity(image)
-            out = (image, label) if given else (image,)
-            return (*out, item) if with_ids else out if len(out) > 1 else out[0]
-
-        return ds.map(tracked)
-
-    def failed(self):
-        return [str(p) for p in self.paths[self._expected & ~self._seen]]
+        if batch_size:
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        return self._tracked(ds, items, with_ids)
