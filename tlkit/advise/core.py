@@ -200,7 +200,8 @@ def _measure(bb, dataset, facts, batch_size, seed, cache_dir, verbose):
                            "channels": int(f_train.shape[1]), **sc})
     native = (backbones_lib.spec(bb.name).default_size
               if bb.source == "keras.applications" else None)
-    facts = {**facts, "random_weights": bb.weights is None and bb.source != "file",
+    facts = {**facts, "base_params": int(bb.model.count_params()),
+             "random_weights": bb.weights is None and bb.source != "file",
              "resolution_ratio": (round(bb.input_shape[0] / native, 3) if native else None)}
     defaults = {name: _rates(strategies.plan(name, bb)) for name in strategies.STRATEGIES}
     rec = recommend_lib.recommend(

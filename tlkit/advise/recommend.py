@@ -1,32 +1,44 @@
 """From measured scores to a strategy: the rules `advise` applies, in plain words.
 
 Inputs: per stage of one backbone, the validation accuracy of a linear probe and of cosine
-kNN on that stage's pooled features, and LogME; and facts of the data (images per class,
-classes, input size against the backbone's native one, whether the weights are random).
+kNN on that stage's pooled features, and LogME; and facts of the data and the base (training
+images, classes, the base's parameters, the input size against the native one, whether the
+weights are random).
 
 The rules, in order:
 1. Random base weights: frozen features are random, so the whole network trains
    (`large-dissimilar`), whatever the size.
-2. Size: "small" when the median class has fewer than `SMALL_PER_CLASS` training images.
+2. Size is measured against the base: the data is "small" when the base has more than
+   `SMALL_PARAMS_PER_IMAGE` parameters per training image (it could fit the training set
+   many times over, so training all of it overfits); else "large". The textbook's "small"
+   is about the same question; counting images alone ignores that a 100k-parameter base and
+   a 25M one need very different amounts of data.
 3. Similarity from the probes: the data is "similar" when the last stage probes within
    `PROBE_MARGIN` of the best stage and well above chance (`SIMILAR_SKILL` of the way from
    chance to perfect); otherwise "dissimilar" (an earlier stage probes better, or nothing
    probes well: the top features do not fit this task).
-4. The quadrant gives the strategy. For the fine-tuning strategies the unfreeze depth starts
-   at the earliest stage that probes within `PROBE_MARGIN` of the best one: the stages above
-   it are the task-specific ones. Learning rates are the strategy's own defaults.
+4. Small data: the quadrant (`small-similar`, or `small-dissimilar` fine-tuning the stages
+   above the earliest one that probes within `PROBE_MARGIN` of the best). Large data: the
+   whole network trains (`large-dissimilar`), since with enough data adapting every stage is
+   the strongest choice (Kornblith et al., CVPR 2019, "Do Better ImageNet Models Transfer
+   Better?": full fine-tuning beat fixed features on every data set; the demo's matrix
+   agrees), unless the last stage already probes almost perfectly (`NEAR_PERFECT_SKILL`):
+   then fine-tuning the later stages (`large-similar`) gets there for less.
+Learning rates are the strategy's own defaults.
 
 Example:
     >>> rec = recommend([{"probe": 0.5, "knn": 0.4, "logme": -0.9},
     ...                  {"probe": 0.9, "knn": 0.85, "logme": -0.5}],
-    ...                 {"per_class_median": 500, "num_classes": 10, "random_weights": False})
-    >>> rec["strategy"], rec["unfreeze"]
-    ('large-similar', 1)
+    ...                 {"train": 5000, "base_params": 2_000_000, "num_classes": 10,
+    ...                  "random_weights": False})
+    >>> rec["strategy"], rec["size"], rec["similarity"]
+    ('large-dissimilar', 'large', 'similar')
 """
 
-SMALL_PER_CLASS = 100   # training images in the median class below which data is "small"
+SMALL_PARAMS_PER_IMAGE = 1000  # base parameters per training image above which data is small
 PROBE_MARGIN = 0.02     # probe accuracies this close count as "as good"
 SIMILAR_SKILL = 0.5     # the last stage's probe must be this far from chance to perfect
+NEAR_PERFECT_SKILL = 0.97  # ... and this far for large data to fine-tune only later stages
 
 
 def recommend(stages, facts, stage_names=None, strategy_defaults=None):
@@ -34,8 +46,8 @@ def recommend(stages, facts, stage_names=None, strategy_defaults=None):
 
     Args:
         stages: per stage, a dict with `probe` and `knn` (accuracies) and `logme`.
-        facts: `per_class_median`, `num_classes`, `random_weights` (bool), optionally
-            `resolution_ratio` (input size / native size).
+        facts: `train` (training images), `base_params`, `num_classes`, `random_weights`
+            (bool), optionally `resolution_ratio` (input size / native size).
         stage_names: names for the reasons (default `stage0`, `stage1`, ...).
         strategy_defaults: optional dict strategy -> {"learning_rate", "fine_tune_lr"}.
 
@@ -50,9 +62,11 @@ def recommend(stages, facts, stage_names=None, strategy_defaults=None):
     best = max(range(n), key=lambda i: (probes[i], i))
     top = probes[-1]
     reasons = []
-    size = "small" if facts["per_class_median"] < SMALL_PER_CLASS else "large"
-    reasons.append(f"{facts['per_class_median']:.0f} training images in the median class: "
-                   f"{size} data (small below {SMALL_PER_CLASS})")
+    per_image = facts["base_params"] / max(1, facts["train"])
+    size = "small" if per_image > SMALL_PARAMS_PER_IMAGE else "large"
+    reasons.append(f"{facts['train']:,} training images for a base of "
+                   f"{facts['base_params']:,} parameters ({per_image:,.0f} per image): {size} "
+                   f"data (small above {SMALL_PARAMS_PER_IMAGE:,} per image)")
     ratio = facts.get("resolution_ratio")
     if ratio is not None and ratio < 0.5:
         reasons.append(f"the input is {ratio:.2f}x the backbone's native resolution: its "
@@ -77,7 +91,16 @@ def recommend(stages, facts, stage_names=None, strategy_defaults=None):
         reasons.append(f"the last stage probes at only {top:.1%} (chance {chance:.1%}): the "
                        f"features do not fit this task well; the data is dissimilar")
     similarity = "similar" if similar else "dissimilar"
-    strategy = f"{size}-{similarity}"
+    if size == "small":
+        strategy = f"small-{similarity}"
+    elif similar and skill >= NEAR_PERFECT_SKILL:
+        strategy = "large-similar"
+        reasons.append(f"the last stage's probe is nearly perfect ({top:.1%}): fine-tuning the "
+                       f"later stages is enough")
+    else:
+        strategy = "large-dissimilar"
+        reasons.append("with this much data for the base, training every stage adapts the "
+                       "features most (full fine-tuning wins on large data)")
     unfreeze = None
     if strategy in ("large-similar", "small-dissimilar"):
         unfreeze = max(1, n - 1 - earliest) if earliest < n - 1 else 1
