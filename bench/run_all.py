@@ -43,6 +43,7 @@ BENCHES = [  # (script, result name[, extra arguments])
     # with random weights MobileNetV2's pooled features vanish (both sides sit at chance), so
     # the accuracy comparison would mean nothing there.
     ("bench_data.py", "data", ("--backbone", "resnet50", "--ft-size", "32")),
+    ("bench_image_cache.py", "image-cache"),
     ("bench_advise.py", "advise"),
     ("bench_tuning.py", "tuning"),  # another owner's; runs when present
 ]
