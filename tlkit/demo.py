@@ -275,16 +275,9 @@ def check_fashion_mnist():
 
 
 def _check_out_dir(out_dir):
-    out = pathlib.Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TlkitError(f"--out {out} is a file; give a folder (default {DEFAULT_OUT}).")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TlkitError(f"--out {out}: cannot create the folder ({e.strerror}).") from None
-    if not os.access(out, os.W_OK):
-        raise TlkitError(f"--out {out}: the folder is not writable.")
-    return out
+    from tlkit import saving
+
+    return saving.check_folder_writable(out_dir, "--out")
 
 
 def _check_seed(seed):
