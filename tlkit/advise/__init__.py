@@ -2,7 +2,7 @@
 
 `advise(data, backbones)` runs each frozen base once over the training and validation
 images, tapping every stage (`taps`), scores each stage (`scores`: LogME, the evidence of a
-Bayesian linear head; the accuracy of a cosine kNN vote and of a logistic-regression probe
+Bayesian linear head; the accuracy of a cosine kNN vote and of a linear (ridge) probe
 on the validation split) and turns the scores and the data's facts into a strategy, an
 unfreeze depth and learning rates with the reasons (`recommend`). `--strategy auto` in
 `tlkit finetune` runs it and trains what it recommends.
