@@ -202,9 +202,11 @@ def _measure(bb, dataset, facts, batch_size, seed, cache_dir, verbose):
     knn_rows = _subset(train[1], MAX_KNN_ROWS, seed)
     stage_rows = []
     for s, f_train, f_val in zip(bb.stages, train[0], val[0]):
-        sc = scores.stage_scores(f_train[rows], train[1][rows], f_val, val[1], seed=seed)
-        sc["knn_accuracy"] = scores.knn_accuracy(f_train[knn_rows], train[1][knn_rows], f_val,
-                                                 val[1])
+        sc = {"logme": scores.logme(f_train[rows], train[1][rows]),
+              "knn_accuracy": scores.knn_accuracy(f_train[knn_rows], train[1][knn_rows],
+                                                  f_val, val[1]),
+              "linear_probe_accuracy": scores.linear_probe_accuracy(
+                  f_train[rows], train[1][rows], f_val, val[1], seed=seed)}
         stage_rows.append({"name": s.name, "resolution": list(s.resolution),
                            "channels": int(f_train.shape[1]), **sc})
     native = (backbones_lib.spec(bb.name).default_size
