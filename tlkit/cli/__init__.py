@@ -3,8 +3,8 @@
 Each subcommand parses its flags and calls one library function. User mistakes
 (`TlkitError`) print one line on stderr and exit with code 2, with no traceback.
 
-One module per group of subcommands (`tlkit/cli/core.py`: zoo, finetune, plan, evaluate,
-predict; `tune.py`; `explain.py`: explain and export; `demo.py`); each registers its
+One module per subcommand (`tlkit/cli/finetune.py`, `predict.py`, ...; shared flag groups and
+argument types in `args.py`); each registers its
 subcommands with `@subcommand` and gives them flags with `fn.configure = ...`.
 """
 
@@ -37,7 +37,8 @@ def _pending(issue):
     return run
 
 
-COMMAND_MODULES = ("core", "advise", "tune", "explain", "demo")
+COMMAND_MODULES = ("zoo", "finetune", "plan", "evaluate", "predict", "advise", "tune",
+                   "explain", "export", "lr_find", "demo")
 PENDING = {
     "tune": (5, "KerasTuner search over dropout, BN placement, learning rate"),
 }

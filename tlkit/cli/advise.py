@@ -1,7 +1,7 @@
 """Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
 
 from tlkit.cli import subcommand
-from tlkit.cli.core import _weights
+from tlkit.cli.args import weights_arg
 from tlkit.errors import TlkitError
 
 
@@ -11,7 +11,7 @@ def _configure_advise(p):
     p.add_argument("--backbone", default="mobilenet_v2",
                    help="backbone name or a comma-separated list to rank, e.g. "
                         "mobilenet_v2,resnet50 (default: mobilenet_v2)")
-    p.add_argument("--weights", type=_weights, default="imagenet",
+    p.add_argument("--weights", type=weights_arg, default="imagenet",
                    help="imagenet, none, or a local weights file (default: imagenet)")
     p.add_argument("--image-size", type=int, help="input size N (NxN) instead of each "
                    "backbone's default")

@@ -3,24 +3,19 @@
 import pathlib
 
 from tlkit.cli import subcommand
-from tlkit.cli.core import _weights
+from tlkit.cli.args import add_data_flags, weights_arg
 from tlkit.errors import TlkitError
 
 
 def _configure_tune(p):
     g = p.add_argument_group("data")
-    g.add_argument("--data", help="image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits")
-    g.add_argument("--image-size", type=int, help="input size N (NxN) instead of the model's default")
-    g.add_argument("--val-fraction", type=float, default=0.1)
-    g.add_argument("--test-fraction", type=float, default=0.1)
-    g.add_argument("--on-bad-image", choices=("skip", "error"), default="skip")
-    g.add_argument("--download", action="store_true", help="let tfds download the data set")
+    add_data_flags(g, image_size_help="input size N (NxN) instead of the model's default")
     g = p.add_argument_group("what to tune (one of --model or --backbone)")
     g.add_argument("--model", help="zoo:NAME, a from-scratch model (tlkit zoo): BN placement and "
                                    "dropout per block, blocks, filters, lr, optimizer")
     g.add_argument("--backbone", help="pretrained base (tlkit plan --list), zoo:NAME or a .h5 "
                                       "classifier: head dropout/width/BN, lrs, unfreeze depth")
-    g.add_argument("--weights", type=_weights, default="imagenet",
+    g.add_argument("--weights", type=weights_arg, default="imagenet",
                    help="backbone weights: imagenet, none, or a local weights file")
     g.add_argument("--strategy", help="with --backbone: small-similar (default) | "
                                       "small-dissimilar | large-similar | large-dissimilar | "

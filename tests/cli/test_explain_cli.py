@@ -1,4 +1,4 @@
-"""tlkit explain / tlkit export as a user runs them on a model tlkit trained."""
+"""tlkit explain as a user runs them on a model tlkit trained."""
 
 import pytest
 from PIL import Image
@@ -26,16 +26,6 @@ def trained(photos):
     return _finetune(photos, "mobilenet_v2", photos.parent / "m.h5")
 
 
-@pytest.fixture(scope="module")
-def small_trained(photos):
-    """A classifier on the zoo's fashion_cnn base that tlkit trained: what `tlkit export`
-    prints and writes does not depend on the backbone, and converting a MobileNetV2 takes
-    seconds per format (tests/test_export.py converts a nested MobileNetV2 to TFLite)."""
-    return _finetune(photos, "zoo:fashion_cnn", photos.parent / "small.h5")
-
-
-
-
 def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
     model, photos = trained
     code, out, err = run(capsys, "explain", model, photos / "square", "--out", tmp_path / "g")
@@ -54,26 +44,10 @@ def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
     assert code == 0 and "out_relu" in out
 
 
-@pytest.mark.parametrize("fmt,out,extra", [("tflite", "m.tflite", ["--quantize", "dynamic"]),
-                                           ("savedmodel", "sm", [])])
-def test_export(capsys, small_trained, tmp_path, fmt, out, extra):
-    model, photos = small_trained
-    code, stdout, err = run(capsys, "export", model, "--format", fmt, "--out", tmp_path / out,
-                            "--sample", photos / "stripes", *extra)
-    assert code == 0, err
-    assert "size:" in stdout and "largest output difference" in stdout
-    assert "top-1 agreement: 100.0%" in stdout
-    assert (tmp_path / out).exists()
-
-
 @pytest.mark.parametrize("argv,needle", [
     (["explain", "{model}", "{photos}", "--layer", "nope"], "out_relu"),
     (["explain", "{model}", "{bad}"], "bad.png"),
     (["explain", "{model}", "{photos}", "--method", "saliency"], "gradcam"),
-    (["export", "{model}", "--format", "onnx", "--out", "{tmp}/m.onnx"], "tflite"),
-    (["export", "{model}", "--format", "tflite", "--quantize", "int4", "--out", "{tmp}/m.tflite"],
-     "dynamic"),
-    (["export", "{model}", "--format", "keras", "--out", "/proc/nope/m.keras"], "/proc/nope"),
 ])
 def test_bad_input(capsys, trained, tmp_path, argv, needle):
     model, photos = trained

@@ -1,0 +1,63 @@
+"""tlkit export as a user runs them on a model tlkit trained."""
+
+import pytest
+from PIL import Image
+
+import tlkit
+from helpers import run_cli as run
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from conftest import write_image_folder
+
+    return write_image_folder(tmp_path_factory.mktemp("explain") / "photos", per_class=8)
+
+
+def _finetune(photos, backbone, out):
+    tlkit.finetune(data=str(photos), backbone=backbone, weights=None, image_size=32,
+                   strategy="small-similar", epochs=1, out=out, verbose=0, augment=False)
+    return out, photos
+
+
+@pytest.fixture(scope="module")
+def trained(photos):
+    """A MobileNetV2 classifier that tlkit trained (the nested keras.applications layout)."""
+    return _finetune(photos, "mobilenet_v2", photos.parent / "m.h5")
+
+
+@pytest.fixture(scope="module")
+def small_trained(photos):
+    """A classifier on the zoo's fashion_cnn base that tlkit trained: what `tlkit export`
+    prints and writes does not depend on the backbone, and converting a MobileNetV2 takes
+    seconds per format (tests/test_export.py converts a nested MobileNetV2 to TFLite)."""
+    return _finetune(photos, "zoo:fashion_cnn", photos.parent / "small.h5")
+
+
+@pytest.mark.parametrize("fmt,out,extra", [("tflite", "m.tflite", ["--quantize", "dynamic"]),
+                                           ("savedmodel", "sm", [])])
+def test_export(capsys, small_trained, tmp_path, fmt, out, extra):
+    model, photos = small_trained
+    code, stdout, err = run(capsys, "export", model, "--format", fmt, "--out", tmp_path / out,
+                            "--sample", photos / "stripes", *extra)
+    assert code == 0, err
+    assert "size:" in stdout and "largest output difference" in stdout
+    assert "top-1 agreement: 100.0%" in stdout
+    assert (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["export", "{model}", "--format", "onnx", "--out", "{tmp}/m.onnx"], "tflite"),
+    (["export", "{model}", "--format", "tflite", "--quantize", "int4", "--out", "{tmp}/m.tflite"],
+     "dynamic"),
+    (["export", "{model}", "--format", "keras", "--out", "/proc/nope/m.keras"], "/proc/nope"),
+])
+def test_bad_input(capsys, trained, tmp_path, argv, needle):
+    model, photos = trained
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    argv = [a.format(model=model, photos=photos, bad=bad, tmp=tmp_path) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err

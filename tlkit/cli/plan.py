@@ -1,0 +1,35 @@
+"""Subcommand plan: the strategy matrix of a backbone."""
+
+from tlkit.cli import subcommand
+from tlkit.cli.args import weights_arg
+
+
+def _configure_plan(p):
+    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--weights", type=weights_arg, default=None,
+                   help="weights to build with (default none: counts do not need them)")
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--list", action="store_true", help="list the backbones and exit")
+    p.add_argument("--recipe", help="YAML recipe that fills these flags")
+
+
+@subcommand("plan", "print the strategy matrix for a backbone: stages, trainable/frozen counts")
+def cmd_plan(args):
+    from tlkit import backbones, strategies
+    from tlkit.transfer import resolve_input_shape
+
+    if args.list:
+        for name in backbones.names():
+            s = backbones.spec(name)
+            print(f"{name:<20} {s.default_size:>4}px  min {s.min_size:>3}  {s.description}")
+        return 0
+    bb = backbones.build(args.backbone, resolve_input_shape(args.backbone, args.image_size),
+                         weights=args.weights)
+    rows = strategies.matrix(bb, num_classes=args.num_classes, epochs=args.epochs)
+    print(strategies.format_matrix(bb, rows))
+    return 0
+
+
+cmd_plan.configure = _configure_plan

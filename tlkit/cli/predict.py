@@ -1,0 +1,92 @@
+"""Subcommand predict: top-k classes for images."""
+
+from tlkit.cli import subcommand
+from tlkit.errors import TlkitError
+
+
+def _configure_predict(p):
+    p.add_argument("model", help="a saved .h5 model")
+    p.add_argument("inputs", help="an image file or a folder of images")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--format", choices=("table", "csv"), default="table",
+                   help="output format (default: table)")
+    p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
+                   help="unreadable image files: skip them (listed on stderr at the end) or "
+                        "stop at the first (default: skip)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--out", help="write the CSV to this file (with a progress bar) instead of "
+                                 "the table to stdout")
+
+
+@subcommand("predict", "top-k classes for an image or a folder of images")
+def cmd_predict(args):
+    import contextlib
+    import csv
+    import sys
+
+    from tlkit import fileio, predict
+
+    if args.batch_size < 1:
+        raise TlkitError(f"--batch-size must be an integer >= 1. Received: {args.batch_size}.")
+    if args.out:
+        from tlkit import saving
+
+        saving.check_writable(args.out, suffixes=(".csv",), what="--out")
+    skipped = []
+    with contextlib.ExitStack() as stack:
+        if args.out:  # written as it goes into a temporary file, renamed when complete
+            tmp = stack.enter_context(fileio.atomic_path(args.out, suffix=".csv"))
+            sink = stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
+            fmt = "csv"
+        else:
+            sink, fmt = sys.stdout, args.format
+        rows = predict.iter_predictions(args.model, args.inputs, top_k=args.top_k,
+                                        batch_size=args.batch_size,
+                                        on_bad_image=args.on_bad_image, skipped=skipped,
+                                        progress=_predict_progress(bool(args.out)))
+        writer = csv.writer(sink, lineterminator="\n") if fmt == "csv" else None
+        for n, r in enumerate(rows):  # written as they come: memory stays flat for any folder
+            if writer is not None:
+                if n == 0:
+                    k = len(r["top"])
+                    writer.writerow(["path"] + [f"{w}{i}" for i in range(1, k + 1)
+                                                for w in ("class", "prob")])
+                writer.writerow([r["path"]] + [v for c, p in r["top"]
+                                               for v in (c, f"{p:.6f}")])
+            else:
+                print(r["path"] + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]),
+                      file=sink)
+    if args.out:
+        print(f"wrote {args.out}")
+    if skipped:
+        shown = ", ".join(p for p, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        print(f"tlkit: skipped {len(skipped)} unreadable file(s): {shown}", file=sys.stderr)
+    return 0
+
+
+def _predict_progress(to_file):
+    """Keras's progress bar while the rows go to a file; a counter on a terminal's stderr
+    while they go to stdout; nothing otherwise (a pipe or a log gets the rows only)."""
+    import sys
+
+    state = {}
+
+    def bar(done, total):
+        if "bar" not in state:
+            import keras
+
+            state["bar"] = keras.utils.Progbar(total, unit_name="image")
+        state["bar"].update(done)
+
+    def counter(done, total):
+        sys.stderr.write(f"\r{done:,}/{total:,} images")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    if to_file:
+        return bar
+    return counter if sys.stderr.isatty() else None
+
+
+cmd_predict.configure = _configure_predict
