@@ -3,9 +3,16 @@
 Blocks (`tlkit.blocks`), a classic model zoo (`tlkit.zoo`), pretrained backbones split into
 stages (`tlkit.backbones`), the four strategies of the size-versus-similarity matrix
 (`tlkit.strategies`) and deployable `.h5` files (`tlkit.saving`).
+
+Importing tlkit keeps TensorFlow's start-up lines (absl, oneDNN, CUDA probing) off stderr when
+TensorFlow is imported after it; `TLKIT_TF_LOGS=1` shows them (`tlkit.console`).
 """
 
+from tlkit import console as _console
+
 __version__ = "0.1.0"
+
+_console.install()
 
 
 def finetune(data, backbone="mobilenet_v2", strategy="small-similar", **kwargs):

@@ -22,10 +22,8 @@ import itertools
 
 from keras import layers
 
+from tlkit.choices import BN_PLACEMENTS, POOLINGS
 from tlkit.errors import TlkitError, check_choice
-
-BN_PLACEMENTS = ("before", "after", "none")
-POOLINGS = ("avg", "max", "flatten")
 
 _auto_ids = itertools.count(1)
 

@@ -10,14 +10,15 @@ subcommands with `@subcommand` and gives them flags with `fn.configure = ...`.
 
 import argparse
 import importlib
-import os
 import sys
 import warnings
 
+from tlkit import console, errors
 from tlkit.errors import TlkitError
 
 SUBCOMMANDS = {}
 SUBPARSERS = {}
+ACTIONS = {}  # subcommand -> the argparse actions its configure() added, in order
 
 
 def subcommand(name, help):
@@ -30,30 +31,19 @@ def subcommand(name, help):
     return wrap
 
 
-def _pending(issue):
-    def run(args):
-        raise TlkitError(f"'tlkit {args.command}' is not built yet (issue {issue}).")
-
-    return run
-
-
 COMMAND_MODULES = ("zoo", "finetune", "plan", "evaluate", "predict", "advise", "tune",
                    "explain", "export", "lr_find", "demo")
-PENDING = {
-    "tune": (5, "KerasTuner search over dropout, BN placement, learning rate"),
-}
 
 
 def _load_commands():
+    """Import the subcommand modules; none may import TensorFlow at import or configure time
+    (`tlkit --help` answers in well under a second; tests/cli/test_conventions.py checks)."""
     for module in COMMAND_MODULES:
         try:
             importlib.import_module(f"tlkit.cli.{module}")
         except ModuleNotFoundError as e:
             if e.name != f"tlkit.cli.{module}":
                 raise
-    for name, (issue, help_text) in PENDING.items():
-        if name not in SUBCOMMANDS:
-            SUBCOMMANDS[name] = (_pending(issue), help_text + " (not built yet)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,12 +59,80 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _Recorder:
+    """A parser or argument group that records every action added through it.
+
+    `configure(p)` gets one, so that tlkit knows each subcommand's flags through argparse's
+    public return values (recipes, help defaults, CLI names in errors), not its internals.
+    """
+
+    def __init__(self, target, record):
+        self._target = target
+        self._record = record
+
+    def add_argument(self, *args, **kwargs):
+        """`argparse.ArgumentParser.add_argument`, recorded."""
+        action = self._target.add_argument(*args, **kwargs)
+        self._record.append(action)
+        return action
+
+    def add_argument_group(self, *args, **kwargs):
+        """An argument group whose flags are recorded too."""
+        return _Recorder(self._target.add_argument_group(*args, **kwargs), self._record)
+
+    def add_mutually_exclusive_group(self, *args, **kwargs):
+        """A mutually exclusive group whose flags are recorded too."""
+        return _Recorder(self._target.add_mutually_exclusive_group(*args, **kwargs),
+                         self._record)
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+
+def _shown_default(action):
+    """The default as help shows it, or None when there is nothing to show."""
+    value = action.default
+    if action.nargs == 0 or value in (None, False, argparse.SUPPRESS, (), [], ""):
+        return None  # a switch, or a flag whose absence the help text explains
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def document_default(action):
+    """Append "(default: X)" to a flag's help unless the help already names its default."""
+    if action.help in (None, argparse.SUPPRESS) or "default" in action.help.lower():
+        return
+    shown = _shown_default(action)
+    if shown is not None:
+        action.help = f"{action.help} (default: {shown.replace('%', '%%')})"
+
+
+def flag_of(action):
+    """The flag a user types for `action`: its first long option (`--lr`)."""
+    longs = [o for o in action.option_strings if o.startswith("--")]
+    return (longs or action.option_strings or [action.dest])[0]
+
+
+def cli_names(command):
+    """{library argument name: flag} for one subcommand, for messages (`tlkit.errors`).
+
+    The flags' destinations are the library's keyword names (`--lr` stores `learning_rate`);
+    a subcommand whose call renames one adds `fn.cli_names = {"fmt": "--format"}`.
+    """
+    names = {a.dest: flag_of(a) for a in ACTIONS.get(command, ())
+             if a.option_strings and a.nargs != 0}
+    names.update(getattr(SUBCOMMANDS[command][0], "cli_names", {}))
+    return names
+
+
 def make_parser():
-    """The argparse parser with every subcommand."""
+    """The argparse parser with every subcommand (TensorFlow is not imported)."""
     _load_commands()
     parser = _Parser(
         prog="tlkit", description="Keras-first transfer learning.",
-        epilog="User mistakes exit with code 2 and one line on stderr.")
+        epilog="User mistakes exit with code 2 and one line on stderr. TensorFlow's start-up "
+               "lines are hidden; TLKIT_TF_LOGS=1 shows them.")
     from tlkit import __version__
 
     parser.add_argument("--version", action="version", version=f"tlkit {__version__}")
@@ -82,32 +140,13 @@ def make_parser():
     for name, (fn, help_text) in SUBCOMMANDS.items():
         p = subs.add_parser(name, help=help_text, description=help_text)
         SUBPARSERS[name] = p
+        ACTIONS[name] = []
         configure = getattr(fn, "configure", None)
         if configure:
-            configure(p)
+            configure(_Recorder(p, ACTIONS[name]))
+        for action in ACTIONS[name]:
+            document_default(action)
     return parser
-
-
-def _quiet_tensorflow_start():
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probing) kept off stderr.
-
-    TF 2.21 logs those lines through absl before TF_CPP_MIN_LOG_LEVEL applies, so they would
-    bury tlkit's one-line errors. Set TLKIT_TF_LOGS=1 to see them.
-    """
-    if os.environ.get("TLKIT_TF_LOGS") == "1" or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _format_warning(message, category, filename, lineno, line=None):
@@ -119,9 +158,8 @@ def _format_warning(message, category, filename, lineno, line=None):
 
 def main(argv=None):
     """Entry point of the `tlkit` console script. Returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    console.install()  # TensorFlow, imported by the command that needs it, starts quietly
     warnings.formatwarning = _format_warning
-    _quiet_tensorflow_start()
     parser = make_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -131,7 +169,8 @@ def main(argv=None):
     try:
         if getattr(args, "recipe", None):
             args = _apply_recipe(parser, args, argv)
-        return fn(args) or 0
+        with errors.cli_names(cli_names(args.command)):
+            return fn(args) or 0
     except TlkitError as e:
         from tlkit.callbacks import DivergedError
 
@@ -142,6 +181,21 @@ def main(argv=None):
         return 130
 
 
+def recipe_keys(command):
+    """{recipe key: (action, flips)} of a subcommand: its flag names without dashes
+    (`lr`, `no_augment`) and their destinations (`learning_rate`, `augment`); `flips` is true
+    for a `--no-X` switch named by its flag (`no-augment: true` sets `augment` to false)."""
+    by_key = {}
+    for action in ACTIONS.get(command, ()):
+        if action.dest in ("help", "recipe") or not action.option_strings:
+            continue
+        by_key[action.dest] = (action, False)
+        flips = action.nargs == 0 and action.const is False  # action="store_false"
+        for opt in action.option_strings:
+            by_key[opt.lstrip("-").replace("-", "_")] = (action, flips)
+    return by_key
+
+
 def _apply_recipe(parser, args, argv):
     """Parse again with the recipe's values as defaults, so that flags on the command line win.
 
@@ -150,22 +204,14 @@ def _apply_recipe(parser, args, argv):
     """
     from tlkit import recipes
 
-    sub = SUBPARSERS[args.command]
-    by_key = {}
-    for action in sub._actions:
-        if action.dest in ("help", "recipe") or not action.option_strings:
-            continue
-        by_key[action.dest] = (action, False)
-        for opt in action.option_strings:
-            flip = isinstance(action, argparse._StoreFalseAction)
-            by_key[opt.lstrip("-").replace("-", "_")] = (action, flip)
+    by_key = recipe_keys(args.command)
     settings = recipes.load(args.recipe, args.command, valid=set(by_key))
     defaults = {}
     for key, value in settings.items():
         action, flip = by_key[key]
         value = _recipe_value(args.recipe, key, value, action)
         defaults[action.dest] = (not value) if flip and key != action.dest else value
-    sub.set_defaults(**defaults)
+    SUBPARSERS[args.command].set_defaults(**defaults)
     return parser.parse_args(argv)
 
 

@@ -1,5 +1,6 @@
 """Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
 
+from tlkit import choices
 from tlkit.cli import subcommand
 from tlkit.cli.args import weights_arg
 from tlkit.errors import TlkitError
@@ -10,21 +11,21 @@ def _configure_advise(p):
                    help="image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits")
     p.add_argument("--backbone", default="mobilenet_v2",
                    help="backbone name or a comma-separated list to rank, e.g. "
-                        "mobilenet_v2,resnet50 (default: mobilenet_v2)")
+                        "mobilenet_v2,resnet50")
     p.add_argument("--weights", type=weights_arg, default="imagenet",
-                   help="imagenet, none, or a local weights file (default: imagenet)")
-    p.add_argument("--image-size", type=int, help="input size N (NxN) instead of each "
+                   help="imagenet, none, or a local weights file")
+    p.add_argument("--image-size", type=int, metavar="N", help="input size N (NxN) instead of each "
                    "backbone's default")
     p.add_argument("--out", help="folder for advice.json, advice.png and the cached features "
                    "(features/: pass it to finetune as --cache-dir to reuse the pass)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="split seed, as for finetune (default 0)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="split seed, as for finetune")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="validation share when the data has no val split (default 0.1)")
+                   help="validation share when the data has no val split")
     p.add_argument("--test-fraction", type=float, default=0.1,
-                   help="test share when the data has no test split (default 0.1)")
-    p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
-                   help="unreadable image files: skip them, or stop (default: skip)")
+                   help="test share when the data has no test split")
+    p.add_argument("--on-bad-image", choices=choices.BAD_IMAGE_POLICIES, default="skip",
+                   help="unreadable image files: skip them, or stop")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

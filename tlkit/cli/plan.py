@@ -5,14 +5,19 @@ from tlkit.cli.args import weights_arg
 
 
 def _configure_plan(p):
-    p.add_argument("--backbone", default="mobilenet_v2")
+    p.add_argument("--backbone", default="mobilenet_v2",
+                   help="backbone name (--list shows them)")
     p.add_argument("--weights", type=weights_arg, default=None,
-                   help="weights to build with (default none: counts do not need them)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--epochs", type=int, default=10)
+                   help="imagenet, none, or a local weights file (default: none: the counts "
+                        "do not need weights)")
+    p.add_argument("--image-size", type=int, metavar="N",
+                   help="input size N (NxN) instead of the backbone's default")
+    p.add_argument("--num-classes", type=int, default=10, metavar="N",
+                   help="classes of the new head")
+    p.add_argument("--epochs", type=int, default=10, metavar="N",
+                   help="total epochs, split between the phases as finetune splits them")
     p.add_argument("--list", action="store_true", help="list the backbones and exit")
-    p.add_argument("--recipe", help="YAML recipe that fills these flags")
+    p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
 
 
 @subcommand("plan", "print the strategy matrix for a backbone: stages, trainable/frozen counts")

@@ -2,6 +2,7 @@
 
 import pathlib
 
+from tlkit import choices
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags, weights_arg
 from tlkit.errors import TlkitError
@@ -17,16 +18,19 @@ def _configure_tune(p):
                                       "classifier: head dropout/width/BN, lrs, unfreeze depth")
     g.add_argument("--weights", type=weights_arg, default="imagenet",
                    help="backbone weights: imagenet, none, or a local weights file")
-    g.add_argument("--strategy", help="with --backbone: small-similar (default) | "
-                                      "small-dissimilar | large-similar | large-dissimilar | "
-                                      "auto (tlkit advise chooses, and narrows unfreeze)")
-    g.add_argument("--pooling", default="avg", help="head pooling: avg | max | flatten")
+    g.add_argument("--strategy", choices=choices.STRATEGY_CHOICES,
+                   help="with --backbone: the strategy whose plan is tuned; auto: tlkit advise "
+                        "chooses, and narrows unfreeze (default: small-similar)")
+    g.add_argument("--pooling", choices=choices.POOLINGS, default="avg", help="head pooling")
     g = p.add_argument_group("search")
-    g.add_argument("--tuner", default="random", help="random | hyperband | bayesian")
-    g.add_argument("--max-trials", type=int, default=10)
-    g.add_argument("--epochs", type=int, default=3, help="epochs per trial (hyperband: the most)")
-    g.add_argument("--objective", default="val_accuracy",
-                   help="val_accuracy | val_loss | accuracy | loss")
+    g.add_argument("--tuner", choices=choices.TUNERS, default="random",
+                   help="KerasTuner's search algorithm")
+    g.add_argument("--max-trials", type=int, default=10, metavar="N",
+                   help="trials to run (hyperband: its budget decides)")
+    g.add_argument("--epochs", type=int, default=3, metavar="N",
+                   help="epochs per trial (hyperband: the most)")
+    g.add_argument("--objective", choices=choices.OBJECTIVES, default="val_accuracy",
+                   help="the metric that ranks the trials")
     g.add_argument("--fix", action="append", metavar="NAME=VALUE",
                    help="fix a hyperparameter, e.g. --fix dropout=0.3 (repeatable; bn=... "
                         "fixes every BN placement)")
@@ -35,11 +39,13 @@ def _configure_tune(p):
                         "--space learning_rate=1e-4:1e-3 (repeatable)")
     g.add_argument("--list-space", action="store_true",
                    help="print the hyperparameters of --model/--backbone and exit")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch")
+    g.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the split, the search and the initial weights")
     g.add_argument("--no-cache", dest="cache_features", action="store_false",
                    help="train every trial on images instead of the frozen base's shared features")
-    g.add_argument("--factor", type=int, default=3, help="hyperband reduction factor")
+    g.add_argument("--factor", type=int, default=3, metavar="N",
+                   help="hyperband's reduction factor")
     g.add_argument("--autotune", action="store_true",
                    help="tf.data autotuning (off by default: it stalls on 2-core machines)")
     g = p.add_argument_group("output")
@@ -59,7 +65,7 @@ def _configure_tune(p):
     g.add_argument("--tuner-id", help="chief (serves the search) or a worker id: tuner0, tuner1, ...")
     g.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address")
     g.add_argument("--connect-timeout", type=float, default=60.0,
-                   help="seconds a worker waits for the chief (default 60)")
+                   help="seconds a worker waits for the chief")
     p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
 
 

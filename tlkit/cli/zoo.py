@@ -5,7 +5,7 @@ from tlkit.cli import subcommand
 
 def _configure_zoo(p):
     p.add_argument("--format", choices=("table", "csv"), default="table",
-                   help="output format (default: table)")
+                   help="output format")
 
 
 @subcommand("zoo", "list the from-scratch models: name, default input, parameter count")
