@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import predict_in_fresh_process
-from tlkit import data, saving, train, tuning, zoo
+from tlkit import compat, data, saving, train, tuning, zoo
 from tlkit.errors import TlkitError
 
 # keras-tuner 1.4.8's oracle calls threading.currentThread().getName() on every call.
@@ -301,7 +301,7 @@ def test_distributed_role(monkeypatch):
 
 
 def test_release_trial_memory_drops_the_trial_gradient_functions(digits16):
-    registry = tuning._gradient_registry()
+    registry = compat.gradient_registry()
     before = set(registry)
     with tuning.release_trial_memory():
         model = zoo.build("simple_cnn", (16, 16, 1), 10)

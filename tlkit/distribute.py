@@ -18,6 +18,7 @@ Example:
 import json
 import os
 
+from tlkit import compat
 from tlkit.errors import TlkitError, check_choice
 
 CHOICES = ("mirrored", "multiworker")
@@ -68,65 +69,39 @@ def is_chief(strategy):
     return task.get("type") == "chief" or task.get("index", 0) == 0
 
 
-def patch_symbolic_build(model, strategy):
-    """Work around keras-team/keras#20585 for `MultiWorkerMirroredStrategy`.
+def training_patches(model, strategy):
+    """A context manager for training `model` under `strategy` (keras-team/keras#20585).
 
-    Keras 3's TensorFlow trainer builds the model's metrics from one batch before training and,
-    under a strategy, first averages that batch across workers with a collective
-    `strategy.reduce`, which fails for multi-worker strategies ("Attempt to convert a value
-    (PerReplica...)"). Building needs only shapes and dtypes, so this gives the model a build
-    step that takes this worker's local batch instead. Nothing changes in the saved model.
+    Under `MultiWorkerMirroredStrategy`, Keras's TensorFlow trainer fails to build the metrics
+    and to average scalar logs across workers; inside the block it works (see
+    `tlkit.compat.multiworker_training`, which puts everything back on exit). Other
+    strategies, and None, change nothing.
+
+    Example:
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> with training_patches(model, None):
+        ...     pass
+    """
+    return compat.multiworker_training(model, strategy)
+
+
+def patch_symbolic_build(model, strategy):
+    """Make `model.fit` and `model.evaluate` run inside `training_patches(model, strategy)`.
+
+    For callers that hand the model on to code that trains it: each call is patched for its
+    own duration only, nothing global stays changed. Returns `model`.
     """
     import tensorflow as tf
-    from keras import tree
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
+    for name in ("fit", "evaluate"):
+        method = getattr(model, name)
 
-    def local(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
+        def scoped(*args, _method=method, **kwargs):
+            with training_patches(model, strategy):
+                return _method(*args, **kwargs)
 
-    def maybe_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, it in iterator:
-                data_batch = tree.map_structure(local, next(it))
-                break
-        with strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    model._maybe_symbolic_build = maybe_symbolic_build
-    _patch_metric_reduction()
+        setattr(model, name, scoped)
     return model
-
-
-def _patch_metric_reduction():
-    """Second half of the keras-team/keras#20585 workaround.
-
-    After each step Keras averages the logs (scalar losses and metrics) across workers with
-    `strategy.reduce("MEAN", v, axis=0)`, which fails for a scalar ("Invalid reduction
-    dimension 0 for input with 0 dimensions"). Scalars are averaged with `axis=None` instead;
-    everything else goes to Keras's own function unchanged.
-    """
-    import tensorflow as tf
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    original = tf_trainer.reduce_per_replica
-    if getattr(original, "_tlkit_patched", False):
-        return
-
-    def reduce_per_replica(values, strategy, reduction):
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and \
-                reduction in ("auto", "mean"):
-            from keras import tree
-
-            def mean(v):
-                rank = v.values[0].shape.rank if hasattr(v, "values") else v.shape.rank
-                return strategy.reduce("MEAN", v, axis=0 if rank else None)
-
-            return tree.map_structure(mean, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica._tlkit_patched = True
-    tf_trainer.reduce_per_replica = reduce_per_replica

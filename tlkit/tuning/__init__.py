@@ -62,10 +62,7 @@ from tlkit.tuning.hypermodels import (
 )
 from tlkit.tuning.reports import format_table, plot_trials, trials_table, write_reports
 from tlkit.tuning.run import TuneResult, make_hypermodel, tune
-from tlkit.tuning.search import (
-    _gradient_registry,  # noqa: F401 (its tests reach it here)
-    make_tuner, oracle_seed, release_trial_memory, tuner_metrics,
-)
+from tlkit.tuning.search import make_tuner, oracle_seed, release_trial_memory, tuner_metrics
 from tlkit.tuning.space import Tunable, parse_fix, parse_space
 
 __all__ = ["Tunable", "TlkitHyperModel", "ZooHyperModel", "BackboneHyperModel", "BlockLayout",

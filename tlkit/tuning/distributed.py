@@ -1,11 +1,10 @@
 """Distributed search: KerasTuner's chief and workers over gRPC, with bounded waits."""
 
 import contextlib
-import inspect
 import os
-import sys
 import time
 
+from tlkit import compat
 from tlkit.errors import TlkitError
 from tlkit.tuning.constants import ENV_ORACLE_IP, ENV_ORACLE_PORT, ENV_TUNER_ID
 from tlkit.tuning.search import trial_line
@@ -59,7 +58,7 @@ def _kerastuner_env(role, tuner_id, host, port):
     """Set the KERASTUNER_* variables KerasTuner reads while the block runs, then restore."""
     keys = (ENV_TUNER_ID, ENV_ORACLE_IP, ENV_ORACLE_PORT)
     saved = {k: os.environ.get(k) for k in keys}
-    with _silent_condition_protos(role != "single"):
+    with compat.silent_condition_protos(role != "single"):
         try:
             for k in keys:
                 os.environ.pop(k, None)
@@ -73,36 +72,6 @@ def _kerastuner_env(role, tuner_id, host, port):
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-
-
-@contextlib.contextmanager
-def _silent_condition_protos(active):
-    """Mute the debug `print` in keras-tuner 1.4.8's `conditions.Parent.to_proto`.
-
-    It prints the first parent value every time a conditional hyperparameter crosses gRPC
-    (twice per trial and process). Only the print is dropped; the proto is unchanged.
-    """
-    from keras_tuner.src.engine import conditions
-
-    original = conditions.Parent.to_proto
-    if not active or "print(" not in inspect.getsource(original):
-        yield
-        return
-
-    def to_proto(self):
-        saved = sys.stdout
-        sys.stdout = open(os.devnull, "w")
-        try:
-            return original(self)
-        finally:
-            sys.stdout.close()
-            sys.stdout = saved
-
-    conditions.Parent.to_proto = to_proto
-    try:
-        yield
-    finally:
-        conditions.Parent.to_proto = original
 
 
 def wait_for_chief(host, port, timeout):
@@ -135,7 +104,7 @@ def _check_same_space(tuner, host, port):
         return {p.name: (type(p).__name__, _fmt(p.value) if type(p).__name__ == "Fixed" else "")
                 for p in hps.space}
 
-    mine = kinds(tuner.oracle._oracle.get_space())  # noqa: SLF001 - the worker's own space
+    mine = kinds(compat.local_space(tuner.oracle))
     try:
         chief = kinds(tuner.oracle.get_space())
     except Exception as e:  # noqa: BLE001 - any gRPC failure
@@ -151,20 +120,18 @@ def _check_same_space(tuner, host, port):
 def serve_oracle(tuner, host, port, *, poll=0.5, verbose=1, owners=None):
     """Run the chief: serve `tuner.oracle` over gRPC until every worker has finished.
 
-    This is KerasTuner's chief (`keras_tuner.src.distribute.oracle_chief`): the same servicer
+    This is KerasTuner's chief (`tlkit.compat.oracle_chief`): the same servicer
     and protocol, with a shorter poll than KerasTuner's 20 s, a clean shutdown, a progress
     line per finished trial and the worker that ran each trial recorded in `owners`.
     """
     import grpc
     from concurrent import futures
 
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
+    servicer_base, add_servicer, exit_chief = compat.oracle_chief()
     objective = tuner.oracle.objective
     owners = {} if owners is None else owners
 
-    class Servicer(oracle_chief.OracleServicer):
+    class Servicer(servicer_base):
         def CreateTrial(self, request, context):  # noqa: N802 - gRPC method name
             response = super().CreateTrial(request, context)
             trial = self.oracle.ongoing_trials.get(request.tuner_id)
@@ -181,7 +148,7 @@ def serve_oracle(tuner, host, port, *, poll=0.5, verbose=1, owners=None):
 
     servicer = Servicer(tuner.oracle)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    add_servicer(servicer, server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:
@@ -191,7 +158,7 @@ def serve_oracle(tuner, host, port, *, poll=0.5, verbose=1, owners=None):
                          f"this machine's or the port is in use. Pick another port.")
     server.start()
     try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(tuner.oracle)):
+        while not (servicer.stop_triggered and exit_chief(tuner.oracle)):
             time.sleep(poll)
     finally:
         server.stop(grace=2)

@@ -10,7 +10,7 @@ import shutil
 import keras
 
 from tlkit import data as data_lib
-from tlkit import saving, zoo
+from tlkit import compat, saving, zoo
 from tlkit.tuning.auto import auto_strategy
 from tlkit.errors import TlkitError
 from tlkit.tuning.constants import (
@@ -376,7 +376,7 @@ def _write_owners(out, owners):
 def _best_model(tuner, hm, best, retrain, verbose):
     """(deployable model, "kept" | "retrained") for the best trial."""
     values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
-    checkpoint = pathlib.Path(tuner._get_checkpoint_fname(best.trial_id))  # noqa: SLF001
+    checkpoint = pathlib.Path(compat.trial_checkpoint(tuner, best.trial_id))
     if not retrain and checkpoint.is_file():
         keras.backend.clear_session()
         trained = tuner.load_model(best)

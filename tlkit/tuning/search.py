@@ -6,18 +6,10 @@ import time
 import keras
 import keras_tuner as kt
 
+from tlkit import compat
 from tlkit.errors import TlkitError, suggest
 from tlkit.tuning.constants import OBJECTIVES, PROJECT, TUNERS
 from tlkit.tuning.space import _fmt
-
-
-def _gradient_registry():
-    """TensorFlow's global gradient-function registry (a dict), or None if not found."""
-    try:
-        from tensorflow.python.framework import ops
-        return ops._gradient_registry._registry  # noqa: SLF001 - see release_trial_memory
-    except (ImportError, AttributeError):
-        return None
 
 
 @contextlib.contextmanager
@@ -34,7 +26,7 @@ def release_trial_memory():
         >>> with release_trial_memory():
         ...     pass
     """
-    registry = _gradient_registry()
+    registry = compat.gradient_registry()
     before = set(registry) if registry is not None else set()
     try:
         yield
@@ -77,9 +69,7 @@ class _TlkitTunerMixin:
 
 def tuner_metrics(results, objective):
     """The metrics of the best epoch of a trial's results, as plain floats."""
-    from keras_tuner.src.engine import tuner_utils
-
-    metrics = tuner_utils.convert_to_metrics_dict(results, objective)
+    metrics = compat.best_epoch_metrics(results, objective)
     return {k: float(v) for k, v in metrics.items()}
 
 
