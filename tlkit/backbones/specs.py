@@ -1,0 +1,156 @@
+"""The registry of `keras.applications` backbones and how a backbone name is read.
+
+A name is one of three kinds (`kind`): a registry name (`names()`), `zoo:NAME` (a
+`tlkit.zoo` model) or a path to a `.h5` / `.keras` classifier file.
+
+Example:
+    >>> from tlkit.backbones import specs
+    >>> specs.kind("zoo:fashion_cnn"), specs.kind("resnet50"), specs.kind("model.h5")
+    ('zoo', 'keras.applications', 'file')
+"""
+
+import dataclasses
+import os
+
+from tlkit.errors import TlkitError, suggest
+
+PREPROCESSING_MODES = ("tf", "caffe", "torch", "builtin")
+SOURCES = ("keras.applications", "zoo", "file")
+ZOO_PREFIX = "zoo:"
+MODEL_EXTENSIONS = (".h5", ".hdf5", ".keras")
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """Metadata of one registered `keras.applications` backbone (timm's PretrainedCfg).
+
+    Attributes:
+        name: registry name, snake_case (`"mobilenet_v2"`).
+        constructor: the `keras.applications` function (`"MobileNetV2"`).
+        default_size: the published input height and width (ImageNet weights were trained
+            at this size).
+        min_size: the smallest height/width keras.applications accepts.
+        preprocessing: `"tf"`, `"caffe"`, `"torch"` or `"builtin"` (see the module docstring).
+        description: one line for listings.
+    """
+
+    name: str
+    constructor: str
+    default_size: int
+    min_size: int
+    preprocessing: str
+    description: str
+
+
+_REGISTRY = {}
+
+
+def _register(name, constructor, default_size, min_size, preprocessing, description):
+    if preprocessing not in PREPROCESSING_MODES:
+        raise ValueError(f"bad preprocessing {preprocessing!r} for {name}")
+    _REGISTRY[name] = BackboneSpec(name, constructor, default_size, min_size, preprocessing,
+                                   description)
+
+
+# Sizes and modes from keras.applications 3.x: `min_size` as its `obtain_input_shape` checks
+# it, `preprocessing` as its `preprocess_input` does it.
+_register("mobilenet", "MobileNet", 224, 32, "tf", "MobileNet v1 (alpha 1.0), 3.2M params")
+_register("mobilenet_v2", "MobileNetV2", 224, 32, "tf", "MobileNetV2 (alpha 1.0), 2.3M params")
+_register("mobilenet_v3_small", "MobileNetV3Small", 224, 32, "builtin",
+          "MobileNetV3-Small, 0.9M params, rescaling built in")
+_register("mobilenet_v3_large", "MobileNetV3Large", 224, 32, "builtin",
+          "MobileNetV3-Large, 3.0M params, rescaling built in")
+for _b, _size, _params in [(0, 224, "4.0M"), (1, 240, "6.6M"), (2, 260, "7.8M"),
+                           (3, 300, "10.8M")]:
+    _register(f"efficientnet_b{_b}", f"EfficientNetB{_b}", _size, 32, "builtin",
+              f"EfficientNet-B{_b}, {_params} params, normalization built in")
+_register("efficientnet_v2_b0", "EfficientNetV2B0", 224, 32, "builtin",
+          "EfficientNetV2-B0, 5.9M params, normalization built in")
+_register("resnet50", "ResNet50", 224, 32, "caffe", "ResNet-50 (v1), 23.6M params")
+_register("resnet101", "ResNet101", 224, 32, "caffe", "ResNet-101 (v1), 42.7M params")
+_register("resnet50_v2", "ResNet50V2", 224, 32, "tf", "ResNet-50 v2 (pre-activation), 23.6M params")
+_register("vgg16", "VGG16", 224, 32, "caffe", "VGG16 conv base, 14.7M params")
+_register("vgg19", "VGG19", 224, 32, "caffe", "VGG19 conv base, 20.0M params")
+_register("inception_v3", "InceptionV3", 299, 75, "tf", "Inception v3, 21.8M params")
+_register("xception", "Xception", 299, 71, "tf", "Xception, 20.9M params")
+_register("densenet121", "DenseNet121", 224, 32, "torch", "DenseNet-121, 7.0M params")
+_register("convnext_tiny", "ConvNeXtTiny", 224, 32, "builtin",
+          "ConvNeXt-Tiny, 27.8M params, normalization built in")
+
+
+def names():
+    """The registered `keras.applications` backbone names, in registration order.
+
+    `build` also takes `zoo:NAME` (see `tlkit.zoo.names()`) and a path to a classifier file.
+
+    Example:
+        >>> from tlkit.backbones import names
+        >>> names()[:3]
+        ['mobilenet', 'mobilenet_v2', 'mobilenet_v3_small']
+    """
+    return list(_REGISTRY)
+
+
+def spec(name):
+    """The `BackboneSpec` of registry backbone `name`.
+
+    Args:
+        name: one of `names()`.
+
+    Returns:
+        The frozen `BackboneSpec`.
+
+    Raises:
+        TlkitError: unknown name; the message lists close matches and all names.
+
+    Example:
+        >>> from tlkit.backbones import spec
+        >>> spec("inception_v3").min_size
+        75
+    """
+    if name not in _REGISTRY:
+        err = str(suggest(name, _REGISTRY, "backbone")).rstrip(".")
+        raise TlkitError(f"{err}; or zoo:NAME for a tlkit.zoo model, or a path to a "
+                         f"{'/'.join(MODEL_EXTENSIONS)} classifier.")
+    return _REGISTRY[name]
+
+
+def kind(name):
+    """`"zoo"`, `"file"` or `"keras.applications"`: the source a backbone name refers to."""
+    name = os.fspath(name)
+    if name.startswith(ZOO_PREFIX):
+        return "zoo"
+    if name.lower().endswith(MODEL_EXTENSIONS) or os.sep in name or "/" in name:
+        return "file"
+    return "keras.applications"
+
+
+def default_input_shape(name):
+    """The input shape `build(name)` uses when none is given.
+
+    Args:
+        name: a registry name, `zoo:NAME` or a classifier file path.
+
+    Returns:
+        (height, width, channels): `(default_size, default_size, 3)` for the registry; the
+        zoo model's published input (e.g. 28x28x1 for `fashion_cnn`: the data is converted to
+        it); the file's own input shape for a file (which is loaded to read it).
+
+    Example:
+        >>> from tlkit.backbones import default_input_shape
+        >>> default_input_shape("inception_v3")
+        (299, 299, 3)
+        >>> default_input_shape("zoo:fashion_cnn")
+        (28, 28, 1)
+    """
+    source = kind(name)
+    if source == "zoo":
+        from tlkit import zoo
+
+        return tuple(zoo.entry(name[len(ZOO_PREFIX):]).input_shape)
+    if source == "file":
+        from tlkit.backbones.builders import _load_file
+
+        return tuple(_load_file(name).inputs[0].shape[1:])
+    s = spec(name).default_size
+    return (s, s, 3)
