@@ -11,6 +11,7 @@ Example:
 """
 
 import math
+import pathlib
 
 import keras
 
@@ -110,3 +111,34 @@ def history_of(records):
 
 def _cell(value):
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def make_callbacks(out_dir, phase_index, phase, records, *, patience=5, tensorboard=False,
+                   extra=(), state=None, offset=0):
+    """tlkit's callbacks for one phase, in order.
+
+    `DivergenceGuard` (a NaN or infinite loss is an error), EarlyStopping on val_loss with
+    the best weights restored, `EpochRecorder` (history.csv with the phase and the global
+    epoch), ModelCheckpoint of the phase's best weights, TensorBoard on request, and, given a
+    `state` folder, Keras's `BackupAndRestore` there (last: it backs up only epochs that
+    passed the guard), then `extra`.
+    """
+    cbs = [DivergenceGuard(phase.name, phase.learning_rate, epoch_offset=offset),
+           keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                         restore_best_weights=True, verbose=0)]
+    csv = None
+    if out_dir is not None:
+        out_dir = pathlib.Path(out_dir)
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        csv = out_dir / "history.csv"
+        cbs.append(keras.callbacks.ModelCheckpoint(
+            str(out_dir / "checkpoints" / f"phase{phase_index + 1}.weights.h5"),
+            monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0))
+        if tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
+    cbs.append(EpochRecorder(phase.name, records, offset=offset, csv_path=csv,
+                                    state_path=state / "epochs.json" if state else None))
+    if state is not None:
+        cbs.append(keras.callbacks.BackupAndRestore(str(state / "backup"),
+                                                    double_checkpoint=True))
+    return cbs + list(extra)

@@ -22,7 +22,6 @@ Example:
 import contextlib
 import dataclasses
 import os
-import pathlib
 import time
 
 import keras
@@ -30,7 +29,9 @@ import numpy as np
 
 from tlkit import data as data_lib
 from tlkit import bn as bn_lib
-from tlkit import feature_cache, fileio
+from tlkit import feature_cache, optimizers, phases
+from tlkit.callbacks import make_callbacks  # noqa: F401 (tlkit.train.make_callbacks)
+from tlkit.phases import compile_phase, image_cache_prefix, worker_shard  # noqa: F401
 from tlkit.errors import TlkitError
 from tlkit.frozen import (CACHE_CUT_LAYERS, extract_features, feature_cut,  # noqa: F401
                           feature_extractor, frozen_prefix_split, head_model)
@@ -46,89 +47,11 @@ class FitResult:
     info: dict
 
 
-def compile_phase(model, plan, phase, jit_compile=False, steps_per_execution=1):
-    """Compile `model` for `phase` (called after every change of `trainable`).
-
-    `jit_compile` is off by default: on a 2-core CPU XLA compilation costs more than it saves
-    for short runs (bench/ measures it); pass True or "auto" to try it.
-    """
-    lr = phase.learning_rate
-    if plan.weight_decay:
-        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=plan.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate=lr)
-    # Loss and metric as objects: a short string alias may not deserialize from .h5.
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    # Build the optimizer's variables now: created inside the first traced train step they
-    # make TensorFlow trace that step twice (and BackupAndRestore needs them to restore).
-    model.optimizer.build(model.trainable_variables)
-
-
-def make_callbacks(out_dir, phase_index, phase, records, *, patience=5, tensorboard=False,
-                   extra=(), state=None, offset=0):
-    """tlkit's callbacks for one phase, in order.
-
-    `DivergenceGuard` (a NaN or infinite loss is an error), EarlyStopping on val_loss with
-    the best weights restored, `EpochRecorder` (history.csv with the phase and the global
-    epoch), ModelCheckpoint of the phase's best weights, TensorBoard on request, and, given a
-    `state` folder, Keras's `BackupAndRestore` there (last: it backs up only epochs that
-    passed the guard), then `extra`.
-    """
-    from tlkit import callbacks as cb_lib
-
-    cbs = [cb_lib.DivergenceGuard(phase.name, phase.learning_rate, epoch_offset=offset),
-           keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                         restore_best_weights=True, verbose=0)]
-    csv = None
-    if out_dir is not None:
-        out_dir = pathlib.Path(out_dir)
-        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        csv = out_dir / "history.csv"
-        cbs.append(keras.callbacks.ModelCheckpoint(
-            str(out_dir / "checkpoints" / f"phase{phase_index + 1}.weights.h5"),
-            monitor="val_loss", save_best_only=True, save_weights_only=True, verbose=0))
-        if tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(log_dir=str(out_dir / "tensorboard")))
-    cbs.append(cb_lib.EpochRecorder(phase.name, records, offset=offset, csv_path=csv,
-                                    state_path=state / "epochs.json" if state else None))
-    if state is not None:
-        cbs.append(keras.callbacks.BackupAndRestore(str(state / "backup"),
-                                                    double_checkpoint=True))
-    return cbs + list(extra)
-
-
-def worker_shard(strategy):
-    """(workers, this worker's index) under a multi-worker strategy, else None."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return None
-    workers = len(resolver.cluster_spec().as_dict().get("worker", []))
-    return (workers, int(resolver.task_id or 0)) if workers > 1 else None
-
-
-def image_cache_prefix(folder, x):
-    """The tf.data cache file prefix for decoded images of `x` in `folder` (content-keyed).
-
-    A killed run leaves tf.data's lock file and a partial cache behind; both are removed, so
-    the next run writes the cache anew (the run folder's lock keeps two runs apart).
-    """
-    folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = folder / f"images-{x.fingerprint()[:20]}"
-    if not pathlib.Path(f"{prefix}.index").exists():
-        for stale in folder.glob(f"{prefix.name}*"):
-            stale.unlink()
-    return str(prefix)
-
-
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
         augment=True, augment_passes=1, out_dir=None, seed=0, autotune=None, patience=5,
         tensorboard=False, model=None, cache_dir=None,
         cache_memory_limit=feature_cache.DEFAULT_MEMORY_LIMIT, strategy=None, jit_compile=False,
-        image_cache=None, run=None, verbose=1):
+        image_cache=None, run=None, settings=None, verbose=1):
     """Train a model with `plan` on `dataset`, phase by phase.
 
     Args:
@@ -166,7 +89,14 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         run: a `tlkit.runs.RunFolder` (entered): each phase backs up its state there every
             epoch (Keras `BackupAndRestore`), finished phases are recorded, and a rerun
             continues where an interrupted one stopped; features are cached in its state.
-        verbose: Keras verbosity (1: progress bars).
+        settings: a `tlkit.train_settings.TrainSettings` (schedule, per-stage rates, label
+            smoothing, class weights, mixup, cutmix); None: `TrainSettings()`, the defaults.
+        verbose: Keras verbosity (1: progress bars, 2: one line per epoch).
+
+    The final model is the best val_loss checkpoint across all phases: each phase ends on its
+    best epoch (EarlyStopping restores it), and when an earlier phase reached a lower
+    val_loss than a later one, its weights are restored at the end; `info["best"]` says
+    which (`{"phase", "epoch", "phase_epoch", "val_loss"}`, epoch counted over the run).
 
     After the last phase, BatchNormalization layers that trained get statistics that match
     their weights (`tlkit.bn.recalibrate`).
@@ -179,6 +109,9 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         raise TlkitError("The training and validation splits must not be empty.")
     if augment_passes < 1:
         raise TlkitError(f"augment_passes must be >= 1. Received: {augment_passes}.")
+    from tlkit.train_settings import TrainSettings
+
+    settings = TrainSettings() if settings is None else settings
     keras.utils.set_random_seed(seed)
     if epochs is not None and len(plan.phases) == 1:
         plan.phases[0] = dataclasses.replace(plan.phases[0], epochs=epochs)
@@ -186,7 +119,11 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     if model is None:
         model = plan.build_model(dataset.num_classes)
     records = []  # one per epoch of the run, every phase (tlkit.callbacks.EpochRecorder)
-    info = {"phases": [], "cache": None}
+    info = {"phases": [], "cache": None, "settings": settings.to_dict()}
+    weights_by_class = settings.class_weights(dataset)
+    if weights_by_class is not None:
+        info["class_weight"] = {dataset.class_names[i]: w for i, w in weights_by_class.items()}
+    best = _Best()
     for i, phase in enumerate(plan.phases):
         plan.apply(model, phase)
         done = run.finished_phase(i) if run is not None else None
@@ -196,6 +133,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             records.extend(saved["records"])
             info["phases"].append({**saved["info"], "resumed": "finished before"})
             info["cache"] = info["cache"] or saved["info"].get("cache")
+            best.phase_ended(model, phase.name, records)
             continue
         state = run.phase_dir(i) if run is not None else None
         before = _phase_records(state)
@@ -210,16 +148,20 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         started = time.perf_counter()
         options = dict(batch_size=batch_size, seed=seed, verbose=verbose, autotune=autotune,
                        jit_compile=jit_compile, cache_dir=cache_dir,
-                       cache_memory_limit=cache_memory_limit, out_dir=out_dir, run=run)
-        split = _cache_split(model, plan, phase, dataset, aug, cache_features, strategy,
+                       cache_memory_limit=cache_memory_limit, out_dir=out_dir, run=run,
+                       settings=settings, class_weight=weights_by_class,
+                       targets=settings.targets(dataset.num_classes, seed),
+                       multipliers=optimizers.stage_multipliers(
+                           plan, phase, model, settings.lr_decay_per_stage))
+        split = phases.cache_split(model, plan, phase, dataset, aug, cache_features, strategy,
                              options)
         if split is not None:
-            cache_info = _fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs,
+            cache_info = phases.fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs,
                                      options)
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
         else:
             cache_info = None
-            info.update(_fit_images(model, plan, phase, dataset, aug, strategy, image_cache,
+            info.update(phases.fit_images(model, plan, phase, dataset, aug, strategy, image_cache,
                                     cbs, options))
         phase_info = {"name": phase.name,
                       "epochs_run": sum(r["phase"] == phase.name for r in records),
@@ -228,10 +170,12 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         if before:
             phase_info["resumed"] = f"after epoch {len(before)}"
         info["phases"].append(phase_info)
+        best.phase_ended(model, phase.name, records)
         if run is not None:
             run.finish_phase(i, model, {"records": [r for r in records
                                                     if r["phase"] == phase.name],
                                         "info": phase_info})
+    info["best"] = best.restore(model, verbose)
     info["bn_recalibration"] = bn_lib.recalibrate(model, dataset, batch_size=batch_size,
                                                   strategy=strategy, verbose=verbose)
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
@@ -242,6 +186,40 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     from tlkit.callbacks import history_of
 
     return FitResult(model, history_of(records), info)
+
+
+class _Best:
+    """The best val_loss across phases, with the weights of the phase that reached it."""
+
+    def __init__(self):
+        self.record, self.weights, self.last = None, None, None
+
+    def phase_ended(self, model, name, records):
+        """Note the phase's best epoch; keep its weights (the model's now) if best so far."""
+        rows = [r for r in records if r["phase"] == name and np.isfinite(r.get("val_loss", np.nan))]
+        self.last = name
+        if not rows:
+            return
+        row = min(rows, key=lambda r: r["val_loss"])
+        if self.record is None or row["val_loss"] < self.record["val_loss"]:
+            self.record = {"phase": name, "epoch": int(row["epoch"]),
+                           "phase_epoch": int(row["phase_epoch"]),
+                           "val_loss": float(row["val_loss"])}
+            self.weights = model.get_weights()
+
+    def restore(self, model, verbose):
+        """Load the best phase's weights when it is not the last; returns the record."""
+        if self.record is None:
+            return None
+        restored = self.record["phase"] != self.last
+        if restored:
+            model.set_weights(self.weights)
+            if verbose:
+                print(f"tlkit: the best val_loss ({self.record['val_loss']:.4f}) was reached in "
+                      f"phase {self.record['phase']!r} (epoch {self.record['epoch']}): the final "
+                      f"model has those weights")
+        self.weights = None
+        return {**self.record, "restored": restored}
 
 
 def _phase_records(state):
@@ -258,125 +236,3 @@ def _phase_records(state):
     return [r for r in records if r["phase_epoch"] <= last]  # only epochs backed up
 
 
-def _cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
-    """(extractor, trainer) when this phase can train on a cached frozen part, else None."""
-    if not cache_features or strategy is not None or plan.bn_training:
-        return None
-    if not phase.train_stages:
-        if feature_cut(model) is None:
-            return None
-        if aug is not None and o["verbose"]:
-            print("tlkit: feature cache on: the head phase trains on un-augmented features "
-                  "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
-                  "augments live)")
-        return feature_extractor(model), head_model(model)
-    if aug is not None:
-        return None  # fine-tuning with live augmentation trains on images
-    # Fine-tuning the upper stages: the stages below stay frozen (BN in inference mode) and
-    # there is no augmentation, so their output is computed once as well.
-    split = frozen_prefix_split(model)
-    if split is not None:
-        cut_bytes = (len(dataset.x_train) + len(dataset.x_val)) * 4 * int(
-            np.prod(split[0].output.shape[1:]))
-        if cut_bytes > o["cache_memory_limit"] and not (o["cache_dir"] or o["out_dir"]):
-            if o["verbose"]:
-                print(f"tlkit: phase {phase.name!r} trains without a feature cache: the "
-                      f"frozen stages' output ({cut_bytes / 2**30:.1f} GiB) exceeds the "
-                      f"memory limit and there is no output folder to hold it")
-            return None
-    return split
-
-
-def _fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
-    """Train `phase` on the cached output of the frozen part; returns the cache facts."""
-    extractor, trainer = split
-    passes = augment_passes if aug is not None and not phase.train_stages else 1
-    batch_size, verbose = o["batch_size"], o["verbose"]
-    if verbose:
-        what = ("the frozen base" if not phase.train_stages else
-                f"the frozen layers below {trainer.layers[1].layers[1].name!r}")
-        print(f"tlkit: phase {phase.name!r}: computing the output of {what} once "
-              f"(feature cache) for {len(dataset.x_train):,} training + "
-              f"{len(dataset.x_val):,} validation images")
-    t0 = time.perf_counter()
-    run, cache_dir, out_dir = o["run"], o["cache_dir"], o["out_dir"]
-    where = cache_dir or (run.feature_dir() if run is not None else
-                          pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
-    kw = dict(cache_dir=where, memory_limit=o["cache_memory_limit"], batch_size=batch_size,
-              verbose=verbose, autotune=o["autotune"],
-              persist=cache_dir is not None or run is not None)
-    f_train, c_train = feature_cache.get(extractor, dataset.x_train, labels=dataset.y_train,
-                                         name="train", augment=aug, passes=passes,
-                                         seed=o["seed"], **kw)
-    f_val, c_val = feature_cache.get(extractor, dataset.x_val, labels=dataset.y_val,
-                                     name="val", **kw)
-    y_train, y_val = c_train.pop("labels"), c_val.pop("labels")
-    _warn_failed(dataset, verbose)
-    cache_info = {"phase": phase.name, "passes": passes, "train_features": list(f_train.shape),
-                  "train": c_train, "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
-    steps = -(-len(y_train) // batch_size)
-    # One compiled call per epoch (steps_per_execution): on cached features a step is so
-    # cheap that Keras's per-step Python overhead would dominate the head's epochs.
-    # Callbacks see batch hooks once per epoch; epoch hooks as usual.
-    compile_phase(trainer, plan, phase, o["jit_compile"], steps_per_execution=steps)
-    if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
-        train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size, seed=o["seed"])
-        val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size, shuffle=False)
-    else:
-        train_data = feature_cache.as_dataset(f_train, y_train, batch_size, shuffle=True,
-                                              seed=o["seed"])
-        val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
-    with bn_lib.suited_momentum(trainer, steps):
-        trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs, callbacks=cbs,
-                    verbose=verbose, shuffle=False)  # the data shuffles
-    del f_train, f_val, train_data, val_data
-    if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
-        for c in (c_train, c_val):
-            if c.get("where") == "disk":
-                pathlib.Path(c["path"]).unlink(missing_ok=True)
-                pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
-    return cache_info
-
-
-def _fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o):
-    """Train `phase` on images, streamed; returns facts for the run's info (the shard)."""
-    batch_size, out_dir = o["batch_size"], o["out_dir"]
-    with strategy.scope() if strategy else contextlib.nullcontext():
-        compile_phase(model, plan, phase, o["jit_compile"])
-    # Each worker decodes only its own training files; validation (small) keeps tf.data's
-    # auto-sharding, which splits its batches evenly across workers.
-    shard = worker_shard(strategy)
-    caches = {name: (image_cache_prefix(image_cache, x)
-                     if image_cache and data_lib.is_files(x) else False)
-              for name, x in (("train", dataset.x_train), ("val", dataset.x_val))}
-    train_ds = dataset.pipeline("train", batch_size=batch_size, shuffle=True, augment=aug,
-                                seed=o["seed"], autotune=o["autotune"], shard=shard,
-                                cache=caches["train"])
-    val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=o["autotune"],
-                              cache=caches["val"])
-    facts = {}
-    if shard is not None and data_lib.is_files(dataset.x_train):
-        from tlkit.data.files import shard_positions
-
-        mine = list(dataset.x_train.paths[shard_positions(len(dataset.x_train), shard)])
-        facts["shard"] = {"workers": shard[0], "index": shard[1], "train_files": len(mine)}
-        if out_dir is not None:  # which files this worker read, for the record
-            fileio.write_json({**facts["shard"], "paths": mine},
-                              pathlib.Path(out_dir) / f"shard-{shard[1]}.json")
-    steps = -(-len(dataset.y_train) // (batch_size * (shard[0] if shard else 1)))
-    with bn_lib.suited_momentum(model, steps):
-        model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, callbacks=cbs,
-                  verbose=o["verbose"], shuffle=False)  # tf.data shuffles
-    _warn_failed(dataset, o["verbose"])
-    return facts
-
-
-def _warn_failed(dataset, verbose):
-    """Record (and say) which files failed to decode in the pass that just ended."""
-    failed = dataset.note_failed() if hasattr(dataset, "note_failed") else []
-    if failed:
-        shown = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
-        import warnings
-
-        warnings.warn(f"Skipped {len(failed)} file(s) that could not be decoded during "
-                      f"training (changed or corrupt since the scan): {shown}", stacklevel=3)

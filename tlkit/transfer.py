@@ -23,7 +23,7 @@ from tlkit import backbones as backbones_lib
 from tlkit import data as data_lib
 from tlkit import distribute as distribute_lib
 from tlkit import report as report_lib
-from tlkit import runs, saving, strategies, train
+from tlkit import runs, saving, schedules, strategies, train, train_settings
 from tlkit.errors import TlkitError, suggest
 
 
@@ -65,7 +65,11 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
              test_fraction=0.1, on_bad_image="skip", download=False, autotune=None,
              patience=5, tensorboard=False, cache_dir=None, distribute=None, jit_compile=False,
              mixed_precision=False, resize=data_lib.DEFAULT_RESIZE, image_cache=False,
-             restart=False, deterministic=False, verbose=1):
+             restart=False, deterministic=False, schedule=schedules.DEFAULT,
+             warmup=schedules.DEFAULT_WARMUP,
+             lr_decay_per_stage=train_settings.DEFAULT_LR_DECAY_PER_STAGE,
+             label_smoothing=train_settings.DEFAULT_LABEL_SMOOTHING, class_weight=None,
+             mixup=0.0, cutmix=0.0, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Args:
@@ -100,7 +104,21 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
             already; see the README for the measured cost).
         restart: discard the saved state of an interrupted run in the report folder and start
             over (without it, the same call continues that run; a different one is refused).
-        verbose: 1 shows Keras progress bars, 0 is silent.
+        schedule: `"constant"`, `"cosine"` (warm-up in fine-tuning phases) or `"onecycle"`
+            (`tlkit.schedules`); `warmup`: the share of a fine-tuning phase's steps `cosine`
+            warms up over.
+        lr_decay_per_stage: F in (0, 1]: in phases that train base stages, the k-th stage
+            below the top one trains at LR x F**k (`tlkit.optimizers`).
+        label_smoothing, mixup, cutmix: training targets (`tlkit.mixing`); training batches
+            only, validation and test keep exact labels.
+        class_weight: None, `"balanced"`, or {class name: weight} (or `"cat=2,dog=1"`);
+            classes not named weigh 1 (`tlkit.class_weights`).
+        learning_rate: a rate, or `"auto"`: `tlkit.lr_find` sweeps the first phase and its
+            suggestion becomes the rate (recorded in the report as `lr_find`).
+        verbose: 1 shows Keras progress bars, 2 one line per epoch, 0 is silent.
+
+    The final model is the best val_loss checkpoint across the phases; the report's `best`
+    says which phase and epoch (`tlkit.train.fit`).
 
     With a report folder (`out` or `report_dir`) the run holds a lock on it, backs up its
     state every epoch and resumes after an interruption (`tlkit.runs`). A NaN or infinite
@@ -110,7 +128,11 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
         A `FinetuneResult`.
     """
     settings = _run_settings(locals())
-    check_settings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+    recipe = train_settings.TrainSettings(
+        schedule=schedule, warmup=warmup, lr_decay_per_stage=lr_decay_per_stage,
+        label_smoothing=label_smoothing, class_weight=class_weight, mixup=mixup, cutmix=cutmix)
+    check_settings(epochs=epochs, batch_size=batch_size,
+                   learning_rate=1e-3 if learning_rate == "auto" else learning_rate,
                    fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
                    head_epochs=head_epochs, dropout=dropout)
     path = saving.check_writable(out) if out is not None else None
@@ -161,7 +183,7 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
                 dict(batch_size=batch_size, cache_features=cache_features, augment=augment,
                      augment_passes=augment_passes, seed=seed, autotune=autotune,
                      patience=patience, tensorboard=tensorboard, cache_dir=cache_dir,
-                     jit_compile=jit_compile, run=run,
+                     jit_compile=jit_compile, run=run, settings=recipe,
                      image_cache=(pathlib.Path(report_dir) / "image_cache"
                                   if image_cache else None)), verbose)
         except KeyboardInterrupt:
@@ -255,8 +277,22 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         bb = backbones_lib.build(backbone, input_shape, weights=weights)
         if strategy == "auto":
             strategy, advice = _auto(bb, dataset, plan_options, fit_options, verbose)
+        auto_lr = plan_options["learning_rate"] == "auto"
+        if auto_lr:
+            plan_options["learning_rate"] = 1e-3  # replaced by the sweep's suggestion below
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         model = plan.build_model(dataset.num_classes)
+    found = None
+    if auto_lr:
+        from tlkit import lr_finder as lr_find_lib
+
+        found = lr_find_lib.sweep(model, plan, dataset, batch_size=batch_size,
+                                  seed=fit_options["seed"], autotune=fit_options["autotune"],
+                                  out_dir=report_dir, verbose=verbose)
+        plan_options["learning_rate"] = found.suggested_lr
+        plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
+        if verbose:
+            print(f"tlkit: --lr auto: {found.suggested_lr:.3g} ({found.rule})")
     distribute_lib.patch_symbolic_build(model, dist)
     if verbose:
         print(plan.describe())
@@ -268,7 +304,10 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         warnings.warn(note, stacklevel=3)
     fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
                        verbose=verbose, **fit_options)
-    extra = {"plan": plan.to_dict(), "fit": fitted.info, "data": dataset.summary()}
+    extra = {"plan": plan.to_dict(), "fit": fitted.info, "data": dataset.summary(),
+             **fit_options["settings"].to_dict(), "best": fitted.info.get("best")}
+    if found is not None:
+        extra["lr_find"] = found.to_dict()
     if advice is not None:
         extra["advice"] = advice.to_dict()
         extra["reasons"] = advice.choice["reasons"]
@@ -291,7 +330,9 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
                     "plan": plan.to_dict(), "warnings": notes,
                     **({"strategy_requested": "auto", "reasons": advice.choice["reasons"]}
                        if advice is not None else {}),
-                    "fit": fitted.info,
+                    "fit": fitted.info, **fit_options["settings"].to_dict(),
+                    "best": extra["best"],
+                    **({"lr_find": extra["lr_find"]} if found is not None else {}),
                     "data": dataset.summary(),
                     "metrics": {k: v for k, v in rep.items()
                                 if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}}

@@ -1,0 +1,66 @@
+"""The training recipe of a run: schedule, per-stage rates, label smoothing, class weights,
+mixup and cutmix, checked together and recorded under the names the CLI uses (snake_case).
+
+Example:
+    >>> s = TrainSettings(schedule="onecycle", label_smoothing=0.1)
+    >>> s.to_dict()["schedule"], s.to_dict()["label_smoothing"]
+    ('onecycle', 0.1)
+    >>> TrainSettings(lr_decay_per_stage=0)
+    Traceback (most recent call last):
+    ...
+    tlkit.errors.TlkitError: --lr-decay-per-stage must be a number in (0, 1], e.g. 0.5 (1: the same rate for every stage). Received: 0.
+"""
+
+import dataclasses
+
+from tlkit import class_weights as class_weights_lib
+from tlkit import mixing, optimizers, schedules
+
+DEFAULT_LR_DECAY_PER_STAGE = 1.0
+DEFAULT_LABEL_SMOOTHING = 0.0
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """How each phase trains, beyond its learning rate and epochs (see `tlkit.train.fit`).
+
+    Attributes:
+        schedule: `constant`, `cosine` or `onecycle` (`tlkit.schedules`).
+        warmup: share of a fine-tuning phase's steps that `cosine` warms up over.
+        lr_decay_per_stage: F in (0, 1]: the k-th stage below the top trains at LR x F**k
+            (`tlkit.optimizers`).
+        label_smoothing: S in [0, 1) for the training targets (`tlkit.mixing`).
+        class_weight: None, `"balanced"` or {class name: weight} (`tlkit.class_weights`).
+        mixup, cutmix: Beta(A, A) parameters (0: off) (`tlkit.mixing`).
+    """
+
+    schedule: str = schedules.DEFAULT
+    warmup: float = schedules.DEFAULT_WARMUP
+    lr_decay_per_stage: float = DEFAULT_LR_DECAY_PER_STAGE
+    label_smoothing: float = DEFAULT_LABEL_SMOOTHING
+    class_weight: object = None
+    mixup: float = 0.0
+    cutmix: float = 0.0
+
+    def __post_init__(self):
+        schedules.check(self.schedule, self.warmup)
+        optimizers.check_decay(self.lr_decay_per_stage)
+        mixing.check(self.label_smoothing, self.mixup, self.cutmix)
+        self.class_weight = class_weights_lib.parse(self.class_weight)
+
+    def targets(self, num_classes, seed=0):
+        """The training-target map (`mixing.Targets`), or None when labels stay integers."""
+        t = mixing.Targets(num_classes, self.label_smoothing, self.mixup, self.cutmix, seed)
+        return t if t.active else None
+
+    def class_weights(self, dataset):
+        """{class index: weight} for `fit`, or None."""
+        return class_weights_lib.resolve(self.class_weight, dataset.class_names,
+                                         dataset.y_train)
+
+    def to_dict(self):
+        """The settings as recorded in report.json and the model's metadata."""
+        return dataclasses.asdict(self)
+
+
+CONSTANT = TrainSettings(schedule="constant")  # tlkit's training before recipes existed
