@@ -188,33 +188,82 @@ def test_feature_map_pngs(tmp_path):
     maps = explain.feature_maps(model, image, ["block1_relu", "block2_pool"])
     assert maps["block1_relu"].shape == (28, 28, 32) and maps["block2_pool"].shape == (6, 6, 64)
 
+    # 32 channels: 6 x 6 grid of 28 px maps upscaled x2; 64 channels: 8 x 8 of 6 px maps x6.
+    for fmap, (n_side, tile) in zip(maps.values(), [(6, 56), (8, 36)]):
+        side = n_side * tile + (n_side - 1)
+        assert explain.feature_grid(fmap).shape == (side, side, 3)
+
+    fig = explain.feature_maps_figure(maps["block2_pool"], "block2_pool", "shoe")
+    ax = fig.axes[0]
+    assert "shoe" in ax.get_title() and "block2_pool" in ax.get_title()
+    assert "64 channels" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == [str(i) for i in range(64)]
+    fig = explain.feature_maps_figure(np.random.rand(4, 4, 100), "wide")
+    assert "channels 0-63 of 100" in fig.axes[0].get_title() and len(fig.axes[0].texts) == 64
+
     paths = explain.save_feature_maps(maps, tmp_path, "shoe")
     assert [os.path.basename(p) for p in paths] == ["shoe_block1_relu_maps.png",
                                                     "shoe_block2_pool_maps.png"]
-    # 32 channels: 6 x 6 grid of 28 px maps upscaled x2; 64 channels: 8 x 8 of 6 px maps x6.
-    for path, (n_side, tile) in zip(paths, [(6, 56), (8, 36)]):
+    for path in paths:
         with Image.open(path) as img:
-            img.verify()
-        with Image.open(path) as img:
-            side = n_side * tile + (n_side - 1)
-            assert img.size == (side, side) and img.mode == "RGB"
-    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+            assert min(img.size) >= 300 and img.mode in ("RGB", "RGBA")
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~current_umask()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp") or p.startswith(".")]
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_feature_grid_caps_channels():
     grid = explain.feature_grid(np.random.rand(2, 2, 1280))  # 64 tiles of 32 px, 8 x 8
     assert grid.shape == (8 * 32 + 7, 8 * 32 + 7, 3)
-    rows, cols = explain._grid_shape(10)
+    rows, cols = explain.grid_shape(10)
     assert (rows, cols) == (3, 4) and rows * cols >= 10 and cols == math.ceil(math.sqrt(10))
+
+
+def test_gradcam_figure_is_readable(tmp_path):
+    """A 28x28 input: each panel at least 224 px, the class and probability, a colorbar."""
+    image = np.random.default_rng(0).uniform(0, 255, (28, 28, 1))
+    heatmap = np.zeros((7, 7), "float32")
+    heatmap[1, 5] = 1.0
+    fig = explain.gradcam_figure(image, heatmap, label="Sandal", probability=0.8766,
+                                 layer="block2_relu", predicted=("Bag", 0.9))
+    fig.canvas.draw()
+    original, overlay, bar = fig.axes
+    for ax in (original, overlay):
+        box = ax.get_window_extent()
+        assert min(box.width, box.height) >= explain.MIN_SIDE
+        assert ax.images[0].get_array().shape[:2] == (224, 224)  # 28 px enlarged x8
+    assert "Sandal" in fig._suptitle.get_text() and "0.877" in fig._suptitle.get_text()
+    assert "predicted: Bag" in fig._suptitle.get_text()
+    assert "block2_relu" in overlay.get_title() and "28x28" in original.get_title()
+    assert bar.get_ylim() == (0.0, 1.0)  # the colorbar of the heatmap
+    # The evidence is drawn where the heatmap has it: top right red, bottom left blue.
+    flat = explain.gradcam_figure(np.full((28, 28, 1), 128.0), heatmap, label="x",
+                                  probability=1.0)
+    pic = flat.axes[1].images[0].get_array().astype(int)
+    assert pic[48, 176, 0] > pic[48, 176, 2] + 40 and pic[200, 20, 2] > pic[200, 20, 0] + 40
+
+    path = explain.save_gradcam(image, heatmap, tmp_path / "g.png", label="Sandal",
+                                probability=0.5)
+    with Image.open(path) as img:
+        assert img.size[0] >= 2 * explain.MIN_SIDE and img.size[1] >= explain.MIN_SIDE
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~current_umask()
 
 
 def test_first_layer_filters(tmp_path, saved_transfer):
     _, model = saved_transfer
     filters = explain.first_layer_filters(model)  # MobileNetV2's Conv1, after its Rescaling
     assert filters.shape == (3, 3, 3, 16)
-    path = explain.save_filter_grid(filters, tmp_path / "filters.png")
+    assert explain.filter_grid(filters).shape == (4 * 33 + 3, 4 * 33 + 3, 3)  # 4 x 4, 3 px x 11
+    fig = explain.filters_figure(filters, "Conv1")
+    assert "Conv1" in fig.axes[0].get_title() and len(fig.axes[0].texts) == 16
+    path = explain.save_filter_grid(filters, tmp_path / "filters.png", layer="Conv1")
     with Image.open(path) as img:
-        assert img.size == (4 * 33 + 3, 4 * 33 + 3)  # 16 filters: 4 x 4 tiles of 3 px x 11
+        assert min(img.size) >= 224
 
     mlp = keras.Sequential([keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(3)])
     with pytest.raises(TlkitError, match="not a Conv2D"):
@@ -239,8 +288,8 @@ def test_explain_path_gradcam_and_maps(tmp_path, saved_transfer):
     assert sorted(os.path.basename(p) for p in paths) == ["a_gradcam_dog.png",
                                                           "b_gradcam_dog.png"]
     for p in paths:
-        with Image.open(p) as img:
-            assert img.size == (64, 64)
+        with Image.open(p) as img:  # original and overlay side by side, 64 px enlarged x4
+            assert img.size[0] >= 2 * 224 and img.size[1] >= 224
 
     paths = explain.explain_path(model_path, images / "a.png", "gradcam", class_name=2,
                                  out_dir=out)
@@ -270,17 +319,19 @@ def test_explain_path_errors(tmp_path, saved_transfer):
         explain.explain_path(model_path, good, "gradcam", class_name="horse", out_dir=out)
     with pytest.raises(TlkitError, match="Layer 'nope' does not exist.*Usable conv layers"):
         explain.explain_path(model_path, good, "feature-maps", layer="nope", out_dir=out)
-    with pytest.raises(TlkitError, match="does not exist"):
+    with pytest.raises(TlkitError, match="missing.png' does not exist"):
         explain.explain_path(model_path, tmp_path / "missing.png", out_dir=out)
+    with pytest.raises(TlkitError, match=r"alpha must be in \[0, 1\]"):
+        explain.explain_path(model_path, good, out_dir=out, alpha=1.5)
     # One unreadable image: an error naming it, and nothing written for the others either.
     with pytest.raises(TlkitError, match="Cannot read image .*2_broken.png"):
         explain.explain_path(model_path, bad, "gradcam", out_dir=out)
     assert not out.exists()  # no empty output folder left behind either
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(TlkitError, match="Cannot create output directory .*a_file"):
+    with pytest.raises(TlkitError, match="--out .*a_file.*cannot create"):
         explain.explain_path(model_path, good, out_dir=blocker / "sub")
-    with pytest.raises(TlkitError, match="Model file .* does not exist"):
+    with pytest.raises(TlkitError, match="Model file not found: .*none.h5"):
         explain.explain_path(tmp_path / "none.h5", good, out_dir=out)
 
 

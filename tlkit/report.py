@@ -1,7 +1,9 @@
 """Evaluation reports: accuracy, top-k, per-class precision/recall/F1, confusion matrix, curves.
 
 `evaluate` returns a JSON-able dict and, given an output folder, writes `report.json`,
-`confusion_matrix.png` and (with a history) `curves.png` there, atomically.
+`confusion_matrix.png`, `top_losses.png` (the most confidently misclassified test images,
+when any is) and, with a history, `curves.png` there, atomically. The figures are drawn by
+`tlkit.plots`.
 
 Example:
     >>> import numpy as np
@@ -17,7 +19,10 @@ import pathlib
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit import fileio
+from tlkit import fileio, plots
+from tlkit.plots import plot_confusion_matrix, plot_curves, save_figure
+
+TOP_LOSSES = 16  # images in top_losses.png
 
 
 def metrics_from_probs(probs, y_true, class_names, top_k=5):
@@ -53,7 +58,8 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
         model: a Keras classifier with softmax outputs.
         x, y: test images (N, H, W, C) or `tlkit.data.ImageFiles`, and integer labels (N,).
         class_names: names by label index.
-        out_dir: when given, `report.json`, `confusion_matrix.png` and `curves.png` go there.
+        out_dir: when given, `report.json`, `confusion_matrix.png`, `top_losses.png` and
+            `curves.png` go there.
         history: per-epoch dict from `tlkit.train.fit`, for the curves.
         batch_size: prediction batch size.
         top_k: k of the top-k accuracy (capped below the number of classes).
@@ -78,6 +84,10 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
                         "confusion_matrix": str(out_dir / "confusion_matrix.png")}
         plot_confusion_matrix(rep["confusion_matrix"], class_names,
                               out_dir / "confusion_matrix.png")
+        if plot_top_losses(x, probs, y_read, class_names, out_dir / "top_losses.png"):
+            rep["files"]["top_losses"] = str(out_dir / "top_losses.png")
+        else:  # nothing misclassified: no picture from an earlier evaluation either
+            (out_dir / "top_losses.png").unlink(missing_ok=True)
         if history and history.get("loss"):
             rep["files"]["curves"] = str(out_dir / "curves.png")
             plot_curves(history, out_dir / "curves.png")
@@ -103,67 +113,89 @@ def write_json(obj, path):
     return fileio.write_json(obj, path)
 
 
-def save_figure(fig, path):
-    """Save a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
+def top_losses(probs, y_true, k=TOP_LOSSES):
+    """Rows of the most confidently misclassified images, highest loss first (fastai's
+    "top losses").
 
-    path = pathlib.Path(path)
-    try:
-        with fileio.atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+    The loss of a row is its cross-entropy, `-log p(true class)`; only misclassified rows
+    (predicted class != true class) are candidates; ties keep the row order.
 
+    Args:
+        probs: (N, C) probabilities.
+        y_true: (N,) integer labels.
+        k: most rows returned.
 
-def plot_confusion_matrix(cm, class_names, path):
-    """A confusion-matrix heatmap (rows: true class, columns: predicted) as PNG."""
-    import matplotlib
+    Returns:
+        int array of at most `k` row indices.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(cm)
-    n = len(class_names)
-    size = max(4.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
-    ax.set_xticks(range(n), [str(c)[:14] for c in class_names], rotation=45, ha="right")
-    ax.set_yticks(range(n), [str(c)[:14] for c in class_names])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(f"Confusion matrix (accuracy {np.trace(cm) / max(cm.sum(), 1):.3f})")
-    return save_figure(fig, path)
+    Example:
+        >>> probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.05, 0.95], [0.4, 0.6]])
+        >>> top_losses(probs, np.array([0, 0, 0, 1]))
+        array([2, 1])
+    """
+    probs = np.asarray(probs, dtype="float64")
+    y_true = np.asarray(y_true).astype(int)
+    if not len(y_true):
+        return np.zeros((0,), int)
+    loss = -np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0))
+    wrong = np.flatnonzero(probs.argmax(axis=1) != y_true)
+    return wrong[np.argsort(-loss[wrong], kind="stable")][:k]
 
 
-def plot_curves(history, path):
-    """Loss and accuracy per epoch, train and validation, with phase boundaries, as PNG."""
-    import matplotlib
+def _positions(x, n_rows):
+    """Positions in `x` of the `n_rows` prediction rows (files that failed to decode are
+    not rows), or None when they cannot be matched."""
+    if data_lib.is_files(x) and x.failed():
+        failed = set(x.failed())
+        keep = np.array([i for i, p in enumerate(x.paths) if str(p) not in failed], int)
+    else:
+        keep = np.arange(len(x))
+    return keep if len(keep) == n_rows else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        if key in history:
-            ax.plot(epochs, history[key], "o-", label=f"train {key}")
-        if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], "s--", label=f"val {key}")
-        phases = history.get("phase", [])
-        for e in range(1, len(phases)):
-            if phases[e] != phases[e - 1]:
-                ax.axvline(e + 0.5, color="gray", linestyle=":")
-                ax.text(e + 0.6, ax.get_ylim()[1], phases[e], va="top", fontsize=8, color="gray")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+def _images_at(x, positions):
+    """The images of `x` at `positions` (in that order) as an array, or None if one fails."""
+    if not data_lib.is_files(x):
+        return np.asarray(x[positions])
+    order = np.argsort(positions)
+    subset = x[np.asarray(positions)[order]]
+    decoded = np.concatenate([np.asarray(b) for b in data_lib.pipeline(
+        subset, None, batch_size=max(1, len(positions)), autotune=False)])
+    if len(decoded) != len(positions):
+        return None
+    out = np.empty_like(decoded)
+    out[order] = decoded
+    return out
+
+
+def plot_top_losses(x, probs, y_true, class_names, path, k=TOP_LOSSES):
+    """Write the grid of the `k` most confidently misclassified images (`top_losses`).
+
+    Args:
+        x: the images the rows of `probs` were predicted from (array or `ImageFiles`).
+        probs, y_true: (N, C) probabilities and (N,) labels, row by row.
+        class_names: names by label index.
+        path: the PNG.
+        k: most images shown.
+
+    Returns:
+        The path, or None when nothing was misclassified (or the images cannot be matched
+        to the rows); then nothing is written.
+    """
+    rows = top_losses(probs, y_true, k)
+    positions = _positions(x, len(y_true))
+    if not len(rows) or positions is None:
+        return None
+    images = _images_at(x, positions[rows])
+    if images is None:
+        return None
+    probs = np.asarray(probs)
+    pred = probs[rows].argmax(axis=1)
+    fig = plots.top_losses_figure(images, np.asarray(y_true)[rows], pred,
+                                  probs[rows, pred], class_names)
+    return plots.save_figure(fig, path)
+
+
+__all__ = ["metrics_from_probs", "evaluate", "format_report", "write_json", "top_losses",
+           "plot_top_losses", "plot_confusion_matrix", "plot_curves", "save_figure",
+           "TOP_LOSSES"]

@@ -1,24 +1,46 @@
-"""Subcommand explain: feature maps, Grad-CAM and first-layer filters."""
+"""Subcommand explain: Grad-CAM, feature maps and first-layer filters as labelled PNGs."""
+
+import argparse
 
 from tlkit.cli import subcommand
+
+# tlkit.explain.METHODS, written out so that `--help` does not import TensorFlow;
+# tests/cli/test_explain_cli.py checks that the two agree.
+METHODS = ("gradcam", "feature-maps", "filters")
+
+
+def _alpha(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
 
 
 def _configure_explain(p):
     p.add_argument("model", help="a saved .h5 (or .keras) model")
     p.add_argument("inputs", nargs="?", help="an image file or a folder of images "
                    "(not needed for --method filters)")
-    p.add_argument("--method", default="gradcam", help="gradcam | feature-maps | filters")
-    p.add_argument("--layer", help="a conv layer name (default: found automatically); "
-                   "--list-layers shows them")
+    p.add_argument("--method", default="gradcam", choices=METHODS,
+                   help="gradcam: the original beside the heatmap overlay, with the class, its "
+                   "probability and a colorbar; feature-maps: one grid per layer, channels "
+                   "numbered; filters: the first convolution's kernels (default: gradcam)")
+    p.add_argument("--layer", help="a conv layer name; --list-layers shows them (default: the "
+                   "last conv output for gradcam, one layer per stage for feature-maps)")
     p.add_argument("--class", dest="class_name",
                    help="Grad-CAM class: a name from the model's metadata or an index "
-                   "(default: the predicted class)")
+                   "(default: the predicted class of each image)")
     p.add_argument("--out", help="output folder (default: <model>_explain beside the model)")
-    p.add_argument("--alpha", type=float, default=0.4, help="Grad-CAM overlay weight")
-    p.add_argument("--list-layers", action="store_true", help="print the usable conv layers")
+    p.add_argument("--alpha", type=_alpha, default=0.4,
+                   help="weight of the heatmap colour in the Grad-CAM overlay, 0..1 "
+                   "(default: 0.4)")
+    p.add_argument("--list-layers", action="store_true",
+                   help="print the usable conv layers and exit (default: off)")
 
 
-@subcommand("explain", "feature maps, Grad-CAM and first-layer filters as PNGs")
+@subcommand("explain", "Grad-CAM, feature maps and first-layer filters as labelled PNGs")
 def cmd_explain(args):
     from tlkit import explain, saving
 

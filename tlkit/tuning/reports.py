@@ -4,8 +4,6 @@ import os
 import pathlib
 import re
 
-import numpy as np
-
 from tlkit.blocks import BN_PLACEMENTS
 from tlkit.tuning.constants import ALIASES, OBJECTIVES
 from tlkit.tuning.search import _metric
@@ -65,11 +63,7 @@ def format_table(rows, objective="val_accuracy"):
         0*     -       COMPLETED        0.5000  1.0s  none
     """
     names = _hp_names(rows)
-    done = [r for r in rows if r["score"] is not None and r["status"] == "COMPLETED"]
-    best = None
-    if done:
-        pick = max if OBJECTIVES.get(objective, "max") == "max" else min
-        best = pick(done, key=lambda r: r["score"])["trial"]
+    best = (best_trial(rows, objective) or {}).get("trial")
     header = ["trial", "worker", "status", objective, "time"] + names
     table = []
     for r in rows:
@@ -117,22 +111,70 @@ def write_reports(out, summary, hypermodel=None):
     return paths
 
 
-def plot_trials(rows, path, objective="val_accuracy"):
-    """PNG with three panels: score per trial, score by BN placement, score by dropout.
+def best_trial(rows, objective="val_accuracy"):
+    """The best completed row (by `objective`'s direction), or None.
 
-    Every BN-placement hyperparameter (`block1_bn`, `head_bn`, `bn`, ...) adds one point per
-    trial to the middle panel, every dropout (`dropout`, `block1_dropout`, ...) to the right.
+    Example:
+        >>> best_trial([{"trial": "0", "status": "COMPLETED", "score": 0.5},
+        ...             {"trial": "1", "status": "COMPLETED", "score": 0.7}])["trial"]
+        '1'
     """
-    import matplotlib
+    done = [r for r in rows if r["score"] is not None and r["status"] == "COMPLETED"]
+    if not done:
+        return None
+    pick = max if OBJECTIVES.get(objective, "max") == "max" else min
+    return pick(done, key=lambda r: r["score"])
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from tlkit.report import save_figure
+def hp_positions(values, names_count=1, name_index=0, categories=None):
+    """x positions of hyperparameter values in trials.png, without random jitter.
+
+    Numeric values sit exactly at their value (dropout 0.2 is drawn at 0.2). Categorical
+    values (`categories`, e.g. the BN placements) sit at their index, shifted by a fixed
+    amount per hyperparameter name so that `names_count` names side by side do not overlap.
+
+    Args:
+        values: the values of one hyperparameter, one per trial.
+        names_count: how many hyperparameter names share the panel.
+        name_index: this name's place among them.
+        categories: the categories in axis order, or None for numeric values.
+
+    Returns:
+        A list of floats.
+
+    Example:
+        >>> hp_positions([0.2, 0.5, 0.2])
+        [0.2, 0.5, 0.2]
+        >>> hp_positions(["none", "after"], 2, 1, ["none", "before", "after"])
+        [0.15, 2.15]
+    """
+    if categories is None:
+        return [float(v) for v in values]
+    shift = 0.0 if names_count < 2 else (name_index - (names_count - 1) / 2) * 0.3 / (
+        names_count - 1)
+    return [round((categories.index(v) if v in categories else 0) + shift, 6) for v in values]
+
+
+def trials_figure(rows, objective="val_accuracy"):
+    """The trials as a `Figure` with three panels.
+
+    Left: the score per trial and the best so far; middle: the score by BN placement (every
+    BN-placement hyperparameter, `block1_bn`, `head_bn`, `bn`, ..., one marker per trial);
+    right: the score by dropout rate (`dropout`, `block1_dropout`, ...) at the exact values.
+    The best trial is a large star in every panel and is annotated on the left; legends sit
+    below the panels, so they hide no point.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from tlkit import plots
 
     done = [r for r in rows if r["score"] is not None]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    best = best_trial(rows, objective)
+    fig = plots.new_figure(15, 4.6)
+    axes = fig.subplots(1, 3)
     ax = axes[0]
+    star = {"marker": "*", "markersize": 16, "color": "gold", "markeredgecolor": "black",
+            "linestyle": "none", "zorder": 5}
     if done:
         xs = list(range(1, len(done) + 1))
         ys = [r["score"] for r in done]
@@ -141,37 +183,55 @@ def plot_trials(rows, path, objective="val_accuracy"):
         ax.plot(xs, [better(ys[:i + 1]) for i in range(len(ys))], "-", color="gray",
                 label="best so far")
         ax.set_xticks(xs, [r["trial"] for r in done], rotation=90 if len(xs) > 20 else 0)
-        ax.legend()
+        if best is not None:
+            bx = xs[done.index(best)]
+            ax.plot([bx], [best["score"]], label=f"best: trial {best['trial']}", **star)
+            ax.annotate(f"best: trial {best['trial']}\n{best['score']:.4f}", (bx, best["score"]),
+                        xytext=(0, -28), textcoords="offset points", ha="center", va="top",
+                        fontsize=8, arrowprops={"arrowstyle": "-", "color": "gray"})
     ax.set_xlabel("trial")
-    ax.set_ylabel(objective)
     ax.set_title("score per trial")
-    rng = np.random.default_rng(0)
     for ax, pattern, title in ((axes[1], ALIASES["bn"], "score by BN placement"),
                                (axes[2], r"(.+_)?dropout", "score by dropout")):
-        names = [n for n in _hp_names(done) if re.fullmatch(pattern, n)]
-        for name in names:
-            pts = [(r["hyperparameters"][name], r["score"]) for r in done
-                   if name in r["hyperparameters"]]
-            if not pts:
-                continue
-            if pattern == ALIASES["bn"]:
-                xs = [BN_PLACEMENTS.index(v) + rng.uniform(-0.15, 0.15) if v in BN_PLACEMENTS
-                      else 0 for v, _ in pts]
-            else:
-                xs = [float(v) + rng.uniform(-0.008, 0.008) for v, _ in pts]
-            ax.plot(xs, [s for _, s in pts], "o", alpha=0.75, label=name)
-        if pattern == ALIASES["bn"]:
-            ax.set_xticks(range(len(BN_PLACEMENTS)), BN_PLACEMENTS)
-            ax.set_xlim(-0.5, len(BN_PLACEMENTS) - 0.5)
+        categories = list(BN_PLACEMENTS) if pattern == ALIASES["bn"] else None
+        names = [n for n in _hp_names(done) if re.fullmatch(pattern, n)
+                 and any(n in r["hyperparameters"] for r in done)]
+        for j, name in enumerate(names):
+            picked = [r for r in done if name in r["hyperparameters"]]
+            xs = hp_positions([r["hyperparameters"][name] for r in picked], len(names), j,
+                              categories)
+            ax.plot(xs, [r["score"] for r in picked], "o", alpha=0.75, label=name)
+            if best is not None and best in picked:
+                ax.plot([xs[picked.index(best)]], [best["score"]], **star,
+                        label="best trial" if j == 0 else None)
+        if categories:
+            ax.set_xticks(range(len(categories)), categories)
+            ax.set_xlim(-0.5, len(categories) - 0.5)
             ax.set_xlabel("BN placement")
         else:
             ax.set_xlabel("dropout rate")
-        if names:
-            ax.legend(fontsize=7, ncol=2)
-        else:
+            if names:
+                values = sorted({float(r["hyperparameters"][n]) for n in names for r in done
+                                 if n in r["hyperparameters"]})
+                if len(values) <= 8:
+                    ax.set_xticks(values, [_fmt(v) for v in values])
+        if not names:
             ax.text(0.5, 0.5, "not tuned", ha="center", va="center", transform=ax.transAxes)
-        ax.set_ylabel(objective)
         ax.set_title(title)
     for ax in axes:
+        ax.set_ylabel(objective)
+        ax.yaxis.set_major_locator(MaxNLocator(6))
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                      frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trials(rows, path, objective="val_accuracy"):
+    """Write `trials_figure(rows, objective)` as a PNG; returns the path."""
+    from tlkit import plots
+
+    return plots.save_figure(trials_figure(rows, objective), path)
