@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import layers
 
 from helpers import compile_and_build
+from tlkit import artifacts, exporters
 from tlkit import export as ex
 from tlkit.errors import TlkitError
 
@@ -80,7 +81,9 @@ def test_tflite_matches_keras(tmp_path, trained, quantize):
     assert result.size_bytes == os.path.getsize(result.path)
     got = ex.run_tflite(result.path, x[:3])
     np.testing.assert_allclose(got, model.predict(x[:3], verbose=0), atol=result.tolerance)
-    assert listing(tmp_path) == ["m.tflite"]
+    assert listing(tmp_path) == ["m.labels.txt", "m.tflite", "m.tlkit.json"]
+    assert result.files == tuple(str(tmp_path / n) for n in ("m.tflite", "m.labels.txt",
+                                                             "m.tlkit.json"))
 
 
 def test_quantized_tflite_is_smaller(tmp_path):
@@ -91,7 +94,7 @@ def test_quantized_tflite_is_smaller(tmp_path):
     x = layers.Flatten()(x)
     model = keras.Model(inputs, layers.Dense(4, activation="softmax")(x))
     sizes = {q: ex.export(model, "tflite", tmp_path / f"{q}.tflite", q).size_bytes
-             for q in ex.QUANTIZATIONS}
+             for q in ("none", "dynamic", "float16")}
     assert sizes["dynamic"] < 0.35 * sizes["none"]
     assert sizes["float16"] < 0.6 * sizes["none"]
 
@@ -123,8 +126,8 @@ def test_nested_transfer_model_to_tflite(tmp_path):
 
 def test_bad_arguments(tmp_path, trained):
     model, _ = trained
-    with pytest.raises(TlkitError, match=r"Invalid fmt='onnx'.*'savedmodel', 'tflite', 'keras'"):
-        ex.export(model, "onnx", tmp_path / "m.onnx")
+    with pytest.raises(TlkitError, match=r"Invalid fmt='coreml'.*'savedmodel', 'tflite', 'keras'"):
+        ex.export(model, "coreml", tmp_path / "m.mlmodel")
     with pytest.raises(TlkitError, match=r"Invalid quantize='int4'.*'dynamic', 'float16'"):
         ex.export(model, "tflite", tmp_path / "m.tflite", quantize="int4")
     with pytest.raises(TlkitError, match="quantize='dynamic' needs fmt='tflite'"):
@@ -133,6 +136,10 @@ def test_bad_arguments(tmp_path, trained):
         ex.export(model, "keras", tmp_path / "m.h5")
     with pytest.raises(TlkitError, match="must end with '.tflite'"):
         ex.export(model, "tflite", tmp_path / "m.bin")
+    with pytest.raises(TlkitError, match="must end with '.onnx'"):
+        ex.export(model, "onnx", tmp_path / "m.bin")
+    with pytest.raises(TlkitError, match="int8 quantization needs representative images"):
+        ex.export(model, "tflite", tmp_path / "m.tflite", quantize="int8")
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(TlkitError, match="Cannot write .*a_file/sub/m.tflite"):
@@ -165,3 +172,54 @@ def test_default_sample():
     assert 0 <= a.min() and a.max() <= 255
     with pytest.raises(TlkitError, match="pass sample="):
         ex.default_sample((None, None, 3))
+
+
+NAMES = ["none", "square", "bar"]
+
+
+def test_savedmodel_signature_returns_class_names(tmp_path, trained):
+    model, x = trained
+    result = ex.export(model, "savedmodel", tmp_path / "sm", sample=x, metadata={
+        "class_names": NAMES})
+    assert (tmp_path / "sm" / "assets" / "labels.txt").read_text().splitlines() == NAMES
+    loaded = tf.saved_model.load(result.path)
+    out = loaded.signatures["serving_default"](images=tf.constant(x[:4]))
+    probs = out["probabilities"].numpy()
+    np.testing.assert_allclose(probs, model.predict(x[:4], verbose=0), atol=1e-5)
+    names = out["class_names"].numpy().astype(str)
+    assert names.shape == (4, 3) and names[0].tolist() == NAMES
+    assert out["top_class"].numpy().astype(str).tolist() == [NAMES[i] for i in probs.argmax(1)]
+    art = artifacts.load(result.path)
+    assert art.kind == "savedmodel" and art.class_names == NAMES
+    assert art.metadata["input"]["range"] == [0, 255] and art.input_shape == (SIZE, SIZE, 3)
+
+
+def test_int8_full_integer_quantization(tmp_path, trained):
+    model, x = trained
+    rep, _ = patch_images(64, np.random.default_rng(5))
+    result = ex.export(model, "tflite", tmp_path / "q.tflite", "int8", sample=x,
+                       metadata={"class_names": NAMES}, representative=rep)
+    interp = exporters.tflite_interpreter(result.path)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    assert inp["dtype"] == np.uint8 and out["dtype"] == np.uint8  # integer only, in and out
+    assert result.tolerance == ex.QUANT_TOLERANCES["int8"] and result.top1_agreement == 1.0
+    assert result.max_abs_diff <= result.tolerance
+    art = artifacts.load(result.path)
+    assert art.class_names == NAMES and art.input_dtype == "uint8"
+    assert art.metadata["input"]["quantization"]["scale"] > 0
+    assert (tmp_path / "q.labels.txt").read_text() == "none\nsquare\nbar\n"
+    float_size = ex.export(model, "tflite", tmp_path / "f.tflite").size_bytes
+    assert result.size_bytes < 0.5 * float_size
+
+
+def test_onnx_matches_keras(tmp_path, trained):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    model, x = trained
+    result = ex.export(model, "onnx", tmp_path / "m.onnx", sample=x,
+                       metadata={"class_names": NAMES})
+    assert result.max_abs_diff <= ex.FLOAT_TOLERANCE and result.top1_agreement == 1.0
+    art = artifacts.load(result.path)
+    assert art.kind == "onnx" and art.class_names == NAMES
+    np.testing.assert_allclose(art.predict(x), model.predict(x, verbose=0), atol=1e-4)
+    assert listing(tmp_path) == ["m.onnx"]

@@ -1,24 +1,38 @@
-"""Deployable copies of a model: SavedModel, TFLite, `.keras`, each checked against Keras.
+"""Deployable copies of a model: SavedModel, TFLite, `.keras`, ONNX, each checked against Keras.
 
 `export(model_or_path, fmt, out)` writes the artifact, runs it and the Keras model on the
 same batch, and returns an `ExportResult` with the largest output difference and the top-1
 agreement. The preprocessing layers travel inside the graph, so every artifact takes raw
 pixels (0..255, float32, (batch, height, width, channels)) exactly like the Keras model.
 
-Formats:
-    - `savedmodel`: a folder written by `model.export` (Keras' ExportArchive); its endpoint
-      is `serve` (also the `serving_default` signature): `tf.saved_model.load(out).serve(x)`.
-    - `tflite`: one `.tflite` file, converted from that SavedModel by
+Formats (every artifact carries its class names and input contract; see `tlkit.artifacts`):
+    - `savedmodel`: a folder written by Keras' `ExportArchive`. Endpoint `serve`:
+      probabilities (`tf.saved_model.load(out).serve(x)`); signature `serving_default`:
+      `{"probabilities": (N, C), "class_names": (N, C) string, "top_class": (N,) string}`,
+      the names read from `assets/labels.txt` by a lookup table (a tracked asset). The tlkit
+      metadata is in `assets.extra/tlkit_metadata.json`.
+    - `tflite`: one `.tflite` file, converted from a SavedModel by
       `tf.lite.TFLiteConverter.from_saved_model` with built-in ops only (no Flex/Select-TF
       ops, so the plain LiteRT runtime runs it); the batch dimension stays dynamic.
       `quantize="dynamic"` stores weights as int8 (dynamic-range quantization),
       `quantize="float16"` stores them as float16; inputs and outputs stay float32.
-    - `keras`: a `.keras` file written by `model.save`.
+      `quantize="int8"` is full-integer post-training quantization: weights and activations
+      int8, calibrated on representative images (`representative=`, else `sample=`, else
+      the training images recorded for the model, `tlkit.calibration`); the input is uint8
+      pixels and the output uint8 probabilities (scale 1/256), with their quantization
+      parameters in the tensors and in the metadata's `input`. Beside it: `m.labels.txt`
+      (one class a line) and `m.tlkit.json` (the metadata). tflite-support's metadata
+      writer, which would put the labels inside the file, cannot be installed with
+      TensorFlow 2.21 (it pins protobuf < 4; see the README).
+    - `keras`: a `.keras` file written by `tlkit.saving.save` (metadata in the zip).
+    - `onnx`: a `.onnx` file written by Keras' `model.export(format="onnx")` (tf2onnx;
+      optional: `pip install tlkit[onnx]`), checked with onnxruntime; the class names and
+      metadata are in the model's `metadata_props`.
 
 Checks and tolerances (outputs are probabilities, 0..1):
     - float exports (`quantize="none"`) must match the Keras model within
       `FLOAT_TOLERANCE` = 1e-4, else `TlkitError`. Measured: SavedModel and `.keras` 0.0,
-      TFLite 3e-8 to 1.4e-5.
+      TFLite 3e-8 to 1.4e-5, ONNX 6e-8.
     - quantized TFLite is checked on top-1 agreement: every sample image whose Keras top-1
       margin (best minus second-best probability) exceeds 2 x tolerance must keep its class,
       else `TlkitError`; near-ties may flip. `QUANT_TOLERANCES` are the measured typical
@@ -28,6 +42,8 @@ Checks and tolerances (outputs are probabilities, 0..1):
       int8 dynamic range 2.6e-5 (MobileNetV2 0.35) to 7.6e-3 (trained fashion_cnn), but 0.14
       on an untrained fashion_cnn fed raw 0..255 noise (huge activations, top-1 6 of 8).
       Sizes: dynamic range about 1/4 of the float file, float16 about 1/2.
+      Full-integer int8 is compared on real images (the representative ones unless
+      `sample=` is given), as random noise is outside its calibrated ranges.
 
 Writing is atomic: the artifact is built in a temporary folder beside `out`, checked, then
 renamed onto `out`; on any failure nothing is left behind. An existing `out` is replaced
@@ -42,7 +58,9 @@ Example:
     True
 """
 
+
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -51,12 +69,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tlkit import artifacts, exporters
 from tlkit.errors import TlkitError, check_choice
 
-FORMATS = ("savedmodel", "tflite", "keras")
-QUANTIZATIONS = ("none", "dynamic", "float16")
+FORMATS = ("savedmodel", "tflite", "keras", "onnx")
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 FLOAT_TOLERANCE = 1e-4
-QUANT_TOLERANCES = {"float16": 1e-2, "dynamic": 5e-2}
+QUANT_TOLERANCES = {"float16": 1e-2, "dynamic": 5e-2, "int8": 0.1}
+SUFFIXES = {"tflite": ".tflite", "keras": ".keras", "onnx": ".onnx"}
 SAMPLE_SIZE = 8
 SAMPLE_SEED = 0
 
@@ -71,6 +91,8 @@ class ExportResult:
         max_abs_diff: largest |artifact output - Keras output| over the sample batch.
         top1_agreement: share of sample images whose top-1 class is the same (0..1).
         tolerance: the bound `max_abs_diff` was checked against.
+        files: every file written: the artifact and the files beside it (labels, metadata).
+        n_compared: how many images the comparison ran on.
     """
 
     path: str
@@ -78,6 +100,8 @@ class ExportResult:
     max_abs_diff: float
     top1_agreement: float
     tolerance: float
+    files: tuple = ()
+    n_compared: int = 0
 
 
 def default_sample(input_shape, n=SAMPLE_SIZE, seed=SAMPLE_SEED):
@@ -95,27 +119,30 @@ def default_sample(input_shape, n=SAMPLE_SIZE, seed=SAMPLE_SEED):
 
 
 def _load(model_or_path):
+    """`(model, metadata, path)`: the Keras model, its tlkit metadata, the file (or None)."""
     import keras
 
+    from tlkit import saving
+
     if isinstance(model_or_path, keras.Model):
-        return model_or_path
+        return model_or_path, {}, None
     path = Path(model_or_path)
     if not path.exists():
         raise TlkitError(f"Model file {str(path)!r} does not exist.")
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise TlkitError(f"Cannot load model {str(path)!r}: {msg}") from None
+    meta = saving.read_metadata(path) if path.suffix in saving.SUFFIXES else {}
+    return model, meta, path
 
 
 def _check_out(out, fmt):
     """Validate `out` before any work: suffix, parent folder writable, what it would replace."""
     out = Path(out)
-    if fmt == "keras" and out.suffix != ".keras":
-        raise TlkitError(f"A 'keras' export must end with '.keras'. Received: out={str(out)!r}.")
-    if fmt == "tflite" and out.suffix != ".tflite":
-        raise TlkitError(f"A 'tflite' export must end with '.tflite'. "
+    if fmt in SUFFIXES and out.suffix != SUFFIXES[fmt]:
+        raise TlkitError(f"A '{fmt}' export must end with '{SUFFIXES[fmt]}'. "
                          f"Received: out={str(out)!r}.")
     if not out.name or out.name in (".", ".."):
         raise TlkitError(f"Output path {str(out)!r} names no file or folder.")
@@ -145,32 +172,22 @@ def _size(path):
     return path.stat().st_size
 
 
-def _interpreter(model_path):
-    """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else `tf.lite`'s."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns that LiteRT replaces it
-            warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(model_path=str(model_path))
-    return Interpreter(model_path=str(model_path))
-
-
 def run_tflite(path, x):
-    """Run a `.tflite` model on a float32 batch `x`; returns the first output as numpy.
+    """Run a `.tflite` model on a float32 batch `x` of raw pixels; returns float outputs.
+
+    Integer (int8-quantized) inputs and outputs are quantized and dequantized with the
+    tensors' own parameters.
 
     Example:
         >>> run_tflite("model.tflite", default_sample((28, 28, 1)))   # doctest: +SKIP
     """
-    interp = _interpreter(path)
-    inp = interp.get_input_details()[0]
+    interp = exporters.tflite_interpreter(path)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     interp.resize_tensor_input(inp["index"], x.shape)
     interp.allocate_tensors()
-    interp.set_tensor(inp["index"], np.asarray(x, dtype=inp["dtype"]))
+    interp.set_tensor(inp["index"], artifacts.quantize_input(x, inp))
     interp.invoke()
-    return np.array(interp.get_tensor(interp.get_output_details()[0]["index"]))
+    return artifacts.dequantize_output(interp.get_tensor(out["index"]), out)
 
 
 def run_savedmodel(path, x):
@@ -178,12 +195,7 @@ def run_savedmodel(path, x):
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))  # keep a reference: serve() uses its variables
-    out = loaded.serve(tf.constant(x))
-    if isinstance(out, dict):
-        out = next(iter(out.values()))
-    elif isinstance(out, (list, tuple)):
-        out = out[0]
-    return np.asarray(out)
+    return _first_output(loaded.serve(tf.constant(x)))
 
 
 def _first_output(y):
@@ -208,43 +220,23 @@ def _margin(y):
     return top2[:, 1] - top2[:, 0]
 
 
-def _write(model, fmt, quantize, artifact, work):
-    """Write the artifact at `artifact` (inside the temporary folder `work`)."""
-    import tensorflow as tf
+def _write(model, fmt, quantize, artifact, work, metadata, representative):
+    """Write the artifact (and the files beside it) at `artifact` inside the folder `work`."""
+    from tlkit import saving
 
     if fmt == "keras":
-        model.save(artifact)
-        return
-    saved = artifact if fmt == "savedmodel" else work / "savedmodel"
-    model.export(str(saved), format="tf_saved_model", verbose=False)
-    if fmt == "savedmodel":
-        return
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    try:
-        flat = converter.convert()
-    except Exception as e:  # the converter raises its own ConverterError
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TlkitError(f"TFLite conversion failed (built-in ops only): {msg}") from None
-    Path(artifact).write_bytes(flat)
-
-
-def _predict(fmt, artifact, x):
-    import keras
-
-    if fmt == "savedmodel":
-        return run_savedmodel(artifact, x)
-    if fmt == "tflite":
-        return run_tflite(artifact, x)
-    return _first_output(keras.models.load_model(artifact, compile=False).predict(x, verbose=0))
+        saving.save(model, artifact, metadata)
+    elif fmt == "savedmodel":
+        exporters.write_savedmodel(model, artifact, metadata, work)
+    elif fmt == "onnx":
+        exporters.write_onnx(model, artifact, metadata)
+    else:
+        exporters.write_tflite(model, artifact, metadata, quantize, work, representative)
 
 
 def _replace(artifact, out, work):
-    """Move the checked artifact onto `out`, replacing an old one (a folder is moved aside)."""
+    """Move the checked artifact and the files beside it onto `out` (an old folder is moved
+    aside first)."""
     if out.is_dir():
         old = work / "previous"
         os.replace(out, old)
@@ -253,24 +245,37 @@ def _replace(artifact, out, work):
         except OSError:
             os.replace(old, out)
             raise
-    else:
-        os.replace(artifact, out)
+        return [out]
+    moved = []
+    for src, dst in ((artifacts.labels_path(artifact), artifacts.labels_path(out)),
+                     (artifacts.metadata_path(artifact), artifacts.metadata_path(out))):
+        if src.exists():
+            os.replace(src, dst)
+            moved.append(dst)
+    os.replace(artifact, out)
+    return [out] + moved
 
 
-def export(model_or_path, fmt, out, quantize="none", sample=None):
-    """Export a model to SavedModel, TFLite or `.keras`, and check it against Keras.
+def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=None,
+           representative=None):
+    """Export a model to SavedModel, TFLite, `.keras` or ONNX, and check it against Keras.
 
     Args:
         model_or_path: a `keras.Model`, or a saved model file (`.h5` / `.keras`).
         fmt: one of `FORMATS`: `"savedmodel"` (a folder), `"tflite"` (`out` ends with
-            `.tflite`), `"keras"` (`out` ends with `.keras`).
+            `.tflite`), `"keras"` (`.keras`), `"onnx"` (`.onnx`).
         out: where to write; an existing artifact there is replaced.
-        quantize: one of `QUANTIZATIONS`; `"dynamic"` and `"float16"` only with `"tflite"`.
+        quantize: one of `QUANTIZATIONS`; all but `"none"` only with `"tflite"`.
         sample: a float batch of raw-pixel images (batch, height, width, channels) to compare
-            on; default `default_sample(input_shape)`: 8 seeded random images 0..255.
+            on; default `default_sample(input_shape)`: 8 seeded random images 0..255 (for
+            int8: the representative images).
+        metadata: tlkit metadata to carry (class_names...); default: the file's own.
+        representative: for `quantize="int8"`, the calibration images; default `sample`,
+            else the model's recorded training images (`tlkit.calibration`).
 
     Returns:
-        An `ExportResult(path, size_bytes, max_abs_diff, top1_agreement, tolerance)`.
+        An `ExportResult(path, size_bytes, max_abs_diff, top1_agreement, tolerance, files,
+        n_compared)`.
 
     Raises:
         TlkitError: bad format / quantization / output path / sample, a failed conversion,
@@ -284,52 +289,75 @@ def export(model_or_path, fmt, out, quantize="none", sample=None):
         >>> r.max_abs_diff <= r.tolerance, r.top1_agreement
         (True, 1.0)
     """
+    from tlkit import calibration, saving
+
     check_choice("fmt", fmt, FORMATS)
     check_choice("quantize", quantize, QUANTIZATIONS)
     if quantize != "none" and fmt != "tflite":
         raise TlkitError(f"quantize={quantize!r} needs fmt='tflite'. "
                          f"Received: fmt={fmt!r}; use quantize='none' for {fmt}.")
     out = _check_out(out, fmt)
-    model = _load(model_or_path)
+    model, meta, path = _load(model_or_path)
     input_shape = tuple(model.inputs[0].shape[1:])
-    x = default_sample(input_shape) if sample is None else np.asarray(sample, dtype="float32")
-    if x.ndim != len(input_shape) + 1 or any(
-            e is not None and e != g for e, g in zip(input_shape, x.shape[1:])) or not len(x):
-        raise TlkitError(f"sample must be a batch of shape (n, {', '.join(map(str, input_shape))}"
-                         f"). Received: sample.shape={x.shape}.")
+    meta = saving.full_metadata(model, {**meta, **(metadata or {})})
+    meta["class_names"] = saving.class_names(model, meta)
+    meta.update(format=fmt, quantize=quantize)
+    if quantize == "int8":
+        if representative is None:
+            representative = (sample if sample is not None else calibration.training_images(
+                path, meta, input_shape))
+        representative = _check_batch(representative, input_shape, "representative")
+        if sample is None:
+            sample = representative
+    x = default_sample(input_shape) if sample is None else _check_batch(sample, input_shape)
     tolerance = FLOAT_TOLERANCE if quantize == "none" else QUANT_TOLERANCES[quantize]
     expected = _first_output(model.predict(x, verbose=0))
 
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         artifact = work / out.name
-        _write(model, fmt, quantize, artifact, work)
-        got = _predict(fmt, artifact, x).reshape(expected.shape)
+        _write(model, fmt, quantize, artifact, work, meta, representative)
+        got = artifacts.load(artifact).predict(x).reshape(expected.shape)
         diff = float(np.max(np.abs(got.astype("float64") - expected)))
         agree = _top1(got) == _top1(expected)
         top1 = float(np.mean(agree))
-        if quantize == "none" and not diff <= tolerance:  # "not <=" also catches NaN
-            raise TlkitError(f"The {fmt} export differs from the Keras model by {diff:.3g} > "
-                             f"tolerance {tolerance:g} (top-1 agreement {top1:.0%}); nothing "
-                             f"was written to {str(out)!r}.")
-        if quantize != "none":
-            clear = _margin(expected) > 2 * tolerance
-            if not np.isfinite(diff) or not agree[clear].all():
-                raise TlkitError(
-                    f"The {quantize}-quantized TFLite export changes the top-1 class of "
-                    f"{int((~agree[clear]).sum())} of {int(clear.sum())} clear-cut sample images "
-                    f"(Keras margin > {2 * tolerance:g}; max difference {diff:.3g}); nothing "
-                    f"was written to {str(out)!r}. Try quantize='float16' or 'none'.")
-            if diff > tolerance:
-                warnings.warn(f"The {quantize}-quantized TFLite export differs from the Keras "
-                              f"model by up to {diff:.3g} (typical: < {tolerance:g}); top-1 "
-                              f"agreement {top1:.0%}. Check it on real images (sample=).",
-                              stacklevel=2)
+        _check(fmt, quantize, out, diff, agree, top1, tolerance, expected)
         size = _size(artifact)
-        _replace(artifact, out, work)
+        files = _replace(artifact, out, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ExportResult(str(out), size, diff, top1, tolerance)
+    return ExportResult(str(out), size, diff, top1, tolerance, tuple(map(str, files)), len(x))
+
+
+def _check_batch(x, input_shape, what="sample"):
+    x = np.asarray(x, dtype="float32")
+    if x.ndim != len(input_shape) + 1 or any(
+            e is not None and e != g for e, g in zip(input_shape, x.shape[1:])) or not len(x):
+        raise TlkitError(f"{what} must be a batch of shape (n, "
+                         f"{', '.join(map(str, input_shape))}). Received: {what}.shape={x.shape}.")
+    return x
+
+
+def _check(fmt, quantize, out, diff, agree, top1, tolerance, expected):
+    """Raise (nothing written) or warn when the artifact does not reproduce Keras."""
+    if quantize == "none" and not diff <= tolerance:  # "not <=" also catches NaN
+        raise TlkitError(f"The {fmt} export differs from the Keras model by {diff:.3g} > "
+                         f"tolerance {tolerance:g} (top-1 agreement {top1:.0%}); nothing "
+                         f"was written to {str(out)!r}.")
+    if quantize == "none":
+        return
+    clear = _margin(expected) > 2 * tolerance
+    if not np.isfinite(diff) or not agree[clear].all():
+        raise TlkitError(
+            f"The {quantize}-quantized TFLite export changes the top-1 class of "
+            f"{int((~agree[clear]).sum())} of {int(clear.sum())} clear-cut sample images "
+            f"(Keras margin > {2 * tolerance:g}; max difference {diff:.3g}); nothing "
+            f"was written to {str(out)!r}. Try quantize='float16' or 'none'.")
+    if diff > tolerance:
+        warnings.warn(f"The {quantize}-quantized TFLite export differs from the Keras "
+                      f"model by up to {diff:.3g} (typical: < {tolerance:g}); top-1 "
+                      f"agreement {top1:.0%}. Check it on real images (sample=).",
+                      stacklevel=3)
 
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "FLOAT_TOLERANCE", "QUANT_TOLERANCES", "ExportResult",

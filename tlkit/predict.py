@@ -1,5 +1,9 @@
 """Using a saved model: top-k predictions for image files, and evaluation on a data set.
 
+Both take any deployable artifact (`tlkit.artifacts`: `.h5`, `.keras`, a SavedModel folder,
+`.tflite`, `.onnx`) and name classes by the names the artifact carries. `evaluate_file`
+can average test-time augmentation variants (`tta=N`, see `tlkit.tta`).
+
 Both stream: images are decoded in tf.data as the model reads them, so a folder of 100,000
 images needs the memory of a few batches. `iter_predictions` yields rows batch by batch
 (the CLI writes its CSV as they come); files that cannot be read are skipped and counted, or
@@ -17,9 +21,11 @@ import pathlib
 
 import numpy as np
 
+from tlkit import artifacts
 from tlkit import data as data_lib
 from tlkit import report as report_lib
 from tlkit import saving
+from tlkit import tta as tta_lib
 from tlkit.errors import TlkitError, check_choice
 
 
@@ -44,7 +50,8 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     """Yield `{"path", "top": [(class, probability), ...]}` per image, batch by batch.
 
     Args:
-        model_path: a saved tlkit (or any Keras) classifier.
+        model_path: a saved tlkit (or any Keras) classifier, or any artifact of
+            `tlkit.artifacts` (SavedModel folder, `.tflite`, `.onnx`).
         inputs: an image file or a folder of images (searched recursively).
         top_k: classes per image.
         batch_size: images per model call.
@@ -59,8 +66,8 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     check_choice("on_bad_image", on_bad_image, data_lib.BAD_IMAGE_POLICIES)
     if top_k < 1:
         raise TlkitError(f"--top-k must be >= 1. Received: {top_k}.")
-    model, meta = saving.load(model_path)
-    names = saving.class_names(model, meta)
+    model = artifacts.load(model_path)
+    names = model.class_names
     skipped = [] if skipped is None else skipped
     good, use_pil = [], []
     for path in map(str, image_paths(inputs)):
@@ -77,7 +84,7 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     if not good:
         raise TlkitError(f"No readable image in {inputs} ({len(skipped)} tried, e.g. "
                          f"{skipped[0][0]}: {skipped[0][1]}).")
-    shape = model.input_shape[1:]
+    shape = model.input_shape
     files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
     ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1, batch_size=batch_size)
     k = min(top_k, max(2, model.output_shape[-1]))
@@ -136,17 +143,19 @@ def find_index(model_path, source):
 
 def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val_fraction=0.1,
                   test_fraction=0.1, on_bad_image="skip", download=False, batch_size=64,
-                  index=None, resize=None):
+                  index=None, resize=None, tta=1):
     """Evaluate a saved model on a data source; the data is converted to the model's input.
 
     Args:
-        model_path: a `.h5`/`.keras` model.
+        model_path: a `.h5`/`.keras` model, or any artifact of `tlkit.artifacts`.
         source: any `tlkit.data.load` source.
         split: `"test"` (the same split `finetune` held out), `"val"`, `"train"` or `"all"`.
         out_dir: where report.json and confusion_matrix.png go (None: nothing written).
         index: the run's `index.json`; by default the one in the model's report folder when
             it was written for this folder. With it, exactly that run's split is scored and
             only its files are opened; without one, the folder is split again by `seed`.
+        tta: average the probabilities over this many test-time augmentation variants
+            (1: none; see `tlkit.tta`); recorded as `tta` in the report.
 
     Returns:
         The report dict of `tlkit.report.evaluate`.
@@ -155,10 +164,11 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
 
     if split not in ("test", "val", "train", "all"):
         raise TlkitError(f"--split {split!r} is not valid: use test, val, train or all.")
+    tta_lib.check(tta)
     if out_dir is not None:
         saving.check_folder_writable(out_dir, "--out")
-    model, meta = saving.load(model_path)
-    shape = tuple(model.input_shape[1:])
+    model = artifacts.load(model_path)
+    shape = model.input_shape
     index = index or find_index(model_path, source)
     if index is not None:
         kind, arg, _ = data_lib.parse_source(source)
@@ -172,7 +182,7 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
     parts = [ds.split(s) for s in (("train", "val", "test") if split == "all" else (split,))]
     x = data_lib.concat([p for p, _ in parts])
     y = np.concatenate([q for _, q in parts])
-    model_names = meta.get("class_names")
+    model_names = model.class_names if model.has_class_names else None
     if model_names and list(model_names) != list(ds.class_names):
         missing = sorted(set(ds.class_names) - set(model_names))
         if missing:
@@ -184,7 +194,8 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
     names = list(model_names) if model_names else list(ds.class_names)
     if len(x) == 0:
         raise TlkitError(f"The {split} split of {source} is empty.")
-    return report_lib.evaluate(model, x, y, names, out_dir=out_dir, batch_size=batch_size,
-                               extra={"model": str(model_path), "data": str(source),
-                                      "split": split,
+    return report_lib.evaluate(tta_lib.wrap(model, tta), x, y, names, out_dir=out_dir,
+                               batch_size=batch_size,
+                               extra={"model": str(model_path), "model_kind": model.kind,
+                                      "data": str(source), "split": split, "tta": tta,
                                       "index": str(index) if index is not None else None})

@@ -1,10 +1,17 @@
-"""Deployable `.h5` files: the whole model plus tlkit metadata in HDF5 attributes.
+"""Deployable model files, `.h5` or `.keras`: the whole model plus tlkit metadata inside.
 
-A tlkit `.h5` is an ordinary Keras 3 HDF5 model file (preprocessing and classifier inside,
+A tlkit model file is an ordinary Keras 3 model file (preprocessing and classifier inside,
 standard layers only), so `keras.models.load_model(path)` loads it in a process that never
-imports tlkit, with `safe_mode` on. tlkit adds one root attribute, `tlkit_metadata`: a JSON
-object with the class names, input shape, backbone, strategy, data summary, metrics and the
-tlkit version.
+imports tlkit, with `safe_mode` on. tlkit adds a JSON object with the class names, the input
+contract (`input_shape`, `input`), backbone, strategy, data summary, metrics and the tlkit
+version:
+
+- `.h5` (HDF5, what plain-Keras deployments load): the root attribute `tlkit_metadata`.
+- `.keras` (Keras 3's native zip): a `tlkit_metadata.json` entry in the zip, beside Keras's
+  own `config.json`, `metadata.json` and `model.weights.h5`. Keras reads its entries by name
+  and ignores others (keras/src/saving/saving_lib.py, checked with Keras 3.15), so
+  `keras.models.load_model` loads the file unchanged; `unzip -p m.keras tlkit_metadata.json`
+  shows the metadata.
 
 Writes go to a temporary file beside the target and are renamed over it, so an existing
 model is never left half-written.
@@ -24,6 +31,7 @@ import json
 import logging
 import os
 import pathlib
+import zipfile
 
 import h5py
 import keras
@@ -33,6 +41,10 @@ from tlkit import fileio
 from tlkit.errors import TlkitError
 
 METADATA_ATTR = "tlkit_metadata"
+METADATA_ENTRY = "tlkit_metadata.json"  # in a .keras zip
+SUFFIXES = (".h5", ".keras")
+INPUT_CONTRACT = {"dtype": "float32", "range": [0, 255], "layout": "NHWC",
+                  "preprocessing": "inside the model: feed raw pixels"}
 
 
 def _jsonable(obj):
@@ -47,7 +59,7 @@ def _jsonable(obj):
     return str(obj)
 
 
-def check_writable(path, suffixes=(".h5",), what="--out"):
+def check_writable(path, suffixes=SUFFIXES, what="--out"):
     """Validate an output path before any work is done; return it as a `Path`.
 
     Raises `TlkitError` naming the path when the suffix is wrong or the folder cannot be
@@ -85,26 +97,43 @@ def check_folder_writable(folder, what="--out"):
     return folder
 
 
-def save(model, path, metadata=None):
-    """Save `model` and `metadata` to one `.h5` file, atomically.
-
-    Args:
-        model: a `keras.Model` made of standard layers.
-        path: target file, ending with `.h5`. Its folder is created if needed.
-        metadata: a JSON-able dict (class_names, input_shape, backbone, strategy, metrics...).
-            `tlkit_version`, `saved_at` and `input_shape` are added when missing.
-
-    Returns:
-        The path as a `pathlib.Path`.
-    """
+def full_metadata(model, metadata=None):
+    """`metadata` with what every tlkit artifact records added when missing: the versions,
+    the time, `input_shape` and the `input` contract (dtype, pixel range, layout)."""
     from tlkit import __version__
 
-    path = check_writable(path)
     meta = dict(metadata or {})
     meta.setdefault("tlkit_version", __version__)
     meta.setdefault("keras_version", keras.__version__)
     meta.setdefault("saved_at", datetime.datetime.now(datetime.timezone.utc).isoformat())
     meta.setdefault("input_shape", list(model.input_shape[1:]))
+    meta.setdefault("input", {"shape": list(meta["input_shape"]), **INPUT_CONTRACT})
+    return meta
+
+
+def save(model, path, metadata=None):
+    """Save `model` and `metadata` to one `.h5` or `.keras` file, atomically.
+
+    Args:
+        model: a `keras.Model` made of standard layers.
+        path: target file, ending with `.h5` or `.keras`. Its folder is created if needed.
+        metadata: a JSON-able dict (class_names, input_shape, backbone, strategy, metrics...).
+            `tlkit_version`, `saved_at`, `input_shape` and `input` are added when missing
+            (`full_metadata`).
+
+    Returns:
+        The path as a `pathlib.Path`.
+    """
+    path = check_writable(path)
+    meta = full_metadata(model, metadata)
+    text = json.dumps(meta, default=_jsonable)
+    if path.suffix == ".keras":
+        with fileio.atomic_path(path, suffix=".tmp.keras") as tmp:
+            # Keras's native format: it also keeps a compiled model's optimizer state.
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as zf:
+                zf.writestr(METADATA_ENTRY, text)
+        return path
     with fileio.atomic_path(path, suffix=".tmp.h5") as tmp:
         # Keras 3 calls .h5 "legacy" and warns on every save; tlkit chooses it on purpose (it is
         # what plain-Keras deployments load), so that one message is filtered out.
@@ -113,7 +142,7 @@ def save(model, path, metadata=None):
         with _without_legacy_h5_warning():
             model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
-            f.attrs[METADATA_ATTR] = json.dumps(meta, default=_jsonable)
+            f.attrs[METADATA_ATTR] = text
     return path
 
 
@@ -133,8 +162,16 @@ def _without_legacy_h5_warning():
 
 
 def read_metadata(path):
-    """The tlkit metadata of a `.h5` file as a dict (empty for a plain Keras file)."""
+    """The tlkit metadata of a `.h5` or `.keras` file as a dict (empty for a plain Keras file)."""
     path = _existing(path)
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if METADATA_ENTRY not in zf.namelist():
+                    return {}
+                return json.loads(zf.read(METADATA_ENTRY).decode("utf-8"))
+        except (OSError, zipfile.BadZipFile, ValueError) as e:
+            raise TlkitError(f"{path} is not a readable .keras model file ({e}).") from None
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get(METADATA_ATTR)
@@ -164,7 +201,7 @@ def load(path, compile=False):
         model = keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as e:
         raise TlkitError(f"Could not load model {path}: {str(e).splitlines()[0]}")
-    meta = read_metadata(path) if str(path).endswith(".h5") else {}
+    meta = read_metadata(path) if path.suffix in SUFFIXES else {}
     return model, meta
 
 
