@@ -32,7 +32,8 @@ def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
     assert code == 0, err
     pngs = sorted((tmp_path / "g").glob("*_gradcam_*.png"))
     assert len(pngs) == 8 and "8 PNG" in out
-    assert Image.open(pngs[0]).size == (32, 32)
+    with Image.open(pngs[0]) as img:  # original and overlay side by side, each >= 224 px
+        assert img.size[0] >= 2 * 224 and img.size[1] >= 224
     code, out, err = run(capsys, "explain", model, photos / "circle" / "circle_00.png",
                          "--method", "feature-maps", "--out", tmp_path / "f")
     assert code == 0, err
@@ -48,6 +49,7 @@ def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
     (["explain", "{model}", "{photos}", "--layer", "nope"], "out_relu"),
     (["explain", "{model}", "{bad}"], "bad.png"),
     (["explain", "{model}", "{photos}", "--method", "saliency"], "gradcam"),
+    (["explain", "{model}", "{photos}", "--alpha", "1.5"], "--alpha"),
 ])
 def test_bad_input(capsys, trained, tmp_path, argv, needle):
     model, photos = trained
@@ -58,3 +60,10 @@ def test_bad_input(capsys, trained, tmp_path, argv, needle):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_method_choices_are_the_library_methods():
+    from tlkit import explain
+    from tlkit.cli import explain as cli_explain
+
+    assert cli_explain.METHODS == tuple(explain.METHODS)
