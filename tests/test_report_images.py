@@ -210,3 +210,21 @@ def test_trials_figure_marks_the_best_trial(tmp_path):
     assert any("best: trial 1" in t.get_text() for t in per_trial.texts)
     path = trial_reports.plot_trials(rows, tmp_path / "trials.png")
     assert file_mode(path) == expected_mode()
+
+
+def test_advice_figure(tmp_path):
+    from types import SimpleNamespace
+
+    from tlkit.advise import plot
+
+    stages = [{"name": f"stage{i}", "linear_probe_accuracy": 0.5 + i / 10,
+               "knn_accuracy": 0.4 + i / 10, "logme": -1.3861 + i * 1e-4} for i in range(3)]
+    advice = SimpleNamespace(backbones=[{"backbone": "zoo:simple_cnn", "stages": stages}],
+                             choice={"backbone": "zoo:simple_cnn", "strategy": "small-similar",
+                                     "unfreeze": 1})
+    fig = plot.advice_figure(advice)
+    fig.canvas.draw()
+    assert len(fig.axes) == 3 and "--unfreeze 1" in fig._suptitle.get_text()
+    assert not fig.axes[2].yaxis.get_major_formatter().get_offset()  # LogME: no "+1.386"
+    path = plot.save_scores(advice, tmp_path / "advice.png")
+    assert file_mode(path) == expected_mode()

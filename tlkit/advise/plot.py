@@ -1,16 +1,20 @@
 """advice.png: the three scores per stage, one line per backbone."""
 
-from tlkit import report
+from tlkit import plots
 
 
-def save_scores(advice, path):
-    """Write the per-stage LogME, kNN and probe accuracies of every backbone as a PNG."""
-    import matplotlib
+def advice_figure(advice):
+    """The per-stage LogME, kNN and probe accuracies of every backbone as a `Figure`.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        advice: a `tlkit.advise.Advice` (its `backbones` with per-stage scores and its
+            `choice`).
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    Returns:
+        A `Figure` with three panels and the choice as its title.
+    """
+    fig = plots.new_figure(13, 4)
+    axes = fig.subplots(1, 3)
     panels = (("linear_probe_accuracy", "linear probe, val accuracy"),
               ("knn_accuracy", "cosine kNN, val accuracy"),
               ("logme", "LogME (per sample; compare within this data only)"))
@@ -30,4 +34,9 @@ def save_scores(advice, path):
     fig.suptitle(f"advice: {c['backbone']} --strategy {c['strategy']}"
                  + (f" --unfreeze {c['unfreeze']}" if c.get("unfreeze") else ""), fontsize=11)
     fig.tight_layout()
-    return report.save_figure(fig, path)
+    return fig
+
+
+def save_scores(advice, path):
+    """Write `advice_figure(advice)` as a PNG (atomically, mode 0644); returns the path."""
+    return plots.save_figure(advice_figure(advice), path)
