@@ -341,3 +341,15 @@ def test_read_class_names(tmp_path, saved_transfer):
     plain = tmp_path / "plain.txt"
     plain.write_text("no hdf5")
     assert explain.read_class_names(plain) is None
+
+
+@pytest.mark.parametrize("module", ["tlkit.explain", "tlkit.explain.layers", "tlkit.explain.taps",
+                                    "tlkit.explain.cam", "tlkit.explain.filters",
+                                    "tlkit.explain.grids", "tlkit.explain.figures",
+                                    "tlkit.data.listing"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
