@@ -7,10 +7,14 @@ every batch. A head phase sweeps on cached features (the frozen base runs once, 
 `steps * batch_size` training images), like the head phase of `tlkit.train.fit`. The sweep
 stops early once the smoothed loss exceeds 4x its minimum (it has diverged).
 
-The rule: the suggested rate is where the smoothed loss falls fastest: the most negative
-slope of the loss (exponential moving average, beta 0.98, bias-corrected as in fastai)
-against log10(lr), searched between the first 10% of the sweep and the minimum of the
-smoothed loss. `min_loss_lr / 10` (fastai's older rule) is recorded beside it.
+The rule is fastai's "valley": on the smoothed loss, find the longest stretch over which it
+keeps falling (the longest decreasing subsequence) and suggest the rate at about half-way
+along it (its start + 1/3 + 1/6 of its length, fastai's formula): well into the fall, safely
+before the minimum. The smoothing is a centred moving average over a window of about 1/15
+of the sweep (at least 5 steps); fastai's causal moving average (beta 0.98) lags by ~50
+steps, which over a 200-step sweep of 8 decades moves the curve two decades to the right.
+The rate at the smoothed loss's minimum is recorded beside it (`min_loss_lr`; fastai's older
+rule was a tenth of it).
 
 The model is never changed: its weights (BatchNormalization statistics included) and every
 layer's `trainable` flag are restored bit for bit afterwards, and the sweep compiles a
@@ -39,7 +43,7 @@ DEFAULT_MIN_LR = 1e-7
 DEFAULT_MAX_LR = 10.0
 SMOOTHING = 0.98
 DIVERGED = 4.0  # stop when the smoothed loss exceeds this many times its minimum
-RULE = "steepest descent of the smoothed loss (EMA 0.98) against log10(lr), before its minimum"
+RULE = "valley: half-way along the longest fall of the smoothed loss (fastai)"
 
 
 @dataclasses.dataclass
@@ -84,30 +88,50 @@ def check_range(min_lr, max_lr, steps):
         raise TlkitError(f"--steps must be an integer >= 10. Received: {steps!r}.")
 
 
-def suggest(lrs, losses, beta=SMOOTHING):
+def smooth(losses, window=None):
+    """Centred moving average (window: odd, default ~1/15 of the points, at least 5)."""
+    losses = np.asarray(losses, float)
+    if window is None:
+        window = max(5, len(losses) // 15)
+    window = max(1, int(window) | 1)
+    kernel = np.ones(window)
+    total = np.convolve(losses, kernel, mode="same")
+    counts = np.convolve(np.ones_like(losses), kernel, mode="same")
+    return total / counts
+
+
+def suggest(lrs, losses, window=None):
     """(suggested lr, min-loss lr, smoothed losses) by the module's rule.
 
     Example:
         >>> lrs = np.logspace(-5, 0, 100)
         >>> losses = 2 - np.tanh(3 * (np.log10(lrs) + 3)) + np.maximum(0, np.log10(lrs) + 1)
-        >>> s, m, _ = suggest(lrs, losses, beta=0)
-        >>> round(float(np.log10(s)), 1)
-        -3.0
+        >>> s, m, _ = suggest(lrs, losses, window=1)
+        >>> round(float(np.log10(s)), 1), round(float(np.log10(m)), 1)
+        (-3.1, -1.0)
     """
     lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
-    avg, smoothed = 0.0, []
-    for i, loss in enumerate(losses, start=1):
-        avg = beta * avg + (1 - beta) * loss
-        smoothed.append(avg / (1 - beta ** i) if beta else loss)
-    smoothed = np.asarray(smoothed)
+    smoothed = smooth(losses, window)
     if len(smoothed) < 3:
         return float(lrs[0]), float(lrs[0]), smoothed.tolist()
     lowest = int(np.argmin(smoothed))
-    start = min(len(smoothed) // 10, max(lowest - 1, 0))
-    end = max(lowest, start + 2)
-    slope = np.gradient(smoothed, np.log10(lrs))
-    steepest = start + int(np.argmin(slope[start:end]))
-    return float(lrs[steepest]), float(lrs[lowest]), smoothed.tolist()
+    return float(lrs[valley(smoothed)]), float(lrs[lowest]), smoothed.tolist()
+
+
+def valley(smoothed):
+    """Index half-way along the longest decreasing subsequence of `smoothed` (fastai)."""
+    n = len(smoothed)
+    run = [1] * n
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if smoothed[i] < smoothed[j] and run[i] < run[j] + 1:
+                run[i] = run[j] + 1
+        if run[end] < run[i]:
+            end = i
+            start = end - run[end]
+    third = (end - start) / 3
+    return min(max(start + int(third) + int(third / 2), 0), n - 1)
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -231,8 +255,9 @@ def plot(result, path, title=None):
     ax.plot(result.lrs, result.losses, color="0.75", lw=1, label="batch loss")
     ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed loss")
     ax.set_xscale("log")
-    top = min(max(result.smoothed), 4 * min(result.smoothed))
-    low = min(result.losses)
+    head = result.smoothed[: max(len(result.smoothed) // 10, 1)]
+    top = min(max(result.smoothed), 1.15 * max(head))  # the start of the sweep, in full
+    low = min(result.smoothed) - 0.5 * (max(head) - min(result.smoothed)) * 0.2
     ax.set_ylim(low - 0.05 * (top - low), top + 0.1 * (top - low))
     ax.axvline(result.suggested_lr, color="C3", ls="--", lw=1.5,
                label=f"suggested {result.suggested_lr:.2g}")
