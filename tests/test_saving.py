@@ -73,7 +73,7 @@ def test_plain_keras_file_has_empty_metadata(tmp_path):
 
 
 @pytest.mark.parametrize("target,match", [
-    ("model.keras5", "must end with .h5"),
+    ("model.keras5", "must end with .h5 or .keras"),
     ("/proc/nope/m.h5", "cannot create folder|not writable"),
 ])
 def test_bad_output_paths(trained, tmp_path, target, match):
@@ -92,3 +92,32 @@ def test_missing_and_corrupt_files(tmp_path):
         pass
     with pytest.raises(TlkitError, match="empty.h5"):
         saving.load(tmp_path / "empty.h5")
+
+
+def test_keras_format_keeps_metadata_and_loads_in_plain_keras(trained, tmp_path, tiny_digits):
+    path = saving.save(trained, tmp_path / "digits.keras",
+                       {"class_names": tiny_digits.class_names, "strategy": "large-similar"})
+    model, meta = saving.load(path)
+    assert meta["class_names"] == tiny_digits.class_names and meta["strategy"] == "large-similar"
+    assert meta["input"] == {"shape": [32, 32, 3], **saving.INPUT_CONTRACT}
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:  # Keras's own entries, and tlkit's beside them
+        assert {"config.json", "metadata.json", "model.weights.h5",
+                saving.METADATA_ENTRY} <= set(zf.namelist())
+    x = tiny_digits.x_test[:6].astype("float32")
+    got, tlkit_imported = predict_in_fresh_process(path, x, tmp_path)
+    assert not tlkit_imported
+    np.testing.assert_array_equal(got, trained.predict(x, verbose=0))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), got)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits.keras", "x.npy", "y.npy"]
+
+
+def test_plain_keras_file_in_native_format(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    model.save(tmp_path / "plain.keras")
+    assert saving.load(tmp_path / "plain.keras")[1] == {}
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    with pytest.raises(TlkitError, match="bad.keras"):
+        saving.load(tmp_path / "bad.keras")

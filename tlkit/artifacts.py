@@ -3,12 +3,15 @@
 `load(path)` opens what `tlkit finetune` and `tlkit export` write, and what `tlkit predict`
 and `tlkit evaluate` accept:
 
-| artifact | how it is run | where the class names and the input contract are |
-|---|---|---|
-| `m.h5`, `m.keras` | `keras.models.load_model` | inside the file (`tlkit.saving`) |
-| SavedModel folder | `tf.saved_model.load`, its `serve` endpoint | `assets/labels.txt` (the lookup table the `serving_default` signature reads), `assets.extra/tlkit_metadata.json` |
-| `m.tflite` | `tf.lite.Interpreter` (LiteRT's when installed) | `m.labels.txt` and `m.tlkit.json` beside it |
-| `m.onnx` | `onnxruntime` (optional: `pip install tlkit[onnx]`) | the model's `metadata_props`: `class_names`, `tlkit_metadata` |
+- `m.h5`, `m.keras`: run by `keras.models.load_model`; class names and input contract
+  inside the file (`tlkit.saving`).
+- a SavedModel folder: run by `tf.saved_model.load`, its `serve` endpoint; the names in
+  `assets/labels.txt` (the lookup table of the `serving_default` signature reads it), the
+  metadata in `assets.extra/tlkit_metadata.json`.
+- `m.tflite`: run by `tf.lite.Interpreter` (LiteRT's when installed); `m.labels.txt` and
+  `m.tlkit.json` beside it.
+- `m.onnx`: run by `onnxruntime` (optional: `pip install 'tlkit[onnx]'`); the model's
+  `metadata_props` `class_names` and `tlkit_metadata`.
 
 Labels files hold one class name a line, in output order (the TFLite and TF Serving
 convention). Every artifact takes raw pixels (0..255, NHWC) as float32, except a

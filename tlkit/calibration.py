@@ -27,20 +27,15 @@ ARRAY_SOURCES = ("digits", "fashion_mnist", "npz")
 
 
 def folder_images(path, input_shape, limit=REPRESENTATIVE_SIZE, resize=None):
-    """Up to `limit` images of an image file or folder (recursively, sorted, then a seeded
-    choice), read at `input_shape` (H, W, C) as float32 raw pixels."""
+    """Up to `limit` images of an image file or folder (`tlkit.data.listing`: recursively,
+    sorted; then a seeded choice), read at `input_shape` (H, W, C) as float32 raw pixels."""
     from tlkit import data as data_lib
-    from tlkit.data import folder
+    from tlkit.data import folder, listing
 
-    path = pathlib.Path(path)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and p.suffix.lower() in data_lib.IMAGE_EXTENSIONS
-                       and not any(s.startswith(".") for s in p.relative_to(path).parts))
-    else:
-        raise TlkitError(f"--sample {path}: no such file or folder.")
+    try:
+        files = listing.image_files(path)
+    except TlkitError as e:
+        raise TlkitError(f"--sample: {e}") from None
     files = [p for p in files if folder.probe_file(str(p)).decoder is not None]
     if not files:
         raise TlkitError(f"--sample {path}: no readable images "

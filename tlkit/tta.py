@@ -44,10 +44,10 @@ def check(n, flag="--tta"):
         >>> check(0)
         Traceback (most recent call last):
         ...
-        tlkit.errors.TlkitError: --tta must be an integer from 1 (no augmentation) to 12. Received: 0.
+        tlkit.errors.TlkitError: --tta must be an integer from 1 (none) to 12. Received: 0.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_TTA:
-        raise TlkitError(f"{flag} must be an integer from 1 (no augmentation) to {MAX_TTA}. "
+        raise TlkitError(f"{flag} must be an integer from 1 (none) to {MAX_TTA}. "
                          f"Received: {n!r}.")
     return int(n)
 

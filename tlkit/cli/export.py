@@ -1,40 +1,62 @@
-"""Subcommand export: SavedModel / TFLite / .keras, checked against Keras."""
+"""Subcommand export: SavedModel / TFLite / .keras / ONNX, checked against Keras."""
 
 from tlkit.cli import subcommand
 
-
 SAMPLE_LIMIT = 256  # images of --sample compared against Keras
+# Kept here (not imported from tlkit.export) so that `tlkit export --help` needs no TensorFlow;
+# tests/cli/test_export_cli.py checks they equal tlkit.export.FORMATS / QUANTIZATIONS.
+FORMATS = ("savedmodel", "tflite", "keras", "onnx")
+QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
 
 def _configure_export(p):
-    p.add_argument("model", help="a saved .h5 (or .keras) model")
-    p.add_argument("--format", required=True, help="savedmodel | tflite | keras")
+    p.add_argument("model", help="a saved .h5 or .keras model")
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="savedmodel: a folder (serving_default returns probabilities and class "
+                        "names); tflite: a .tflite file with NAME.labels.txt and NAME.tlkit.json "
+                        "beside it; keras: a .keras file; onnx: a .onnx file (needs pip install "
+                        "'tlkit[onnx]') (required, no default)")
     p.add_argument("--out", required=True,
-                   help="a folder (savedmodel), a .tflite file or a .keras file")
-    p.add_argument("--quantize", default="none", help="none | dynamic | float16 (tflite only)")
-    p.add_argument("--sample", help="image file or folder to compare the export on "
-                   "(at most 256 of its images; default: 8 seeded random images; real images "
-                   "are better for quantized)")
+                   help="a folder (savedmodel), a .tflite, .keras or .onnx file "
+                        "(required, no default)")
+    p.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
+                   help="tflite only: dynamic (int8 weights), float16 (float16 weights) or int8 "
+                        "(full-integer: uint8 input pixels and output, calibrated on --sample "
+                        "or the model's recorded training images) (default: none)")
+    p.add_argument("--sample", help="image file or folder to compare the export on, and to "
+                   f"calibrate int8 on (at most {SAMPLE_LIMIT} of its images) (default: 8 "
+                   "seeded random images; for int8, up to 128 of the training images in the "
+                   "model's report folder index.json)")
 
 
-@subcommand("export", "export to SavedModel / TFLite / .keras and check it against Keras")
+@subcommand("export", "export to SavedModel / TFLite / .keras / ONNX and check it against Keras")
 def cmd_export(args):
-    import numpy as np
-
-    from tlkit import explain, export, saving
+    from tlkit import calibration, export
 
     sample = None
     if args.sample:
-        model, _ = saving.load(args.model)
-        shape = tuple(model.input_shape[1:])
-        files = explain.image_files(args.sample)[:SAMPLE_LIMIT]  # a sample, not a data set
-        sample = np.stack([explain.load_image(p, shape) for p in files])
+        sample = calibration.folder_images(args.sample, _input_shape(args.model),
+                                           limit=SAMPLE_LIMIT)
     r = export.export(args.model, args.format, args.out, quantize=args.quantize, sample=sample)
     print(f"exported {r.path}")
+    for extra in r.files[1:]:
+        print(f"wrote {extra}")
     print(f"size: {r.size_bytes:,} bytes ({r.size_bytes / 2**20:.2f} MiB)")
     print(f"largest output difference vs Keras: {r.max_abs_diff:.3g} (tolerance {r.tolerance:g})")
-    print(f"top-1 agreement: {r.top1_agreement:.1%}")
+    print(f"top-1 agreement: {r.top1_agreement:.1%} ({r.n_compared} images)")
     return 0
+
+
+def _input_shape(model_path):
+    """The model's (H, W, C): from its tlkit metadata, else by loading it."""
+    from tlkit import saving
+
+    meta = saving.read_metadata(model_path) if str(model_path).endswith(
+        saving.SUFFIXES) else {}
+    if meta.get("input_shape"):
+        return tuple(meta["input_shape"])
+    model, _ = saving.load(model_path)
+    return tuple(model.input_shape[1:])
 
 
 cmd_export.configure = _configure_export

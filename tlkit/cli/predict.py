@@ -1,21 +1,23 @@
-"""Subcommand predict: top-k classes for images."""
+"""Subcommand predict: top-k classes for images, with any deployable artifact."""
 
 from tlkit.cli import subcommand
 from tlkit.errors import TlkitError
 
 
 def _configure_predict(p):
-    p.add_argument("model", help="a saved .h5 model")
+    p.add_argument("model", help="a .h5 or .keras model, a SavedModel folder, a .tflite file "
+                   "(with NAME.labels.txt beside it) or a .onnx file")
     p.add_argument("inputs", help="an image file or a folder of images")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, metavar="K",
+                   help="classes shown per image, by name (default: 3)")
     p.add_argument("--format", choices=("table", "csv"), default="table",
                    help="output format (default: table)")
     p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
                    help="unreadable image files: skip them (listed on stderr at the end) or "
                         "stop at the first (default: skip)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     p.add_argument("--out", help="write the CSV to this file (with a progress bar) instead of "
-                                 "the table to stdout")
+                                 "the table to stdout (default: the table on stdout)")
 
 
 @subcommand("predict", "top-k classes for an image or a folder of images")

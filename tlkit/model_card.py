@@ -1,0 +1,226 @@
+"""A model card (Markdown) beside every trained model, built from what `finetune` writes.
+
+`write(model_path)` reads the model's tlkit metadata, the run's `report.json` (and
+`settings.yaml` when there is one) from the report folder and writes `model_card.md` into
+that folder: `saved_models/photos.h5` -> `saved_models/photos/model_card.md`, beside
+`report.json` and `confusion_matrix.png` (linked relatively, so the folder can move with the
+model). The card has:
+
+- a summary line (strategy, backbone, weights, classes, test accuracy);
+- Data: source, image shape, split counts, training images per class, skipped files;
+- Training plan: the phases (epochs, learning rate, trained stages), the head and the
+  training options (schedule, label smoothing, class weights, mixup...), the best epoch;
+- Metrics: accuracy, top-k, macro F1 and the per-class table, the confusion matrix image;
+- Limitations: the run's warnings (random base weights, chance-level accuracy), the size of
+  the test split (a 95% interval of the accuracy), the input contract;
+- How to load it in plain Keras (runnable code, no tlkit needed);
+- the run settings.
+
+Example:
+    >>> from tlkit import model_card
+    >>> path = model_card.write("saved_models/photos.h5")   # doctest: +SKIP
+    >>> path.name                                          # doctest: +SKIP
+    'model_card.md'
+"""
+
+import json
+import math
+import os
+import pathlib
+
+from tlkit import fileio
+from tlkit.errors import TlkitError
+
+FILENAME = "model_card.md"
+
+
+def default_path(model_path):
+    """Where the card of `model_path` goes: `<report folder>/model_card.md`."""
+    return pathlib.Path(model_path).with_suffix("") / FILENAME
+
+
+def write(model_path, report=None, *, settings=None, metadata=None, out=None):
+    """Write the model card of a saved model; returns its path.
+
+    Args:
+        model_path: the saved `.h5` or `.keras` model.
+        report: the report folder or the report dict (default: the folder beside the model,
+            `saved_models/photos.h5` -> `saved_models/photos/`, and its `report.json`).
+        settings: the run settings to list (default: the folder's `settings.yaml`, if any).
+        metadata: the model's tlkit metadata (default: read from `model_path`).
+        out: the card's path (default: `model_card.md` in the report folder).
+    """
+    from tlkit import saving
+
+    model_path = pathlib.Path(model_path)
+    folder = model_path.with_suffix("")
+    if isinstance(report, (str, os.PathLike)):
+        folder = pathlib.Path(report)
+        report = None
+    if report is None:
+        report = _read_json(folder / "report.json")
+    meta = saving.read_metadata(model_path) if metadata is None else metadata
+    if settings is None and (folder / "settings.yaml").is_file():
+        import yaml
+
+        settings = yaml.safe_load((folder / "settings.yaml").read_text(encoding="utf-8"))
+    out = pathlib.Path(out) if out is not None else folder / FILENAME
+    text = render(model_path, report, meta, settings, out.parent)
+    with fileio.atomic_path(out, suffix=".md") as tmp:
+        pathlib.Path(tmp).write_text(text, encoding="utf-8")
+    return out
+
+
+def render(model_path, report, metadata, settings=None, card_dir="."):
+    """The card's Markdown text (see the module doc); links are relative to `card_dir`."""
+    model_path = pathlib.Path(model_path)
+    rel = pathlib.Path(os.path.relpath(model_path, card_dir)).as_posix()
+    meta, rep = metadata or {}, report or {}
+    plan = rep.get("plan") or meta.get("plan") or {}
+    data = rep.get("data") or meta.get("data") or {}
+    names = rep.get("class_names") or meta.get("class_names") or []
+    sections = [
+        f"# Model card: {model_path.name}",
+        _summary(meta, rep, plan, names),
+        f"Model file: [`{rel}`]({rel}). Trained with tlkit {meta.get('tlkit_version', '?')} "
+        f"(Keras {meta.get('keras_version', '?')}) on {meta.get('saved_at', '?')[:10]}.",
+        "## Data\n\n" + _data(data),
+        "## Training plan\n\n" + _plan(plan, rep, meta),
+        "## Metrics\n\n" + _metrics(rep, card_dir),
+        "## Limitations\n\n" + _limitations(meta, rep, names),
+        "## How to load it in plain Keras\n\n" + _usage(model_path, rel, meta, names),
+    ]
+    if settings:
+        sections.append("## Run settings\n\n" + "\n".join(
+            f"- `{k}`: `{v}`" for k, v in sorted(settings.items()) if v not in (None, "", [])))
+    return "\n\n".join(sections) + "\n"
+
+
+def _summary(meta, rep, plan, names):
+    acc = rep.get("accuracy")
+    strategy = meta.get("strategy") or plan.get("strategy", "?")
+    backbone = meta.get("backbone") or plan.get("backbone", "?")
+    shown = ", ".join(map(str, names[:12])) + (", ..." if len(names) > 12 else "")
+    return (f"An image classifier of {len(names)} classes ({shown}): strategy **{strategy}** on "
+            f"the backbone **{backbone}** (base weights: {meta.get('weights', '?')})"
+            + (f"; test accuracy **{acc:.4f}** (n={rep.get('n')})." if acc is not None else "."))
+
+
+def _data(data):
+    if not data:
+        return "No data summary was recorded."
+    counts = data.get("counts", {})
+    lines = [f"- Source: `{data.get('source', '?')}`",
+             f"- Image shape (H, W, C): {tuple(data.get('image_shape', ()))}",
+             "- Split: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+             f"- Skipped unreadable files: {data.get('skipped', 0)}"]
+    per_class = data.get("train_per_class") or {}
+    if per_class:
+        lines += ["", "| class | training images |", "|---|---:|"]
+        lines += [f"| {_cell(c)} | {n} |" for c, n in per_class.items()]
+    return "\n".join(lines)
+
+
+def _plan(plan, rep, meta):
+    head = plan.get("head") or {}
+    lines = [f"- Strategy: `{plan.get('strategy', meta.get('strategy', '?'))}`, backbone "
+             f"`{plan.get('backbone', meta.get('backbone', '?'))}`, cut stage "
+             f"{plan.get('cut_stage')}, BN in training mode: {plan.get('bn_training')}",
+             "- Head: " + ", ".join(f"{k} {v}" for k, v in head.items())]
+    options = {k: rep.get(k, meta.get(k)) for k in ("schedule", "warmup", "lr_decay_per_stage",
+                                                    "label_smoothing", "class_weight", "mixup",
+                                                    "cutmix")}
+    shown = {k: v for k, v in options.items() if v is not None}
+    if shown:
+        lines.append("- Training options: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    best = rep.get("best") or meta.get("best")
+    if best:
+        lines.append(f"- Kept weights: phase `{best.get('phase')}`, epoch {best.get('epoch')} "
+                     f"(val_loss {best.get('val_loss', float('nan')):.4f})")
+    phases = plan.get("phases") or []
+    if phases:
+        lines += ["", "| phase | epochs | learning rate | trained stages |", "|---|---:|---:|---|"]
+        for ph in phases:
+            stages = ph.get("train_stages") or []
+            lines.append(f"| {ph.get('name')} | {ph.get('epochs')} | {ph.get('learning_rate')} "
+                         f"| {', '.join(map(str, stages)) or 'head only'} |")
+    return "\n".join(lines)
+
+
+def _metrics(rep, card_dir):
+    if "accuracy" not in rep:
+        return "No evaluation report was found."
+    topk = next((k for k in rep if k.startswith("top_") and k.endswith("_accuracy")), None)
+    lines = [f"On the held-out test split (n={rep['n']}): accuracy **{rep['accuracy']:.4f}**"
+             + (f", {topk.replace('_', '-')} {rep[topk]:.4f}" if topk else "")
+             + f", macro F1 {rep['macro_f1']:.4f}.", "",
+             "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for row in rep.get("per_class", []):
+        lines.append(f"| {_cell(row['class'])} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                     f"{row['f1']:.3f} | {row['support']} |")
+    if (pathlib.Path(card_dir) / "confusion_matrix.png").is_file():
+        lines += ["", "![Confusion matrix (rows: true class, columns: predicted)]"
+                      "(confusion_matrix.png)"]
+    if (pathlib.Path(card_dir) / "curves.png").is_file():
+        lines += ["", "![Training curves](curves.png)"]
+    return "\n".join(lines)
+
+
+def _limitations(meta, rep, names):
+    notes = list(dict.fromkeys(list(rep.get("warnings") or []) + list(meta.get("warnings") or [])))
+    lines = [f"- **Warning:** {w}" for w in notes]
+    if str(meta.get("weights", "")).startswith("none"):
+        lines.append("- The base started from random weights (no pretrained features).")
+    n, acc = rep.get("n"), rep.get("accuracy")
+    if n and acc is not None:
+        half = 1.96 * math.sqrt(max(acc * (1 - acc), 1e-12) / n)
+        lines.append(f"- The test split has {n} images: the accuracy is known to about "
+                     f"±{half:.3f} (95% normal interval)." + (" Small: treat it as a rough "
+                                                              "estimate." if n < 100 else ""))
+    lines.append(f"- It knows only these {len(names)} classes and scores every input as one of "
+                 "them; it was evaluated on images from the same source as its training data "
+                 "only.")
+    contract = meta.get("input") or {}
+    shape = contract.get("shape") or meta.get("input_shape")
+    lines.append(f"- Input: raw pixels 0..255 ({contract.get('dtype', 'float32')}, NHWC) of "
+                 f"shape {tuple(shape or ())}; preprocessing is inside the model.")
+    return "\n".join(lines)
+
+
+def _usage(model_path, rel, meta, names):
+    shape = meta.get("input_shape") or (meta.get("input") or {}).get("shape") or [224, 224, 3]
+    mode = "grayscale" if shape[-1] == 1 else "rgb"
+    if model_path.suffix == ".keras":
+        read = (f'with zipfile.ZipFile("{rel}") as zf:  # tlkit\'s metadata entry in the zip\n'
+                f'    meta = json.loads(zf.read("tlkit_metadata.json"))')
+        imports = "import json\nimport zipfile\n\nimport keras\nimport numpy as np"
+    else:
+        read = (f'with h5py.File("{rel}", "r") as f:  # tlkit\'s metadata attribute\n'
+                f'    meta = json.loads(f.attrs["tlkit_metadata"])')
+        imports = "import json\n\nimport h5py\nimport keras\nimport numpy as np"
+    return (f"The path is relative to this card's folder. No tlkit needed:\n\n```python\n"
+            f"{imports}\n\n"
+            f'model = keras.models.load_model("{rel}")  # safe_mode stays on\n'
+            f"{read}\n"
+            f'class_names = meta["class_names"]  # {json.dumps(names[:5])[:-1]}'
+            f'{", ..." if len(names) > 5 else ""}]\n'
+            f'image = keras.utils.load_img("photo.jpg", target_size=({shape[0]}, {shape[1]}),\n'
+            f'                             color_mode="{mode}", interpolation="bilinear")\n'
+            f"x = keras.utils.img_to_array(image)[None]  # raw pixels 0..255, float32\n"
+            f"probs = model.predict(x, verbose=0)[0]\n"
+            f"print(class_names[int(np.argmax(probs))], float(probs.max()))\n```")
+
+
+def _cell(text):
+    return str(text).replace("|", "\\|")
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise TlkitError(f"No report for the model card: {path} does not exist (pass "
+                         f"report=).") from None
+    except (OSError, ValueError) as e:
+        raise TlkitError(f"Cannot read {path}: {e}") from None
