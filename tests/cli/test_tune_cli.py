@@ -62,8 +62,8 @@ def test_list_space(capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--tuner", "gridsearch"], "Unknown tuner 'gridsearch'"),
-    (["--objective", "val_acc"], "Unknown objective 'val_acc'"),
+    (["--tuner", "gridsearch"], "argument --tuner: invalid choice: 'gridsearch'"),
+    (["--objective", "val_acc"], "argument --objective: invalid choice: 'val_acc'"),
     (["--fix", "dropuot=0.3"], "Unknown --fix hyperparameter 'dropuot'. Did you mean dropout"),
     (["--space", "bn=before,sideways"], "Invalid --space bn=sideways"),
     (["--max-trials", "0"], "max_trials must be a positive int"),
@@ -130,6 +130,8 @@ def test_distributed_chief_and_two_workers(tmp_path):
             for name in names}
     for name in names:
         assert distributed_search[name]["code"] == 0, f"{name}:\n{text[name][-3000:]}"
+        for noise in ("InitializeLog", "cuInit", "retracing", "Skipping variable loading"):
+            assert noise not in text[name], f"{name}: {noise!r} on the console"
     out = tmp_path / "run"
     trials = json.loads((out / "trials.json").read_text())["trials"]
     ids = [t["trial"] for t in trials]
@@ -145,3 +147,24 @@ def test_distributed_chief_and_two_workers(tmp_path):
     assert len(hps) == 6  # no trial was handed out twice
     model = keras.models.load_model(out / "best.h5")
     assert np.isfinite(model.predict(np.zeros((2, 16, 16, 1), "float32"), verbose=0)).all()
+
+
+def test_keras_notes_of_a_search_stay_off_the_console(capsys, caplog):
+    import logging
+    import warnings
+
+    from tlkit.cli.tune import _quiet_search_notes
+
+    tf_logger = logging.getLogger("tensorflow")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _quiet_search_notes():
+            warnings.warn("Skipping variable loading for optimizer 'adam', because it has 0 "
+                          "variables whereas the saved optimizer has 9 variables.")
+            tf_logger.warning("5 out of the last 5 calls to <function f> triggered "
+                              "tf.function retracing.")
+            warnings.warn("tlkit's own warning")
+        tf_logger.warning("after the search: shown")
+    assert [str(w.message) for w in caught] == ["tlkit's own warning"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "tensorflow"]
+    assert logged == ["after the search: shown"]

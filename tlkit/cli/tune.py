@@ -1,6 +1,9 @@
 """Subcommand tune: KerasTuner search over dropout, BN placement, learning rate, unfreeze depth."""
 
+import contextlib
+import logging
 import pathlib
+import warnings
 
 from tlkit import choices
 from tlkit.cli import subcommand
@@ -92,12 +95,33 @@ def cmd_tune(args):
         raise TlkitError("--out is required: the run folder, e.g. --out saved_models/run1/.")
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
     verbose = 0 if args.quiet else (2 if args.verbose else 1)
-    result = tuning.tune(**settings, verbose=verbose)
+    with _quiet_search_notes():
+        result = tuning.tune(**settings, verbose=verbose)
     if result.role != "worker":
         recipes.dump(vars(args), pathlib.Path(args.out) / "settings.yaml")
         print(f"trials: {result.paths['trials_json']}, {result.paths['trials_csv']}, "
               f"{result.paths['plot']}")
     return 0
+
+
+@contextlib.contextmanager
+def _quiet_search_notes():
+    """Keep off the console what Keras and TensorFlow say about a search by design.
+
+    Every trial builds and traces a new model ("N out of the last M calls ... triggered
+    tf.function retracing", TensorFlow's logger), and KerasTuner reloads trial weights into
+    models whose optimizer is not built ("Skipping variable loading for optimizer", a Keras
+    UserWarning). tlkit's own warnings and errors still show.
+    """
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 cmd_tune.configure = _configure_tune
