@@ -46,7 +46,8 @@ Example:
     >>> len(result.trials), "block1_bn" in result.best_hyperparameters
     (2, True)
 
-The package's modules: `space` (tunables, fixing and narrowing them), `hypermodels`, `search`
+The package's modules: `space` (tunables, fixing and narrowing them), `hypermodel` (the base),
+`zoo_hypermodel`, `backbone_hypermodel`, `search`
 (tuners, freeing memory between trials), `distributed` (chief and workers), `run` (`tune()`),
 `reports` (the trials as a table, JSON, CSV, PNG) and `constants`.
 """
@@ -56,17 +57,16 @@ from tlkit.tuning.constants import (
     TUNERS,
 )
 from tlkit.tuning.distributed import distributed_role, serve_oracle, wait_for_chief
-from tlkit.tuning.hypermodels import (
-    BLOCK_LAYOUTS, BackboneHyperModel, BlockLayout, TlkitHyperModel, ZooHyperModel,
-    make_optimizer,
-)
+from tlkit.tuning.backbone_hypermodel import BackboneHyperModel
+from tlkit.tuning.hypermodel import TlkitHyperModel, make_optimizer
+from tlkit.tuning.zoo_hypermodel import BLOCK_MODELS, BlockLayout, ZooHyperModel, block_layout
 from tlkit.tuning.reports import format_table, plot_trials, trials_table, write_reports
 from tlkit.tuning.run import TuneResult, make_hypermodel, tune
 from tlkit.tuning.search import make_tuner, oracle_seed, release_trial_memory, tuner_metrics
 from tlkit.tuning.space import Tunable, parse_fix, parse_space
 
 __all__ = ["Tunable", "TlkitHyperModel", "ZooHyperModel", "BackboneHyperModel", "BlockLayout",
-           "BLOCK_LAYOUTS", "TuneResult", "tune", "make_hypermodel", "parse_fix", "parse_space",
+           "BLOCK_MODELS", "block_layout", "TuneResult", "tune", "make_hypermodel", "parse_fix", "parse_space",
            "make_tuner", "make_optimizer", "oracle_seed", "release_trial_memory",
            "tuner_metrics", "distributed_role", "wait_for_chief", "serve_oracle",
            "trials_table", "format_table", "write_reports", "plot_trials", "TUNERS",

@@ -1,6 +1,5 @@
 """`tune()`: one search into an output folder, resumable, with the best model saved."""
 
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -11,6 +10,7 @@ import keras
 
 from tlkit import data as data_lib
 from tlkit import compat, saving, zoo
+from tlkit.logs import quiet_tf_logs
 from tlkit.tuning.auto import auto_strategy
 from tlkit.errors import TlkitError
 from tlkit.tuning.constants import (
@@ -19,7 +19,9 @@ from tlkit.tuning.constants import (
 from tlkit.tuning.distributed import (
     _check_same_space, _kerastuner_env, distributed_role, serve_oracle, wait_for_chief,
 )
-from tlkit.tuning.hypermodels import BackboneHyperModel, ZooHyperModel, _BestCheckpoint
+from tlkit.tuning.backbone_hypermodel import BackboneHyperModel
+from tlkit.tuning.hypermodel import BestCheckpoint
+from tlkit.tuning.zoo_hypermodel import ZooHyperModel
 from tlkit.tuning.reports import format_table, trials_table, write_reports
 from tlkit.tuning.search import check_tuner_args, make_tuner
 
@@ -154,7 +156,10 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
 
     # 4. The search.
     paths = {"out": str(out), "settings": str(out / SETTINGS_FILE), "tuner": str(out / PROJECT)}
-    with _kerastuner_env(role, tuner_id, host, port), _quiet_retracing():
+    # A search builds a new model per trial, so every trial traces new functions by design:
+    # TensorFlow's retracing warning is kept out of the progress lines (also while the best
+    # model is evaluated).
+    with _kerastuner_env(role, tuner_id, host, port), quiet_tf_logs():
         t = make_tuner(hm, tuner=tuner, objective=objective, max_trials=max_trials,
                        epochs=epochs, directory=out, seed=seed, factor=factor,
                        verbose=1 if verbose else 0)
@@ -204,8 +209,10 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         best_model, how = _best_model(t, hm, best, retrain, verbose)
     from tlkit import report as report_lib
 
-    rep = report_lib.evaluate(best_model, dataset.x_test, dataset.y_test, dataset.class_names,
-                              out_dir=out / "report", batch_size=batch_size)
+    with quiet_tf_logs():
+        rep = report_lib.evaluate(best_model, dataset.x_test, dataset.y_test,
+                                  dataset.class_names, out_dir=out / "report",
+                                  batch_size=batch_size)
     test_metrics = {k: v for k, v in rep.items()
                     if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}
     summary = {"objective": {"name": objective, "direction": OBJECTIVES[objective]},
@@ -274,23 +281,6 @@ def make_hypermodel(*, model=None, backbone=None, strategy=None, weights="imagen
                                 resolve_input_shape(backbone, image_size), weights=weights,
                                 pooling=pooling, cache_features=cache_features, **common)
     return hm.override(fix=fix, space=space)
-
-
-@contextlib.contextmanager
-def _quiet_retracing():
-    """Silence TensorFlow's "N out of the last M calls ... triggered tf.function retracing".
-
-    A search builds a new model per trial, so every trial traces new functions by design.
-    """
-    import logging
-
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _size(image_size):
@@ -379,8 +369,11 @@ def _best_model(tuner, hm, best, retrain, verbose):
     checkpoint = pathlib.Path(compat.trial_checkpoint(tuner, best.trial_id))
     if not retrain and checkpoint.is_file():
         keras.backend.clear_session()
-        trained = tuner.load_model(best)
-        return hm.deployable(trained, values), "kept"
+        # Loaded into an uncompiled model: the file also holds the trial's optimizer state
+        # (of whichever phase was last compiled), which a deployed model does not need.
+        trained = hm.build(best.hyperparameters.copy(), compile=False)
+        trained.load_weights(checkpoint)
+        return hm.deployable(hm.compile_model(trained, values), values), "kept"
     if verbose:
         why = "as asked" if retrain else "its weights are not in this folder"
         print(f"tlkit tune: retraining the best hyperparameters ({why})")
@@ -388,7 +381,7 @@ def _best_model(tuner, hm, best, retrain, verbose):
     keras.backend.clear_session()
     hp = best.hyperparameters.copy()
     model = hm.build(hp)
-    keep = _BestCheckpoint(model, tuner.oracle.objective)
+    keep = BestCheckpoint(model, tuner.oracle.objective)
     hm.fit(hp, model, epochs=hm.epochs, callbacks=[keep])
     keep.restore()
     return hm.deployable(model, values), "retrained"
