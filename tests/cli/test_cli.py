@@ -163,11 +163,7 @@ def test_shipped_recipes_parse(capsys):
     from tlkit import recipes
 
     parser = cli.make_parser()
-    sub = cli.SUBPARSERS["finetune"]
-    keys = set()
-    for action in sub._actions:
-        keys.add(action.dest)
-        keys.update(o.lstrip("-").replace("-", "_") for o in action.option_strings)
+    keys = set(cli.recipe_keys("finetune"))
     files = sorted((pathlib.Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
     assert {f.stem for f in files} >= {"small-similar", "small-dissimilar", "large-similar",
                                        "large-dissimilar"}
