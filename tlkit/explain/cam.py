@@ -17,7 +17,7 @@ Example:
 import numpy as np
 
 from tlkit.errors import TlkitError
-from tlkit.explain.layers import last_layer, resolve
+from tlkit.explain.layers import display_name, last_layer, resolve
 from tlkit.explain.taps import as_batch, tap_model
 
 
@@ -36,7 +36,7 @@ class GradCam:
 
         self.model = model
         self.path = last_layer(model) if layer is None else resolve(model, layer)
-        self.layer = "/".join(self.path)
+        self.layer = display_name(model, self.path)
         out = model.layers[-1] if model.layers else None
         act = getattr(getattr(out, "activation", None), "__name__", "")
         # Grad-CAM uses the class score before softmax: tap the input of a final

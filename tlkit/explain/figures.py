@@ -65,9 +65,11 @@ def gradcam_figure(image, heatmap, *, label, probability, alpha=0.4, layer=None,
     gray = np.asarray(image).ndim == 2 or np.shape(image)[-1] == 1
     left.imshow(big[..., 0] if gray else big.astype("uint8"), cmap="gray" if gray else None,
                 vmin=0, vmax=255, interpolation="nearest")
-    left.set_title(f"original ({w}x{h} px)", fontsize=9)
+    left.set_title(f"original\n{w}x{h} px" + (f", shown x{big.shape[0] // h}"
+                                                if big.shape[0] > h else ""), fontsize=9)
     right.imshow(overlay, interpolation="nearest")
-    right.set_title("Grad-CAM" + (f" at {layer}" if layer else ""), fontsize=9)
+    right.set_title("Grad-CAM overlay" + (f"\nat {layer}" if layer else ""), fontsize=9,
+                    wrap=True)
     for ax in (left, right):
         ax.set_axis_off()
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), ax=[left, right],
@@ -178,7 +180,8 @@ def filters_figure(filters, layer=None, max_filters=MAX_CHANNELS):
     kh, kw, cin, n = filters.shape
     k = min(n, max_filters)
     s = scale_for(max(kh, kw))
-    colour = "RGB weights" if cin == 3 else f"mean over {cin} input channel(s), gray"
+    colour = ("RGB weights" if cin == 3 else "gray" if cin == 1
+              else f"gray: the mean over {cin} input channels")
     title = (f"first-layer filters of {layer}\n" if layer else "first-layer filters\n") + \
         f"{k} of {n}, {kh}x{kw} ({colour}, one shared scale)"
     return _tiles_figure(grid, k, (kh * s, kw * s), title)

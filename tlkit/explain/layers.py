@@ -137,6 +137,20 @@ def resolve(model, layer):
                      f"Usable conv layers: {', '.join(usable) or 'none'}.")
 
 
+def display_name(model, path):
+    """The name `conv_layers` gives the layer at `path`: plain, or "a/b" when ambiguous.
+
+    Example:
+        >>> from tlkit import zoo
+        >>> display_name(zoo.build("fashion_cnn", (28, 28, 1), 10), ("block2_relu",))
+        'block2_relu'
+    """
+    for name, p, _, _ in spatial_layers(model):
+        if p == tuple(path):
+            return name
+    return "/".join(path)
+
+
 def last_layer(model):
     """Path of Grad-CAM's default layer: the last spatial layer at the last conv's resolution.
 
