@@ -76,3 +76,30 @@ def test_cli_multiworker_without_tf_config(capsys, monkeypatch):
                      "zoo:simple_cnn", "--distribute", "multiworker"])
     err = capsys.readouterr().err
     assert code == 2 and "TF_CONFIG" in err and len(err.strip().splitlines()) == 1
+
+
+def test_multiworker_patches_last_only_while_the_model_trains():
+    import keras
+    import tensorflow as tf
+
+    from tlkit import compat
+
+    trainer = pytest.importorskip("keras.src.backend.tensorflow.trainer")
+    original = trainer.reduce_per_replica
+    # An instance that is a MultiWorkerMirroredStrategy without joining a cluster.
+    fake = tf.distribute.MultiWorkerMirroredStrategy.__new__(
+        tf.distribute.MultiWorkerMirroredStrategy)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with compat.multiworker_training(model, fake):
+        patched = trainer.reduce_per_replica
+        assert patched is not original and "_maybe_symbolic_build" in vars(model)
+        with compat.multiworker_training(model, fake):  # nested: validation inside fit
+            pass
+        assert trainer.reduce_per_replica is patched
+    assert trainer.reduce_per_replica is original and "_maybe_symbolic_build" not in vars(model)
+
+    model.fit = lambda *args, **kwargs: trainer.reduce_per_replica  # what fit would see
+    distribute.patch_symbolic_build(model, fake)
+    assert model.fit() is not original and trainer.reduce_per_replica is original
+    with distribute.training_patches(model, None):  # no strategy: nothing changes
+        assert trainer.reduce_per_replica is original
