@@ -10,6 +10,7 @@ Messages name arguments with `setting(arg, value)`: `pooling='average'` for Pyth
 
 import contextlib
 import contextvars
+import re
 
 _CLI_NAMES = contextvars.ContextVar("tlkit_cli_names", default=None)
 
@@ -49,6 +50,49 @@ def setting(arg, value):
     """
     flag = _flag(arg)
     return f"{flag} {value}" if flag else f"{arg}={value!r}"
+
+
+# name=value in a message (not in a URL): 'quoted', "quoted", (a, tuple) or a bare token
+_SETTING = re.compile(r"(?<![?&/.-])\b([a-z][a-z0-9_]*)="
+                      r"('[^']*'|\"[^\"]*\"|\([^()]*\)|[^\s,;()]+?)"
+                      r"(?=[\s,;)]|\.(?:\s|$)|$)")
+
+
+_MUST = re.compile(r"\b([a-z][a-z0-9_]*)(?= must\b)")
+
+
+def cli_message(message, names=None):
+    """`message` with each `name=value` of a flag written as the CLI user types it.
+
+    The CLI's safety net for library messages that do not use `setting`: `--lr 0.5` for
+    `learning_rate=0.5`, and `--lr must ...` for `learning_rate must ...`. Names that are not
+    flags stay as they are.
+
+    Args:
+        message: the text of a `TlkitError`.
+        names: {argument name: flag}; default: the ones of the enclosing `cli_names`.
+
+    Example:
+        >>> cli_message("head_epochs=12 must be between 1 and epochs=10.",
+        ...             {"head_epochs": "--head-epochs", "epochs": "--epochs"})
+        '--head-epochs 12 must be between 1 and --epochs 10.'
+        >>> cli_message("learning_rate must be > 0. Received: -1.0.", {"learning_rate": "--lr"})
+        '--lr must be > 0. Received: -1.0.'
+    """
+    names = _CLI_NAMES.get() if names is None else names
+    if not names:
+        return message
+
+    def flag(m):
+        name, value = m.group(1), m.group(2)
+        if name not in names:
+            return m.group(0)
+        if value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1:
+            value = value[1:-1]
+        return f"{names[name]} {value}"
+
+    message = _SETTING.sub(flag, message)
+    return _MUST.sub(lambda m: names.get(m.group(1), m.group(1)), message)
 
 
 def check_choice(arg, value, valid):

@@ -82,6 +82,24 @@ def test_flag_names_in_a_library_error_from_the_cli(capsys):
     assert "optimizer" in err and "adam" in err and "Traceback" not in err
 
 
+def test_library_messages_reached_from_the_cli_name_the_flags(capsys, tmp_path):
+    code = cli.main(["finetune", "--data", "digits", "--weights", "none", "--image-size", "32",
+                     "--strategy", "large-similar", "--epochs", "10", "--head-epochs", "20",
+                     "--out", str(tmp_path / "m.h5")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--head-epochs 20" in err and "--epochs 10" in err and "head_epochs" not in err
+
+
+def test_cli_message_rewrites_flags_only():
+    names = {"learning_rate": "--lr", "weights": "--weights"}
+    assert errors.cli_message("Received: learning_rate=-1.0, weights='imagenet'.", names) == \
+        "Received: --lr -1.0, --weights imagenet."
+    kept = "Received: shape=(3,); see https://example.org/?weights=x"
+    assert errors.cli_message(kept, names) == kept
+    assert errors.cli_message("learning_rate must be > 0", {}) == "learning_rate must be > 0"
+
+
 def test_vocabularies_match_the_library():
     from tlkit import blocks, data, demo, strategies, tuning
     from tlkit.cli import demo as cli_demo

@@ -66,7 +66,7 @@ def test_list_space(capsys):
     (["--objective", "val_acc"], "argument --objective: invalid choice: 'val_acc'"),
     (["--fix", "dropuot=0.3"], "Unknown --fix hyperparameter 'dropuot'. Did you mean dropout"),
     (["--space", "bn=before,sideways"], "Invalid --space bn=sideways"),
-    (["--max-trials", "0"], "max_trials must be a positive int"),
+    (["--max-trials", "0"], "--max-trials must be a positive int"),
     (["--strategy", "small-similar"], "--strategy applies to --backbone"),
     (["--distributed"], "--distributed needs"),
 ])

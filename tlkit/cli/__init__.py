@@ -4,8 +4,18 @@ Each subcommand parses its flags and calls one library function. User mistakes
 (`TlkitError`) print one line on stderr and exit with code 2, with no traceback.
 
 One module per subcommand (`tlkit/cli/finetune.py`, `predict.py`, ...; shared flag groups and
-argument types in `args.py`); each registers its
-subcommands with `@subcommand` and gives them flags with `fn.configure = ...`.
+argument types in `args.py`); each registers its subcommands with `@subcommand` and gives them
+flags with `fn.configure = ...`. The conventions every subcommand follows (checked over all of
+them by tests/cli/test_conventions.py):
+
+- every flag has help text; "(default: X)" is appended from the flag's own `default=` unless
+  the text already says what the default is, so write a default once, in `default=`;
+- fixed vocabularies are argparse `choices=` (the tuples of `tlkit.choices`);
+- messages name flags as typed (`Invalid --pooling average`): library errors raised inside a
+  command go through `tlkit.errors.cli_names` and `cli_message`;
+- parsing imports no TensorFlow: command modules import heavy modules inside `fn(args)`, so
+  `tlkit --help` and `tlkit COMMAND --help` answer at once. TensorFlow's start-up lines stay
+  off stderr (`tlkit.console`; `TLKIT_TF_LOGS=1` shows them).
 """
 
 import argparse
@@ -166,15 +176,17 @@ def main(argv=None):
         parser.print_help()
         return 2
     fn = SUBCOMMANDS[args.command][0]
+    names = cli_names(args.command)
     try:
         if getattr(args, "recipe", None):
             args = _apply_recipe(parser, args, argv)
-        with errors.cli_names(cli_names(args.command)):
+        with errors.cli_names(names):  # library messages name the flags (`--pooling avg`)
             return fn(args) or 0
     except TlkitError as e:
         from tlkit.callbacks import DivergedError
 
-        print(f"tlkit {args.command}: error: {e}", file=sys.stderr)
+        print(f"tlkit {args.command}: error: {errors.cli_message(str(e), names)}",
+              file=sys.stderr)
         return DIVERGED if isinstance(e, DivergedError) else 2
     except KeyboardInterrupt as e:
         print(f"tlkit {args.command}: {e or 'interrupted'}", file=sys.stderr)

@@ -52,7 +52,7 @@ def _configure_tune(p):
     g.add_argument("--autotune", action="store_true",
                    help="tf.data autotuning (off by default: it stalls on 2-core machines)")
     g = p.add_argument_group("output")
-    g.add_argument("--out", help="run folder, e.g. saved_models/run1/ (settings, tuner state, "
+    g.add_argument("--out", metavar="DIR", help="run folder, e.g. saved_models/run1/ (settings, tuner state, "
                                  "trials.json/csv/png, best.h5)")
     g.add_argument("--overwrite", action="store_true",
                    help="delete the search already in --out and start over (workers ignore it)")
@@ -65,9 +65,10 @@ def _configure_tune(p):
                    help="take part in a distributed search; role and address from --tuner-id "
                         "and --oracle, or KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, "
                         "KERASTUNER_ORACLE_PORT")
-    g.add_argument("--tuner-id", help="chief (serves the search) or a worker id: tuner0, tuner1, ...")
+    g.add_argument("--tuner-id", metavar="ID",
+                   help="chief (serves the search) or a worker id: tuner0, tuner1, ...")
     g.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address")
-    g.add_argument("--connect-timeout", type=float, default=60.0,
+    g.add_argument("--connect-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="seconds a worker waits for the chief")
     p.add_argument("--recipe", help="YAML recipe that fills these flags (flags win)")
 
