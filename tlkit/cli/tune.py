@@ -1,7 +1,6 @@
 """Subcommand tune: KerasTuner search over dropout, BN placement, learning rate, unfreeze depth."""
 
 import contextlib
-import logging
 import pathlib
 import warnings
 
@@ -110,19 +109,15 @@ def _quiet_search_notes():
     """Keep off the console what Keras and TensorFlow say about a search by design.
 
     Every trial builds and traces a new model ("N out of the last M calls ... triggered
-    tf.function retracing", TensorFlow's logger), and KerasTuner reloads trial weights into
-    models whose optimizer is not built ("Skipping variable loading for optimizer", a Keras
-    UserWarning). tlkit's own warnings and errors still show.
+    tf.function retracing", TensorFlow's logger: `tlkit.logs`), and KerasTuner can reload
+    trial weights into a model whose optimizer is not built ("Skipping variable loading for
+    optimizer", a Keras UserWarning). tlkit's own warnings and errors still show.
     """
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(max(level, logging.ERROR))
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            yield
-    finally:
-        logger.setLevel(level)
+    from tlkit.logs import quiet_tf_logs
+
+    with quiet_tf_logs(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        yield
 
 
 cmd_tune.configure = _configure_tune
