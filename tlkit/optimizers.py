@@ -43,7 +43,7 @@ def stage_multipliers(plan, phase, model, decay):
     """
     check_decay(decay)
     if decay == 1 or not phase.train_stages:
-        return {}
+        return []
     base = plan.base_of(model)
     top = max(phase.train_stages)
     out = []

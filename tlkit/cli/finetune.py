@@ -5,12 +5,11 @@ import pathlib
 import re
 import sys
 
+from tlkit.choices import BN_PLACEMENTS, POOLINGS, STRATEGY_CHOICES
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags, csv_ints, weights_arg
 from tlkit.errors import TlkitError
 
-STRATEGY_CHOICES = ("small-similar", "small-dissimilar", "large-similar", "large-dissimilar",
-                    "auto")
 SCHEDULE_CHOICES = ("constant", "cosine", "onecycle")  # tlkit.schedules.SCHEDULES
 DEFAULT_SCHEDULE = "cosine"  # tlkit.schedules.DEFAULT (kept here: --help imports no TF)
 DEFAULT_WARMUP = 0.1
@@ -78,9 +77,9 @@ def add_model_flags(g):
                    help="head dropout (default: 0.2; 0.5 for small-dissimilar)")
     g.add_argument("--dense", type=csv_ints, default=(),
                    help="hidden head widths, e.g. 256,128 (default: none)")
-    g.add_argument("--head-bn", default="none", choices=("before", "after", "none"),
+    g.add_argument("--head-bn", default="none", choices=BN_PLACEMENTS,
                    help="BatchNormalization in the head's hidden layers (default: none)")
-    g.add_argument("--pooling", default="avg", choices=("avg", "max", "flatten"),
+    g.add_argument("--pooling", default="avg", choices=POOLINGS,
                    help="how the head reads the base's feature map (default: avg)")
 
 
