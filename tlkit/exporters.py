@@ -20,13 +20,14 @@ Example:
     >>> exporters.tflite_interpreter("m.tflite")   # doctest: +SKIP
 """
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from tlkit import artifacts
+from tlkit import artifacts, console
 from tlkit.errors import TlkitError
 
 
@@ -98,7 +99,9 @@ def convert_tflite(model, quantize, work, representative=None):
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
     try:
-        return converter.convert()
+        # The quantizer prints "fully_quantize: 0, ..." from C++ straight to fd 2.
+        with console.quiet_fd2() if not console.logs_shown() else contextlib.nullcontext():
+            return converter.convert()
     except Exception as e:  # the converter raises its own ConverterError
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TlkitError(f"TFLite conversion failed (built-in ops only): {msg}") from None

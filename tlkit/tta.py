@@ -37,17 +37,18 @@ PLAN = [(False, None), (True, None)] + [(flip, box) for box in _BOXES for flip i
 MAX_TTA = len(PLAN)
 
 
-def check(n, flag="--tta"):
-    """Return `n` if it is an integer in 1..`MAX_TTA`, else raise `TlkitError` naming `flag`.
+def check(n, name="tta"):
+    """Return `n` if it is an integer in 1..`MAX_TTA`, else raise `TlkitError` naming `name`
+    (the CLI shows it as `--tta`).
 
     Example:
         >>> check(0)
         Traceback (most recent call last):
         ...
-        tlkit.errors.TlkitError: --tta must be an integer from 1 (none) to 12. Received: 0.
+        tlkit.errors.TlkitError: tta must be an integer from 1 (none) to 12. Received: 0.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_TTA:
-        raise TlkitError(f"{flag} must be an integer from 1 (none) to {MAX_TTA}. "
+        raise TlkitError(f"{name} must be an integer from 1 (none) to {MAX_TTA}. "
                          f"Received: {n!r}.")
     return int(n)
 

@@ -30,8 +30,8 @@ def _configure_evaluate(p):
 
 @subcommand("evaluate", "evaluate a saved model on a data set")
 def cmd_evaluate(args):
-    if not 1 <= args.tta <= MAX_TTA:  # before TensorFlow is imported
-        raise TlkitError(f"--tta must be an integer from 1 (none) to {MAX_TTA}. "
+    if not 1 <= args.tta <= MAX_TTA:  # before TensorFlow is imported; shown as "--tta must"
+        raise TlkitError(f"tta must be an integer from 1 (none) to {MAX_TTA}. "
                          f"Received: {args.tta}.")
     from tlkit import predict, report
 
