@@ -77,7 +77,8 @@ def compute(extractor, x, *, labels=None, batch_size=32, augment=None, passes=1,
     feat_shape = tuple(extractor.output.shape[1:])
     if out is None:
         out = np.empty((passes * n, *feat_shape), "float32")
-    bar = keras.utils.Progbar(passes * n, unit_name="image") if verbose else None
+    # verbose 2 (not a terminal): one line when the pass ends, as Keras does for epochs
+    bar = keras.utils.Progbar(passes * n, unit_name="image", verbose=verbose) if verbose else None
     row, got = 0, []
     y = np.zeros(n, np.int64) if labels is None else np.asarray(labels, np.int64)
     for p in range(passes):

@@ -191,7 +191,8 @@ def predict_labelled(model, x, y, *, batch_size=64, verbose=0, autotune=None):
         probs = model.predict(pipeline(x, None, batch_size=batch_size, autotune=autotune),
                               verbose=verbose)
         return probs, np.concatenate([b.numpy() for _, b in ds])
-    bar = keras.utils.Progbar(len(x), unit_name="image") if verbose else None
+    bar = (keras.utils.Progbar(len(x), unit_name="image", verbose=verbose)  # 2: one line
+           if verbose else None)
     probs, labels, done = [], [], 0
     for images, batch_labels in ds:
         # predict_on_batch runs Keras's compiled predict step (an eager call per batch costs
