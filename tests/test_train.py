@@ -153,3 +153,31 @@ def test_frozen_prefix_split_refuses_a_cut_inside_a_residual_block(resnet50, tin
     base.trainable = False
     base.get_layer("conv5_block1_2_conv").trainable = True  # its block's shortcut reads below
     assert train.frozen_prefix_split(model) is None
+
+
+def test_best_val_loss_across_phases_is_the_final_model():
+    """A fine-tuning phase that ends worse than the head phase: the head phase's weights win."""
+    from tlkit.train import _Best
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    head_weights = [w.copy() for w in model.get_weights()]
+    records = [{"phase": "head", "epoch": 1, "phase_epoch": 1, "val_loss": 0.9},
+               {"phase": "head", "epoch": 2, "phase_epoch": 2, "val_loss": 0.5}]
+    best = _Best()
+    best.phase_ended(model, "head", records)
+    model.set_weights([w + 1 for w in head_weights])  # what fine-tuning left
+    records += [{"phase": "fine-tune", "epoch": 3, "phase_epoch": 1, "val_loss": 0.7}]
+    best.phase_ended(model, "fine-tune", records)
+    assert best.restore(model, verbose=0) == {"phase": "head", "epoch": 2, "phase_epoch": 2,
+                                              "val_loss": 0.5, "restored": True}
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), head_weights))
+
+
+def test_fit_reports_the_best_epoch(backbone, tiny_digits):
+    p = strategies.plan("large-similar", backbone, epochs=2)
+    result = train.fit(p, tiny_digits, augment=False, verbose=0)
+    best = result.info["best"]
+    losses = result.history["val_loss"]
+    assert best["val_loss"] == pytest.approx(min(losses))
+    assert result.history["phase"][best["epoch"] - 1] == best["phase"]
+    assert result.info["settings"]["schedule"] == "cosine"
