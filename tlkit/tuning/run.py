@@ -9,7 +9,8 @@ import shutil
 import keras
 
 from tlkit import data as data_lib
-from tlkit import compat, saving, zoo
+from tlkit import compat, fileio, saving, zoo
+from tlkit.data.decode import _size
 from tlkit.logs import quiet_tf_logs
 from tlkit.tuning.auto import auto_strategy
 from tlkit.errors import TlkitError
@@ -150,8 +151,6 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     settings = json.loads(json.dumps(settings, default=str))
     _prepare_out(out, settings, overwrite=overwrite and role != "worker", role=role)
     if advice is not None and role != "worker":  # what auto measured and why it chose
-        from tlkit import fileio
-
         fileio.write_json(advice.to_dict(), out / "advice.json")
 
     # 4. The search.
@@ -283,16 +282,6 @@ def make_hypermodel(*, model=None, backbone=None, strategy=None, weights="imagen
     return hm.override(fix=fix, space=space)
 
 
-def _size(image_size):
-    if isinstance(image_size, int) and image_size > 0:
-        return (image_size, image_size)
-    if (isinstance(image_size, (tuple, list)) and len(image_size) == 2
-            and all(isinstance(s, int) and s > 0 for s in image_size)):
-        return tuple(image_size)
-    raise TlkitError(f"image_size must be a positive int or (height, width). "
-                     f"Received: image_size={image_size!r}.")
-
-
 def _load_data(data, input_shape, **kwargs):
     if isinstance(data, data_lib.Dataset):
         from tlkit.transfer import convert_dataset
@@ -341,9 +330,8 @@ def _prepare_out(out, settings, *, overwrite, role):
         return  # only the chief (or a single process) owns the settings file
     out.mkdir(parents=True, exist_ok=True)
     from tlkit import __version__
-    from tlkit.report import write_json
 
-    write_json({"tlkit_version": __version__,
+    fileio.write_json({"tlkit_version": __version__,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "search": settings}, settings_path)
 
@@ -357,10 +345,7 @@ def _read_owners(out):
 
 
 def _write_owners(out, owners):
-    from tlkit.report import write_json
-
-    (out / PROJECT).mkdir(parents=True, exist_ok=True)
-    write_json(owners, out / PROJECT / OWNERS_FILE)
+    fileio.write_json(owners, out / PROJECT / OWNERS_FILE)
 
 
 def _best_model(tuner, hm, best, retrain, verbose):
