@@ -49,11 +49,7 @@ def _load_commands():
     """Import the subcommand modules; none may import TensorFlow at import or configure time
     (`tlkit --help` answers in well under a second; tests/cli/test_conventions.py checks)."""
     for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"tlkit.cli.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"tlkit.cli.{module}":
-                raise
+        importlib.import_module(f"tlkit.cli.{module}")
 
 
 # --------------------------------------------------------------------------------------------
