@@ -34,8 +34,9 @@ Checks and tolerances (outputs are probabilities, 0..1):
       `FLOAT_TOLERANCE` = 1e-4, else `TlkitError`. Measured: SavedModel and `.keras` 0.0,
       TFLite 3e-8 to 1.4e-5, ONNX 6e-8.
     - quantized TFLite is checked on top-1 agreement: every sample image whose Keras top-1
-      margin (best minus second-best probability) exceeds 2 x tolerance must keep its class,
-      else `TlkitError`; near-ties may flip. `QUANT_TOLERANCES` are the measured typical
+      margin (best minus second-best probability) exceeds 2 x tolerance must keep its class
+      (for int8: at least `MIN_CLEAR_AGREEMENT` = 95% of them), else `TlkitError`; near-ties
+      may flip. `QUANT_TOLERANCES` are the measured typical
       differences with headroom, reported in `ExportResult.tolerance`; a larger difference
       only warns. Measured max |diff| (8 sample images): float16 weights 7e-7 to 9e-5 on
       trained models and MobileNetV2, 4.5e-3 on an untrained zoo model without rescaling;
@@ -76,6 +77,9 @@ FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 FLOAT_TOLERANCE = 1e-4
 QUANT_TOLERANCES = {"float16": 1e-2, "dynamic": 5e-2, "int8": 0.1}
+# Share of clear-cut sample images that must keep their top-1 class. Weight-only quantization
+# keeps all; full-integer int8 quantizes activations too and may flip a few (measured below).
+MIN_CLEAR_AGREEMENT = {"float16": 1.0, "dynamic": 1.0, "int8": 0.95}
 SUFFIXES = {"tflite": ".tflite", "keras": ".keras", "onnx": ".onnx"}
 SAMPLE_SIZE = 8
 SAMPLE_SEED = 0
@@ -347,12 +351,15 @@ def _check(fmt, quantize, out, diff, agree, top1, tolerance, expected):
     if quantize == "none":
         return
     clear = _margin(expected) > 2 * tolerance
-    if not np.isfinite(diff) or not agree[clear].all():
+    kept = float(agree[clear].mean()) if clear.any() else 1.0
+    if not np.isfinite(diff) or kept < MIN_CLEAR_AGREEMENT[quantize]:
         raise TlkitError(
             f"The {quantize}-quantized TFLite export changes the top-1 class of "
             f"{int((~agree[clear]).sum())} of {int(clear.sum())} clear-cut sample images "
-            f"(Keras margin > {2 * tolerance:g}; max difference {diff:.3g}); nothing "
-            f"was written to {str(out)!r}. Try quantize='float16' or 'none'.")
+            f"(Keras margin > {2 * tolerance:g}; at most "
+            f"{1 - MIN_CLEAR_AGREEMENT[quantize]:.0%} may change; max difference "
+            f"{diff:.3g}); nothing was written to {str(out)!r}. Try quantize='float16' or "
+            f"'none'.")
     if diff > tolerance:
         warnings.warn(f"The {quantize}-quantized TFLite export differs from the Keras "
                       f"model by up to {diff:.3g} (typical: < {tolerance:g}); top-1 "
