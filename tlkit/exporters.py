@@ -32,16 +32,26 @@ from tlkit.errors import TlkitError
 
 
 def tflite_interpreter(model_path):
-    """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else `tf.lite`'s."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
+    """A TFLite interpreter: LiteRT's (`ai_edge_litert`) when installed, else `tf.lite`'s.
 
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns that LiteRT replaces it
-            warnings.simplefilter("ignore")
-            return tf.lite.Interpreter(model_path=str(model_path))
-    return Interpreter(model_path=str(model_path))
+    Its tensors are allocated once here, with file descriptor 2 quiet: the runtime's C++ line
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." stays off the console
+    (`TLKIT_TF_LOGS=1` shows it).
+    """
+    quiet = console.quiet_fd2() if not console.logs_shown() else contextlib.nullcontext()
+    with quiet:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            import tensorflow as tf
+
+            with warnings.catch_warnings():  # tf.lite.Interpreter warns that LiteRT replaces it
+                warnings.simplefilter("ignore")
+                interp = tf.lite.Interpreter(model_path=str(model_path))
+        else:
+            interp = Interpreter(model_path=str(model_path))
+        interp.allocate_tensors()
+    return interp
 
 
 def write_savedmodel(model, out, metadata, work):
