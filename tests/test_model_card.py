@@ -85,3 +85,24 @@ def test_missing_report(tmp_path, run):
     model, _, _ = run
     with pytest.raises(TlkitError, match="No report for the model card"):
         model_card.write(model, tmp_path / "nowhere")
+
+
+def test_card_of_a_tuned_model(tmp_path):
+    """What `tlkit tune` records (no plan; a search and its hyperparameters) makes a card."""
+    rep = {"n": 40, "accuracy": 0.85, "top_2_accuracy": 0.95, "macro_f1": 0.84,
+           "class_names": ["a", "b", "c"],
+           "per_class": [{"class": c, "precision": 0.8, "recall": 0.9, "f1": 0.85,
+                          "support": 13} for c in "abc"]}
+    meta = {"class_names": ["a", "b", "c"], "input_shape": [28, 28, 1],
+            "hyperparameters": {"dropout": 0.2, "lr": 0.001},
+            "tuning": {"tuner": "random", "objective": "val_accuracy", "score": 0.9,
+                       "trial": "03", "trials": 4, "epochs": 2, "best_model": "retrained"},
+            "data": {"source": "digits", "counts": {"train": 100, "val": 20, "test": 40}}}
+    (tmp_path / "report").mkdir()
+    card = model_card.write(tmp_path / "best.h5", rep, metadata=meta,
+                            out=tmp_path / "report" / "model_card.md")
+    text = card.read_text()
+    assert "tuner `random`, objective `val_accuracy` = 0.9, best of 4 trials" in text
+    assert "| dropout | 0.2 |" in text and "accuracy **0.8500**" in text
+    assert "[`../best.h5`](../best.h5)" in text and "target_size=(28, 28)" in text
+    assert "±0.111" in text  # 1.96 * sqrt(0.85 * 0.15 / 40)

@@ -10,6 +10,7 @@ model). The card has:
 - Data: source, image shape, split counts, training images per class, skipped files;
 - Training plan: the phases (epochs, learning rate, trained stages), the head and the
   training options (schedule, label smoothing, class weights, mixup...), the best epoch;
+  for a model `tlkit tune` chose, the search and the best hyperparameters instead;
 - Metrics: accuracy, top-k, macro F1 and the per-class table, the confusion matrix image;
 - Limitations: the run's warnings (random base weights, chance-level accuracy), the size of
   the test split (a 95% interval of the accuracy), the input contract;
@@ -85,7 +86,8 @@ def render(model_path, report, metadata, settings=None, card_dir="."):
         f"Model file: [`{rel}`]({rel}). Trained with tlkit {meta.get('tlkit_version', '?')} "
         f"(Keras {meta.get('keras_version', '?')}) on {meta.get('saved_at', '?')[:10]}.",
         "## Data\n\n" + _data(data),
-        "## Training plan\n\n" + _plan(plan, rep, meta),
+        "## Training plan\n\n" + (_plan(plan, rep, meta) if plan or not meta.get("tuning")
+                                    else _tuning(meta)),
         "## Metrics\n\n" + _metrics(rep, card_dir),
         "## Limitations\n\n" + _limitations(meta, rep, names),
         "## How to load it in plain Keras\n\n" + _usage(model_path, rel, meta, names),
@@ -144,6 +146,20 @@ def _plan(plan, rep, meta):
             stages = ph.get("train_stages") or []
             lines.append(f"| {ph.get('name')} | {ph.get('epochs')} | {ph.get('learning_rate')} "
                          f"| {', '.join(map(str, stages)) or 'head only'} |")
+    return "\n".join(lines)
+
+
+def _tuning(meta):
+    """The plan of a model that `tlkit tune` chose: the search and the best hyperparameters."""
+    info = meta.get("tuning") or {}
+    lines = [f"- Chosen by `tlkit tune`: tuner `{info.get('tuner')}`, objective "
+             f"`{info.get('objective')}` = {info.get('score')}, best of {info.get('trials')} "
+             f"trials (trial {info.get('trial')}, {info.get('epochs')} epochs each; the "
+             f"saved model: {info.get('best_model')})"]
+    values = meta.get("hyperparameters") or {}
+    if values:
+        lines += ["", "| hyperparameter | value |", "|---|---|"]
+        lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in values.items()]
     return "\n".join(lines)
 
 
