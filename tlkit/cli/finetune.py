@@ -257,12 +257,12 @@ def cmd_finetune(args):
     if args.strategy == "auto" and args.quiet:  # the choice is printed even when quiet
         print(f"tlkit: --strategy auto chose {result.plan.strategy}: "
               + "; ".join(result.report.get("reasons", [])))
-    print(f"test accuracy: {result.report['accuracy']:.4f}")
     if "lr_find" in result.report:
         print(f"--lr auto: {result.report['lr_find']['suggested_lr']:.3g} (lr_find.png in "
               f"{folder or 'no report folder'})")
     if result.path:
         print(f"model: {result.path}")
+    print(f"test accuracy: {result.report['accuracy']:.4f}")  # the last line, for scripts
     return 0
 
 
