@@ -35,6 +35,11 @@ def test_every_strategy_end_to_end(strategy, image_folder, tmp_path):
     np.testing.assert_array_equal(model.predict(x, verbose=0), result.model.predict(x, verbose=0))
     rep = json.loads((tmp_path / strategy / "report.json").read_text())
     assert rep["plan"]["strategy"] == strategy
+    # The final model is the best val_loss epoch of the run, whichever phase reached it.
+    assert rep["best"]["val_loss"] == pytest.approx(min(rep["history"]["val_loss"]))
+    for key in ("schedule", "lr_decay_per_stage", "label_smoothing", "class_weight", "mixup",
+                "cutmix", "best"):
+        assert key in rep and key in meta, key
 
 
 def test_saved_classifier_is_a_backbone(tmp_path, tiny_digits):
