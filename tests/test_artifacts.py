@@ -148,3 +148,14 @@ def test_not_an_artifact(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"")
     with pytest.raises(TlkitError, match=r"\.h5 or \.keras model, a SavedModel folder"):
         predict.predict_files(tmp_path / "m.pt", tmp_path)
+
+
+@pytest.mark.parametrize("module", ["tlkit.artifacts", "tlkit.saving", "tlkit.export",
+                                    "tlkit.exporters", "tlkit.calibration", "tlkit.tta",
+                                    "tlkit.model_card", "tlkit.predict"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

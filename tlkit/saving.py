@@ -129,8 +129,9 @@ def save(model, path, metadata=None):
     text = json.dumps(meta, default=_jsonable)
     if path.suffix == ".keras":
         with fileio.atomic_path(path, suffix=".tmp.keras") as tmp:
-            # Keras's native format: it also keeps a compiled model's optimizer state.
-            model.save(tmp)
+            # Like the .h5: no optimizer or compile config (plain Keras then never needs the
+            # classes tlkit trained with). The same layers in an uncompiled Functional wrapper.
+            _uncompiled(model).save(tmp)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(METADATA_ENTRY, text)
         return path
@@ -144,6 +145,16 @@ def save(model, path, metadata=None):
         with h5py.File(tmp, "a") as f:
             f.attrs[METADATA_ATTR] = text
     return path
+
+
+def _uncompiled(model):
+    """`model` itself when it is not compiled, else a Functional model of the same layers."""
+    if not getattr(model, "compiled", False):
+        return model
+    try:
+        return keras.Model(model.inputs, model.outputs, name=model.name)
+    except (AttributeError, ValueError, TypeError):  # a subclassed model: saved as it is
+        return model
 
 
 class _LegacyH5Filter(logging.Filter):
