@@ -6,7 +6,7 @@ Example:
     >>> try:
     ...     guard.on_epoch_end(1, {"loss": float("nan")})
     ... except DivergedError as e:
-    ...     print(str(e).split(":")[0])
+    ...     print(str(e).split(" with ")[0])
     Training diverged in phase 'head' at epoch 2 (loss nan)
 """
 
