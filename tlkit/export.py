@@ -273,7 +273,9 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         sample: a float batch of raw-pixel images (batch, height, width, channels) to compare
             on; default `default_sample(input_shape)`: 8 seeded random images 0..255 (for
             int8: the representative images).
-        metadata: tlkit metadata to carry (class_names...); default: the file's own.
+        metadata: tlkit metadata to carry (class_names...); default: the file's own, plus
+            `index`: the absolute path of the run's `index.json` when the model has one
+            (`tlkit evaluate` then scores the run's own test split with the artifact).
         representative: for `quantize="int8"`, the calibration images; default `sample`,
             else the model's recorded training images (`tlkit.calibration`).
 
@@ -306,6 +308,9 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
     meta = saving.full_metadata(model, {**meta, **(metadata or {})})
     meta["class_names"] = saving.class_names(model, meta)
     meta.update(format=fmt, quantize=quantize)
+    index = path.with_suffix("") / "index.json" if path is not None else None
+    if index is not None and index.is_file():  # so that `evaluate` scores the run's test split
+        meta["index"] = str(index.resolve())
     if quantize == "int8":
         if representative is None:
             representative = (sample if sample is not None else calibration.training_images(

@@ -118,27 +118,34 @@ def predict_files(model_path, inputs, top_k=3, batch_size=32, on_bad_image="skip
                                  on_bad_image=on_bad_image, resize=resize))
 
 
-def find_index(model_path, source):
+def find_index(model_path, source, metadata=None):
     """The index of the run that trained `model_path`, when it was written for `source`.
 
     tlkit finetune writes `index.json` into the report folder beside the model
-    (`saved_models/photos.h5` -> `saved_models/photos/index.json`).
+    (`saved_models/photos.h5` -> `saved_models/photos/index.json`); an exported artifact
+    records that file in its metadata (`index`), so it is found from anywhere.
     """
+    import json
+
     from tlkit.data import index as index_lib
 
-    candidate = pathlib.Path(model_path).with_suffix("") / index_lib.FILENAME
     kind, arg, _ = data_lib.parse_source(source)
-    if kind != "folder" or not candidate.is_file():
+    if kind != "folder":
         return None
-    try:
-        import json
-
-        with open(candidate, encoding="utf-8") as f:
-            root = json.load(f).get("root")
-    except (OSError, ValueError):
-        return None
-    same = root and os.path.isdir(arg) and os.path.realpath(root) == os.path.realpath(arg)
-    return candidate if same else None
+    candidates = [pathlib.Path(model_path).with_suffix("") / index_lib.FILENAME]
+    if (metadata or {}).get("index"):
+        candidates.append(pathlib.Path(metadata["index"]))
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        try:
+            with open(candidate, encoding="utf-8") as f:
+                root = json.load(f).get("root")
+        except (OSError, ValueError):
+            continue
+        if root and os.path.isdir(arg) and os.path.realpath(root) == os.path.realpath(arg):
+            return candidate
+    return None
 
 
 def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val_fraction=0.1,
@@ -169,7 +176,7 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
         saving.check_folder_writable(out_dir, "--out")
     model = artifacts.load(model_path)
     shape = model.input_shape
-    index = index or find_index(model_path, source)
+    index = index or find_index(model_path, source, model.metadata)
     if index is not None:
         kind, arg, _ = data_lib.parse_source(source)
         ds = index_lib.load(index, root=arg if kind == "folder" else None,
