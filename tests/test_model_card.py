@@ -53,6 +53,11 @@ def test_card_content_matches_the_report(run):
     # limitations: the run's warnings (random frozen base, chance level at n=3) are all there
     assert rep["warnings"] and all(w in text for w in rep["warnings"])
     assert "random weights" in text and "- `epochs`: `1`" in text
+    # the call transfer.py makes, with the report dict it holds: the same card
+    again = model_card.write(model, result.report, settings={"epochs": 1,
+                                                             "strategy": "small-similar"},
+                             out=model.with_suffix("") / model_card.FILENAME)
+    assert again.read_text() == text
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])

@@ -66,6 +66,10 @@ def write(model_path, report=None, *, settings=None, metadata=None, out=None):
 
         settings = yaml.safe_load((folder / "settings.yaml").read_text(encoding="utf-8"))
     out = pathlib.Path(out) if out is not None else folder / FILENAME
+    # as JSON would give them back (tuples as lists...): a card from the report dict in memory
+    # is the card from report.json
+    report, meta, settings = (json.loads(json.dumps(x, default=str))
+                              for x in (report, meta, settings))
     text = render(model_path, report, meta, settings, out.parent)
     with fileio.atomic_path(out, suffix=".md") as tmp:
         pathlib.Path(tmp).write_text(text, encoding="utf-8")
