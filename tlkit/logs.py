@@ -1,4 +1,4 @@
-"""TensorFlow's and absl's WARNING lines kept out of progress output, for one block.
+"""TensorFlow's and Keras's expected warnings kept out of progress output, for one block.
 
 Example:
     >>> import logging
@@ -9,6 +9,7 @@ Example:
 
 import contextlib
 import logging
+import warnings
 
 TF_LOGGERS = ("absl", "tensorflow")
 
@@ -30,3 +31,18 @@ def quiet_tf_logs(level=logging.ERROR):
     finally:
         for lg, old in zip(loggers, levels):
             lg.setLevel(old)
+
+
+@contextlib.contextmanager
+def streamed_epochs():
+    """Keep Keras's "Your input ran out of data" warning out of a `fit` on streamed files.
+
+    Image files stream through tf.data with `ignore_errors()` (a file that fails to decode is
+    skipped), so the number of batches is unknown until the first epoch ends; Keras then
+    warns that the input "ran out of data", although every epoch read every file. Only that
+    warning is dropped, and only inside the block.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data",
+                                category=UserWarning)
+        yield

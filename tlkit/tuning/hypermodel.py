@@ -1,5 +1,6 @@
 """The base of tlkit's hypermodels: declared tunables, overrides, data, compiling, fitting."""
 
+import contextlib
 import re
 
 import keras
@@ -7,6 +8,7 @@ import keras_tuner as kt
 
 from tlkit import data as data_lib
 from tlkit.errors import TlkitError, check_choice
+from tlkit.logs import streamed_epochs
 from tlkit.tuning.constants import ALIAS_HELP, ALIASES, OPTIMIZERS
 from tlkit.tuning.space import _fmt, parse_fix, parse_space
 
@@ -149,9 +151,10 @@ class TlkitHyperModel(kt.HyperModel):
                                      shuffle=True, seed=self.seed, autotune=self.autotune)
         val_ds = data_lib.pipeline(ds.x_val, ds.y_val, batch_size=self.batch_size,
                                    autotune=self.autotune)
-        return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                         initial_epoch=initial_epoch, callbacks=list(callbacks or []),
-                         shuffle=False, verbose=self.fit_verbose)  # tf.data shuffles
+        with streamed_epochs() if data_lib.is_files(ds.x_train) else contextlib.nullcontext():
+            return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                             initial_epoch=initial_epoch, callbacks=list(callbacks or []),
+                             shuffle=False, verbose=self.fit_verbose)  # tf.data shuffles
 
     def deployable(self, model, values):
         """The deployable image classifier for a trained trial model (here: itself)."""
