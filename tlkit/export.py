@@ -59,9 +59,7 @@ Example:
     True
 """
 
-
 import dataclasses
-import json
 import os
 import shutil
 import tempfile

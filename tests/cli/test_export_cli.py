@@ -3,7 +3,6 @@
 import warnings
 
 import pytest
-from PIL import Image
 
 import tlkit
 from helpers import run_cli as run
