@@ -319,3 +319,36 @@ def test_best_model_metadata_is_plain_json(digits16, tmp_path):
     assert meta["tuning"]["best_model"] == "retrained"
     assert set(meta["hyperparameters"]) >= {"block1_bn", "dropout", "learning_rate"}
     assert meta["class_names"] == [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize("module", ["tlkit.tuning.hypermodel", "tlkit.tuning.zoo_hypermodel",
+                                    "tlkit.tuning.backbone_hypermodel", "tlkit.compat"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+    keras.backend.clear_session()
+
+
+def test_block_layouts_are_read_from_the_zoo():
+    vgg19 = tuning.block_layout("vgg19")
+    assert (vgg19.kind, vgg19.stack[2], vgg19.fc, vgg19.drop_after, vgg19.bn, vgg19.dropout) == \
+        ("vgg", (256, 4), (4096, 4096), (1, 2), "none", 0.5)
+    assert tuning.block_layout("fashion_cnn").drop_after == (1,)
+    assert tuning.block_layout("lenet5") is None
+
+
+def test_backbone_defaults_are_the_strategy_plan(digits16):
+    from tlkit import strategies
+
+    hm = tuning.BackboneHyperModel("zoo:fashion_cnn", "large-similar", (16, 16, 1),
+                                   weights=None, epochs=4)
+    plan = strategies.plan("large-similar", hm.backbone, epochs=4)
+    t = hm.tunables()
+    assert (t["dropout"].default, t["learning_rate"].default, t["fine_tune_lr"].default,
+            t["unfreeze"].default) == (plan.head.dropout, plan.phases[0].learning_rate,
+                                       plan.phases[1].learning_rate,
+                                       len(plan.phases[1].train_stages))
+    keras.backend.clear_session()
