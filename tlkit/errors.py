@@ -58,7 +58,7 @@ _SETTING = re.compile(r"(?<![?&/.-])\b([a-z][a-z0-9_]*)="
                       r"(?=[\s,;)]|\.(?:\s|$)|$)")
 
 
-_MUST = re.compile(r"\b([a-z][a-z0-9_]*)(?= must\b)")
+_MUST = re.compile(r"(?<![-\w])([a-z][a-z0-9_]*)(?= must\b)")
 
 
 def cli_message(message, names=None):
