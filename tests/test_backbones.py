@@ -539,28 +539,3 @@ def test_bad_classifier_files(tmp_path):
     keras.Model(inputs, layers.Dense(2)(inputs)).save(path)
     with pytest.raises(TlkitError, match="not an image model"):
         backbones.build(path)
-
-
-@pytest.mark.parametrize("module", ["tlkit.backbones", "tlkit.backbones.specs",
-                                    "tlkit.backbones.backbone", "tlkit.backbones.preprocessing",
-                                    "tlkit.backbones.stages", "tlkit.backbones.builders"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-
-
-def test_private_keras_apis_live_in_compat_only():
-    import pathlib
-    import re
-
-    import tlkit
-
-    private = re.compile(r"keras\.src|keras_tuner\.src|tensorflow\.python|tf\.python|"
-                         r"_keras_history|_inbound_nodes|_run_through_graph")
-    root = pathlib.Path(tlkit.__file__).parent
-    found = [str(p.relative_to(root)) for p in root.rglob("*.py")
-             if p.name != "compat.py" and private.search(p.read_text())]
-    assert found == []

@@ -222,14 +222,3 @@ def test_table_markdown_and_heatmap(tmp_path):
     with Image.open(path) as img:
         assert img.format == "PNG"
 
-
-@pytest.mark.parametrize("module", ["tlkit.demo", "tlkit.experiments.config",
-                                    "tlkit.experiments.classes", "tlkit.experiments.table",
-                                    "tlkit.experiments.networks", "tlkit.experiments.demo",
-                                    "tlkit.logs"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

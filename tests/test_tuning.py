@@ -321,16 +321,6 @@ def test_best_model_metadata_is_plain_json(digits16, tmp_path):
     assert meta["class_names"] == [str(i) for i in range(10)]
 
 
-@pytest.mark.parametrize("module", ["tlkit.tuning.hypermodel", "tlkit.tuning.zoo_hypermodel",
-                                    "tlkit.tuning.backbone_hypermodel", "tlkit.compat"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
-    keras.backend.clear_session()
-
 
 def test_block_layouts_are_read_from_the_zoo():
     vgg19 = tuning.block_layout("vgg19")

@@ -127,14 +127,18 @@ class BackboneHyperModel(TlkitHyperModel):
                 raise TlkitError(f"{e} (tuning {self.strategy} with --epochs {self.epochs})")
             raise
 
+    def _reset_base(self):
+        """Put the base's initial weights back (a strategy that trains it changes them)."""
+        if self._base_weights is not None:
+            self.backbone.model.set_weights(self._base_weights)
+
     def prepare(self):
         """Compute the frozen base's pooled features of train and val once per search."""
         if not self.cache_features or self.features is not None:
             return
         if self.dataset is None:
             raise TlkitError("Attach data first: hypermodel.set_data(dataset).")
-        if self._base_weights is not None:
-            self.backbone.model.set_weights(self._base_weights)
+        self._reset_base()
         model = self._plan({}).build_model(self.num_classes)
         kw = {"batch_size": self.batch_size, "verbose": 0, "autotune": self.autotune}
         # (features, labels of the rows): a file that fails to decode has no row
@@ -154,8 +158,7 @@ class BackboneHyperModel(TlkitHyperModel):
                                       dense=plan.head.dense, dropout=plan.head.dropout,
                                       bn=plan.head.bn, name="head")
             return keras.Model(inputs, outputs, name="head")
-        if self._base_weights is not None:
-            self.backbone.model.set_weights(self._base_weights)  # undo the last fine-tuning
+        self._reset_base()  # undo the last trial's fine-tuning
         model = plan.build_model(self.num_classes)
         plan.apply(model, 0)
         return model
@@ -217,8 +220,7 @@ class BackboneHyperModel(TlkitHyperModel):
         """
         if not self.head_only:
             return model
-        if self._base_weights is not None:
-            self.backbone.model.set_weights(self._base_weights)
+        self._reset_base()
         plan = self._plan(values)
         full = plan.build_model(self.num_classes)
         for layer in model.layers:
