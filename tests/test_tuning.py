@@ -140,8 +140,10 @@ def test_zoo_search_records_bn_and_dropout_and_keeps_fixed(digits16, tmp_path):
         assert hps["block1_bn"] in ("before", "after")
         assert 0.1 <= hps["block1_dropout"] <= 0.4
     for f in ("search.json", "trials.json", "trials.csv", "trials.png", "best.h5",
-              "report/report.json"):
+              "report/report.json", "report/model_card.md"):
         assert (out / f).is_file(), f
+    card = (out / "report" / "model_card.md").read_text()
+    assert "dropout" in card and f"test accuracy **{r.metrics['accuracy']:.4f}**" in card, card
     summary = json.loads((out / "trials.json").read_text())
     assert summary["best"]["hyperparameters"] == r.best_hyperparameters
     assert summary["objective"] == {"name": "val_accuracy", "direction": "max"}

@@ -226,6 +226,10 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                            "best_model": how},
                 "data": dataset.summary(), "metrics": test_metrics}
     paths["model"] = str(saving.save(best_model, out / MODEL_FILE, metadata))
+    from tlkit import model_card
+
+    paths["model_card"] = str(model_card.write(out / MODEL_FILE, rep, metadata=metadata,
+                                               out=out / "report" / model_card.FILENAME))
     if verbose:
         print(format_table(rows, objective))
         print(f"best trial {best.trial_id}: {objective} {best.score:.4f}; test accuracy "
