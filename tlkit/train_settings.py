@@ -63,4 +63,3 @@ class TrainSettings:
         return dataclasses.asdict(self)
 
 
-CONSTANT = TrainSettings(schedule="constant")  # tlkit's training before recipes existed

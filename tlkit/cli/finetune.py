@@ -11,7 +11,7 @@ from tlkit.cli.args import add_data_flags, csv_ints, weights_arg
 from tlkit.errors import TlkitError
 
 SCHEDULE_CHOICES = ("constant", "cosine", "onecycle")  # tlkit.schedules.SCHEDULES
-DEFAULT_SCHEDULE = "cosine"  # tlkit.schedules.DEFAULT (kept here: --help imports no TF)
+DEFAULT_SCHEDULE = "constant"  # tlkit.schedules.DEFAULT (kept here: --help imports no TF)
 DEFAULT_WARMUP = 0.1
 MODELS_DIR = pathlib.Path("saved_models")
 
