@@ -30,8 +30,9 @@ from tlkit.errors import TlkitError
 SCHEDULES = ("constant", "cosine", "onecycle")
 # The default, by measurement on the full demo (bench/bench_recipes.py; README): against the
 # constant rate that the demo's epoch budgets and EarlyStopping were set for, cosine lost
-# 0.64 pp on average and up to 1.9 pp in a cell (heads on cached features most), so constant
-# stays the default; cosine and onecycle are there to choose.
+# 0.64 pp on average and up to 1.9 pp in a cell, onecycle 0.63 pp and up to 2.5 pp (heads on
+# cached features most), so constant stays the default; cosine and onecycle are there to
+# choose.
 DEFAULT = "constant"
 DEFAULT_WARMUP = 0.1  # share of a fine-tuning phase's steps spent warming up (cosine)
 ONECYCLE_PCT_START = 0.3  # fastai's pct_start
