@@ -32,6 +32,23 @@ def test_phases_of_each_strategy(backbone):
     assert p.bn_training and p.phases[0].train_stages == tuple(range(n))
 
 
+def test_plans_take_their_defaults_from_the_registry(backbone, monkeypatch):
+    """A strategy's defaults live in its registry entry: change it, and the plan follows."""
+    import dataclasses
+
+    assert strategies.STRATEGIES == tuple(strategies.REGISTRY)
+    assert strategies.FINE_TUNING == ("small-dissimilar", "large-similar")
+    changed = dataclasses.replace(strategies.REGISTRY["large-similar"], lr_divisor=4,
+                                  unfreeze_share=1.0, dropout=0.3, weight_decay=1e-3)
+    monkeypatch.setitem(strategies.REGISTRY, "large-similar", changed)
+    p = strategies.plan("large-similar", backbone, epochs=4, learning_rate=1e-3)
+    assert p.phases[1].learning_rate == pytest.approx(1e-3 / 4)
+    assert len(p.phases[1].train_stages) == len(backbone.stages)
+    assert p.head.dropout == 0.3 and p.weight_decay == 1e-3
+    with pytest.raises(TlkitError, match="large-similar"):
+        strategies.get("large-simlar")
+
+
 def test_overrides(backbone):
     p = strategies.plan("large-similar", backbone, epochs=6, head_epochs=1, unfreeze=2,
                         fine_tune_lr=3e-5, dropout=0.1, dense=(16,))

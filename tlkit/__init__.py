@@ -20,3 +20,10 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", **kwargs):
     from tlkit.transfer import finetune as _finetune
 
     return _finetune(data, backbone, strategy, **kwargs)
+
+
+def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", **kwargs):
+    """Sweep the learning rate and suggest one; see `tlkit.lr_finder.lr_find`."""
+    from tlkit.lr_finder import lr_find as _lr_find
+
+    return _lr_find(data, backbone, strategy, **kwargs)

@@ -291,8 +291,7 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", *, weights=
     from tlkit.transfer import resolve_input_shape
 
     check_range(min_lr, max_lr, steps)
-    if strategy not in strategies.STRATEGIES:
-        raise strategies.suggest(strategy, strategies.STRATEGIES, "strategy")
+    strategies.get(strategy)  # validated before any data is read
     shape = resolve_input_shape(backbone, image_size)
     if isinstance(data, data_lib.Dataset):
         dataset = data.converted(shape, None)

@@ -60,9 +60,13 @@ def load(path, command=None, valid=None):
 
 def dump(settings, path):
     """Write resolved settings as YAML (the record of what a run actually used)."""
+    from tlkit import fileio
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k.replace("_", "-"): (list(v) if isinstance(v, tuple) else v)
+    # snake_case keys, as in report.json and the metadata; `load` reads them back as a recipe
+    clean = {k: (list(v) if isinstance(v, tuple) else v)
              for k, v in settings.items() if k not in ("command", "func", "recipe")}
-    path.write_text(yaml.safe_dump(clean, sort_keys=True))
+    with fileio.atomic_path(path, suffix=".yaml") as tmp:
+        pathlib.Path(tmp).write_text(yaml.safe_dump(clean, sort_keys=True), encoding="utf-8")
     return path

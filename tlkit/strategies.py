@@ -1,4 +1,5 @@
-"""The four strategies of the size-versus-similarity matrix, as Plans.
+"""The four strategies of the size-versus-similarity matrix: a registry of `Strategy`
+objects that own their defaults, made concrete for a backbone as `Plan`s.
 
 |                     | similar to the pretraining data | dissimilar                          |
 |---------------------|---------------------------------|-------------------------------------|
@@ -31,15 +32,73 @@ import keras
 from tlkit.blocks import classifier_head
 from tlkit.errors import TlkitError, check_choice, suggest
 
-STRATEGIES = ("small-similar", "small-dissimilar", "large-similar", "large-dissimilar")
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """One strategy of the matrix and the defaults it owns (`plan` makes it concrete).
 
-DESCRIPTIONS = {
-    "small-similar": "base frozen; only the new classifier trains (feature extraction)",
-    "small-dissimilar": "head first, then unfreeze about half of the base at a low LR "
-                        "with strong regularisation (or cut the base at an earlier stage)",
-    "large-similar": "head first, then fine-tune the last stage(s) at LR / 10",
-    "large-dissimilar": "train the whole network, BatchNormalization included",
-}
+    Attributes:
+        name: the strategy's name (`--strategy`).
+        description: one line for `tlkit plan` and the docs.
+        phases: `"head"` (the base stays frozen), `"head+fine-tune"` (head first, then the top
+            `unfreeze_share` of the stages at `learning_rate / lr_divisor`) or `"full"`
+            (every stage trains from the start).
+        unfreeze_share: share of the stages the fine-tuning phase unfreezes (at least one).
+        lr_divisor: the fine-tuning phase's learning rate is the head's divided by this.
+        dropout: the head's default dropout.
+        weight_decay: AdamW's weight decay (0: Adam).
+        bn_training: BatchNormalization statistics train (only when every stage trains).
+    """
+
+    name: str
+    description: str
+    phases: str
+    unfreeze_share: float = 0.0
+    lr_divisor: float = 1.0
+    dropout: float = 0.2
+    weight_decay: float = 0.0
+    bn_training: bool = False
+
+    @property
+    def fine_tunes(self):
+        """True for the two-phase strategies (head, then fine-tune part of the base)."""
+        return self.phases == "head+fine-tune"
+
+    def default_unfreeze(self, n_stages):
+        """Stages the fine-tuning phase unfreezes by default, counted from the top."""
+        return max(1, math.ceil(n_stages * self.unfreeze_share))
+
+
+REGISTRY = {s.name: s for s in (
+    Strategy("small-similar", "base frozen; only the new classifier trains (feature "
+             "extraction)", "head"),
+    Strategy("small-dissimilar", "head first, then unfreeze about half of the base at a low LR "
+             "with strong regularisation (or cut the base at an earlier stage)",
+             "head+fine-tune", unfreeze_share=1 / 2, lr_divisor=20, dropout=0.5,
+             weight_decay=1e-4),
+    Strategy("large-similar", "head first, then fine-tune the last stage(s) at LR / 10",
+             "head+fine-tune", unfreeze_share=1 / 4, lr_divisor=10),
+    Strategy("large-dissimilar", "train the whole network, BatchNormalization included",
+             "full", bn_training=True),
+)}
+STRATEGIES = tuple(REGISTRY)
+FINE_TUNING = tuple(name for name, s in REGISTRY.items() if s.fine_tunes)
+DESCRIPTIONS = {name: s.description for name, s in REGISTRY.items()}
+
+
+def get(name):
+    """The `Strategy` called `name`; an unknown name is a `TlkitError` with close matches.
+
+    Example:
+        >>> get("large-similar").lr_divisor
+        10
+        >>> get("large-simlar")
+        Traceback (most recent call last):
+        ...
+        tlkit.errors.TlkitError: Unknown strategy 'large-simlar'. Did you mean large-similar, large-dissimilar, small-similar? Valid: large-dissimilar, large-similar, small-dissimilar, small-similar.
+    """
+    if name not in REGISTRY:
+        raise suggest(name, STRATEGIES, "strategy")
+    return REGISTRY[name]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,8 +266,7 @@ def plan(strategy, backbone, dataset_info=None, *, epochs=10, learning_rate=1e-3
     Returns:
         A `Plan`.
     """
-    if strategy not in STRATEGIES:
-        raise suggest(strategy, STRATEGIES, "strategy")
+    spec = get(strategy)
     n_stages = len(backbone.stages)
     if cut_stage is not None:
         if strategy != "small-dissimilar":
@@ -231,15 +289,13 @@ def plan(strategy, backbone, dataset_info=None, *, epochs=10, learning_rate=1e-3
         raise TlkitError(f"dropout must be in [0, 1). Received: dropout={dropout}.")
 
     all_stages = tuple(range(n_stages))
-    head = Head(dropout=0.5 if dropout is None and strategy == "small-dissimilar"
-                else (0.2 if dropout is None else dropout),
+    head = Head(dropout=spec.dropout if dropout is None else dropout,
                 dense=tuple(dense), bn=head_bn, pooling=pooling)
-    kw = {}
-    if strategy == "small-similar":
+    kw = {"bn_training": spec.bn_training, "weight_decay": spec.weight_decay}
+    if spec.phases == "head":
         phases = [Phase("head", (), epochs, learning_rate)]
-    elif strategy == "large-dissimilar":
+    elif spec.phases == "full":
         phases = [Phase("full", all_stages, epochs, learning_rate)]
-        kw["bn_training"] = True
     else:
         if epochs < 2 and head_epochs is None:
             raise TlkitError(f"{strategy} has two phases (head, then fine-tune): "
@@ -247,13 +303,8 @@ def plan(strategy, backbone, dataset_info=None, *, epochs=10, learning_rate=1e-3
         h = math.ceil(epochs / 2) if head_epochs is None else head_epochs
         if not 1 <= h <= epochs:
             raise TlkitError(f"head_epochs={head_epochs} must be between 1 and epochs={epochs}.")
-        if strategy == "large-similar":
-            k = unfreeze or max(1, math.ceil(n_stages / 4))
-            lr2 = fine_tune_lr or learning_rate / 10
-        else:
-            k = unfreeze or max(1, math.ceil(n_stages / 2))
-            lr2 = fine_tune_lr or learning_rate / 20
-            kw.update(weight_decay=1e-4)
+        k = unfreeze or spec.default_unfreeze(n_stages)
+        lr2 = fine_tune_lr or learning_rate / spec.lr_divisor
         phases = [Phase("head", (), h, learning_rate)]
         if epochs - h > 0:
             phases.append(Phase("fine-tune", all_stages[n_stages - k:], epochs - h, lr2))

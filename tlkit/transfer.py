@@ -194,6 +194,11 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
             raise
         finally:
             keras.config.set_dtype_policy(previous_policy)
+        if result.path is not None and report_dir is not None:
+            from tlkit import model_card
+
+            model_card.write(result.path, result.report, settings=settings,
+                             out=pathlib.Path(report_dir) / model_card.FILENAME)
         if run is not None:
             run.complete()
         return result
@@ -293,7 +298,6 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         if verbose:
             print(f"tlkit: --lr auto: {found.suggested_lr:.3g} ({found.rule})")
-    distribute_lib.patch_symbolic_build(model, dist)
     if verbose:
         print(plan.describe())
         if dist:
@@ -302,8 +306,9 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
     notes = [w for w in (random_base_warning(weights, backbone, strategy),) if w]
     for note in notes:
         warnings.warn(note, stacklevel=3)
-    fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
-                       verbose=verbose, **fit_options)
+    with distribute_lib.training_patches(model, dist):
+        fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
+                           verbose=verbose, **fit_options)
     extra = {"plan": plan.to_dict(), "fit": fitted.info, "data": dataset.summary(),
              **fit_options["settings"].to_dict(), "best": fitted.info.get("best")}
     if found is not None:
@@ -365,7 +370,7 @@ def _auto(bb, dataset, plan_options, fit_options, verbose):
                                seed=fit_options["seed"], cache_dir=cache, verbose=0)
     choice = advice.choice
     if choice.get("unfreeze") and plan_options.get("unfreeze") is None and \
-            choice["strategy"] in ("large-similar", "small-dissimilar"):
+            choice["strategy"] in strategies.FINE_TUNING:
         plan_options["unfreeze"] = choice["unfreeze"]
     if verbose:
         print(advice.table())

@@ -52,8 +52,11 @@ def test_finetune_predict_evaluate(capsys, image_folder, tmp_path):
     report_dir = tmp_path / "models" / "photos"
     rep = json.loads((report_dir / "report.json").read_text())
     assert 0 <= rep["accuracy"] <= 1 and len(rep["per_class"]) == 3
-    for f in ("confusion_matrix.png", "curves.png", "settings.yaml", "history.csv"):
+    for f in ("confusion_matrix.png", "curves.png", "settings.yaml", "history.csv",
+              "model_card.md"):
         assert (report_dir / f).is_file(), f
+    card = (report_dir / "model_card.md").read_text()
+    assert f"{rep['accuracy']:.4f}" in card and "keras.models.load_model" in card
     code, out, err = run(capsys, "predict", str(out_path), str(image_folder / "circle"),
                          "--top-k", "2", "--format", "csv")
     assert code == 0, err
@@ -75,7 +78,7 @@ def test_recipe_fills_flags_and_flags_win(capsys, image_folder, tmp_path):
     code, out, err = run(capsys, "finetune", "--recipe", str(recipe), "--epochs", "1", "--quiet")
     assert code == 0, err
     settings = (tmp_path / "r" / "settings.yaml").read_text()
-    assert "epochs: 1" in settings and "learning-rate: 0.01" in settings
+    assert "epochs: 1" in settings and "learning_rate: 0.01" in settings
     assert "augment: false" in settings
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert len(rep["history"]["loss"]) == 1

@@ -61,6 +61,8 @@ def test_default_out_epoch_lines_and_recorded_settings(capsys, tmp_path, monkeyp
         assert key in meta, key
     settings = (path.with_suffix("") / "settings.yaml").read_text()
     assert "schedule: onecycle" in settings
+    for key in ("lr_decay_per_stage:", "label_smoothing:", "class_weight:", "mixup:"):
+        assert key in settings, settings  # snake_case, as in report.json and the metadata
     code, out, err = run(capsys, "finetune", *SMALL, "--quiet")  # the name is taken now
     assert code == 0, err
     assert (tmp_path / "saved_models" / "digits-small-similar-2.h5").is_file()

@@ -35,6 +35,8 @@ Example:
     ('large-dissimilar', 'large', 'similar')
 """
 
+from tlkit import strategies
+
 SMALL_PARAMS_PER_IMAGE = 1000  # base parameters per training image above which data is small
 PROBE_MARGIN = 0.02     # probe accuracies this close count as "as good"
 SIMILAR_SKILL = 0.5     # the last stage's probe must be this far from chance to perfect
@@ -102,7 +104,7 @@ def recommend(stages, facts, stage_names=None, strategy_defaults=None):
         reasons.append("with this much data for the base, training every stage adapts the "
                        "features most (full fine-tuning wins on large data)")
     unfreeze = None
-    if strategy in ("large-similar", "small-dissimilar"):
+    if strategy in strategies.FINE_TUNING:
         unfreeze = max(1, n - 1 - earliest) if earliest < n - 1 else 1
         if earliest < n - 1:
             reasons.append(f"{names[earliest]} probes as well as {names[best]} "

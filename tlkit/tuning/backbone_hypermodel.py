@@ -11,7 +11,7 @@ import numpy as np
 from tlkit import backbones as backbones_lib
 from tlkit import compat, strategies, train
 from tlkit.blocks import BN_PLACEMENTS, classifier_head
-from tlkit.errors import TlkitError, check_choice, suggest
+from tlkit.errors import TlkitError, check_choice
 from tlkit.tuning.constants import (
     DROPOUTS, FINE_TUNE_LEARNING_RATES, HEAD_WIDTHS, LEARNING_RATES,
 )
@@ -52,8 +52,7 @@ class BackboneHyperModel(TlkitHyperModel):
     def __init__(self, backbone, strategy="small-similar", input_shape=None, *,
                  weights="imagenet", pooling="avg", cache_features=True, num_classes=None,
                  **kwargs):
-        if strategy not in strategies.STRATEGIES:
-            raise suggest(strategy, strategies.STRATEGIES, "strategy")
+        strategies.get(strategy)
         check_choice("pooling", pooling, ("avg", "max", "flatten"))
         if isinstance(backbone, backbones_lib.Backbone):
             self.backbone = backbone
