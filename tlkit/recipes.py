@@ -59,9 +59,16 @@ def load(path, command=None, valid=None):
 
 
 def dump(settings, path):
-    """Write resolved settings as YAML (the record of what a run actually used)."""
-    from tlkit import fileio
+    """Write resolved settings as YAML (the record of what a run actually used).
 
+    `settings` is a mapping ({field: value}, e.g. `tlkit.settings.as_dict` of the run's
+    settings dataclasses) or a sequence of `tlkit.settings` dataclass instances.
+    """
+    from tlkit import fileio
+    from tlkit import settings as settings_lib
+
+    if not isinstance(settings, dict):
+        settings = settings_lib.as_dict(*settings)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # snake_case keys, as in report.json and the metadata; `load` reads them back as a recipe

@@ -15,14 +15,18 @@ import dataclasses
 
 from tlkit import class_weights as class_weights_lib
 from tlkit import mixing, optimizers, schedules
+from tlkit.settings import RECIPE, RecipeSettings
 
-DEFAULT_LR_DECAY_PER_STAGE = 1.0
-DEFAULT_LABEL_SMOOTHING = 0.0
+DEFAULT_LR_DECAY_PER_STAGE = RECIPE.lr_decay_per_stage
+DEFAULT_LABEL_SMOOTHING = RECIPE.label_smoothing
 
 
 @dataclasses.dataclass
-class TrainSettings:
+class TrainSettings(RecipeSettings):
     """How each phase trains, beyond its learning rate and epochs (see `tlkit.train.fit`).
+
+    The fields, their defaults and their flags are `tlkit.settings.RecipeSettings`'s; this
+    class checks them together and resolves them for a run.
 
     Attributes:
         schedule: `constant`, `cosine` or `onecycle` (`tlkit.schedules`).
@@ -33,14 +37,6 @@ class TrainSettings:
         class_weight: None, `"balanced"` or {class name: weight} (`tlkit.class_weights`).
         mixup, cutmix: Beta(A, A) parameters (0: off) (`tlkit.mixing`).
     """
-
-    schedule: str = schedules.DEFAULT
-    warmup: float = schedules.DEFAULT_WARMUP
-    lr_decay_per_stage: float = DEFAULT_LR_DECAY_PER_STAGE
-    label_smoothing: float = DEFAULT_LABEL_SMOOTHING
-    class_weight: object = None
-    mixup: float = 0.0
-    cutmix: float = 0.0
 
     def __post_init__(self):
         schedules.check(self.schedule, self.warmup)

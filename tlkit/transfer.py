@@ -23,8 +23,9 @@ from tlkit import backbones as backbones_lib
 from tlkit import data as data_lib
 from tlkit import distribute as distribute_lib
 from tlkit import report as report_lib
-from tlkit import runs, saving, schedules, strategies, train, train_settings
+from tlkit import runs, saving, strategies, train, train_settings
 from tlkit.errors import TlkitError, suggest
+from tlkit.settings import DATA, MODEL, OUTPUT, RECIPE, RUN
 
 
 @dataclasses.dataclass
@@ -57,20 +58,27 @@ def convert_dataset(dataset, input_shape, resize=None):
     return dataset.converted(input_shape, resize)
 
 
-def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=10,
-             weights="imagenet", image_size=None, out=None, report_dir=None, batch_size=32,
-             learning_rate=1e-3, fine_tune_lr=None, head_epochs=None, unfreeze=None,
-             cut_stage=None, dropout=None, dense=(), head_bn="none", pooling="avg",
-             augment=True, augment_passes=1, cache_features=True, seed=0, val_fraction=0.1,
-             test_fraction=0.1, on_bad_image="skip", download=False, autotune=None,
-             patience=5, tensorboard=False, cache_dir=None, distribute=None, jit_compile=False,
-             mixed_precision=False, resize=data_lib.DEFAULT_RESIZE, image_cache=False,
-             restart=False, deterministic=False, schedule=schedules.DEFAULT,
-             warmup=schedules.DEFAULT_WARMUP,
-             lr_decay_per_stage=train_settings.DEFAULT_LR_DECAY_PER_STAGE,
-             label_smoothing=train_settings.DEFAULT_LABEL_SMOOTHING, class_weight=None,
-             mixup=0.0, cutmix=0.0, verbose=1):
+def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=RUN.epochs,
+             weights=MODEL.weights, image_size=DATA.image_size, out=OUTPUT.out,
+             report_dir=OUTPUT.report_dir, batch_size=RUN.batch_size,
+             learning_rate=RUN.learning_rate, fine_tune_lr=RUN.fine_tune_lr,
+             head_epochs=RUN.head_epochs, unfreeze=MODEL.unfreeze, cut_stage=MODEL.cut_stage,
+             dropout=MODEL.dropout, dense=MODEL.dense, head_bn=MODEL.head_bn,
+             pooling=MODEL.pooling, augment=RUN.augment, augment_passes=RUN.augment_passes,
+             cache_features=RUN.cache_features, seed=RUN.seed, val_fraction=DATA.val_fraction,
+             test_fraction=DATA.test_fraction, on_bad_image=DATA.on_bad_image,
+             download=DATA.download, autotune=RUN.autotune, patience=RUN.patience,
+             tensorboard=RUN.tensorboard, cache_dir=RUN.cache_dir, distribute=RUN.distribute,
+             jit_compile=RUN.jit_compile, mixed_precision=RUN.mixed_precision,
+             resize=DATA.resize, image_cache=RUN.image_cache, restart=OUTPUT.restart,
+             deterministic=RUN.deterministic, schedule=RECIPE.schedule, warmup=RECIPE.warmup,
+             lr_decay_per_stage=RECIPE.lr_decay_per_stage,
+             label_smoothing=RECIPE.label_smoothing, class_weight=RECIPE.class_weight,
+             mixup=RECIPE.mixup, cutmix=RECIPE.cutmix, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
+
+    Every default is a field default of `tlkit.settings` (`DATA`, `MODEL`, `RUN`, `RECIPE`,
+    `OUTPUT`), the same dataclasses that build `tlkit finetune`'s flags.
 
     Args:
         data: a source string for `tlkit.data.load` (folder, `tfds:NAME`, `npz:PATH`,
@@ -204,8 +212,9 @@ def finetune(data, backbone="mobilenet_v2", strategy="small-similar", *, epochs=
         return result
 
 
-def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None, patience=5,
-                   augment_passes=1, head_epochs=None, dropout=None):
+def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
+                   patience=RUN.patience, augment_passes=RUN.augment_passes, head_epochs=None,
+                   dropout=None):
     """Refuse impossible run settings up front, naming the flag (before any data is read).
 
     Example:

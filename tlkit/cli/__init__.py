@@ -8,6 +8,9 @@ argument types in `args.py`); each registers its subcommands with `@subcommand` 
 flags with `fn.configure = ...`. The conventions every subcommand follows (checked over all of
 them by tests/cli/test_conventions.py):
 
+- run settings are dataclasses (`tlkit.settings`): `settings.add_fields` adds their fields as
+  flags, so a flag's default is its field's default, and the library's signatures read the
+  same fields;
 - every flag has help text; "(default: X)" is appended from the flag's own `default=` unless
   the text already says what the default is, so write a default once, in `default=`;
 - fixed vocabularies are argparse `choices=` (the tuples of `tlkit.choices`);
@@ -98,7 +101,8 @@ class _Recorder:
 def _shown_default(action):
     """The default as help shows it, or None when there is nothing to show."""
     value = action.default
-    if action.nargs == 0 or value in (None, False, argparse.SUPPRESS, (), [], ""):
+    if action.nargs == 0 or value is None or value is False or \
+            value in (argparse.SUPPRESS, (), [], ""):  # not `in (False, ...)`: 0 == False
         return None  # a switch, or a flag whose absence the help text explains
     if isinstance(value, (tuple, list)):
         return ",".join(map(str, value))

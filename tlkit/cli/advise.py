@@ -1,31 +1,28 @@
 """Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
 
-from tlkit import choices
+from tlkit import settings
 from tlkit.cli import subcommand
-from tlkit.cli.args import weights_arg
 from tlkit.errors import TlkitError
 
 
 def _configure_advise(p):
-    p.add_argument("--data", required=True,
-                   help="image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits")
-    p.add_argument("--backbone", default="mobilenet_v2",
+    data = settings.DataSettings
+    settings.add_fields(p, data, ("data",), data={
+        "required": True,
+        "help": "image folder, tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits"})
+    p.add_argument("--backbone", default=settings.MODEL.backbone,
                    help="backbone name or a comma-separated list to rank, e.g. "
                         "mobilenet_v2,resnet50")
-    p.add_argument("--weights", type=weights_arg, default="imagenet",
-                   help="imagenet, none, or a local weights file")
-    p.add_argument("--image-size", type=int, metavar="N", help="input size N (NxN) instead of each "
-                   "backbone's default")
+    settings.add_fields(p, settings.ModelSettings, ("weights",))
+    settings.add_fields(p, data, ("image_size",), image_size={
+        "help": "input size N (NxN) instead of each backbone's default"})
     p.add_argument("--out", help="folder for advice.json, advice.png and the cached features "
                    "(features/: pass it to finetune as --cache-dir to reuse the pass)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="split seed, as for finetune")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="validation share when the data has no val split")
-    p.add_argument("--test-fraction", type=float, default=0.1,
-                   help="test share when the data has no test split")
-    p.add_argument("--on-bad-image", choices=choices.BAD_IMAGE_POLICIES, default="skip",
-                   help="unreadable image files: skip them, or stop")
+    settings.add_fields(p, settings.RunSettings, ("batch_size", "seed"),
+                        batch_size={"metavar": "N", "help": "images per batch"},
+                        seed={"metavar": "N", "help": "split seed, as for finetune"})
+    settings.add_fields(p, data, ("val_fraction", "test_fraction", "on_bad_image"),
+                        on_bad_image={"help": "unreadable image files: skip them, or stop"})
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -2,6 +2,7 @@
 
 import pathlib
 
+from tlkit import settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
 from tlkit.cli.finetune import add_model_flags, console_verbosity, data_name
@@ -24,8 +25,7 @@ def _configure(p):
     g.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                    help="optimizer steps of the sweep; it stops early when the loss diverges "
                         f"(default: {DEFAULT_STEPS})")
-    g.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
-    g.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    settings.add_fields(g, settings.RunSettings, ("batch_size", "seed"), seed={"help": "seed"})
     g = p.add_argument_group("output")
     g.add_argument("--out", help="folder for lr_find.png and lr_find.json (default: "
                                  "saved_models/lr-find/<data>-<strategy>/)")

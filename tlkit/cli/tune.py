@@ -4,9 +4,9 @@ import contextlib
 import pathlib
 import warnings
 
-from tlkit import choices
+from tlkit import choices, settings
 from tlkit.cli import subcommand
-from tlkit.cli.args import add_data_flags, weights_arg
+from tlkit.cli.args import add_data_flags
 from tlkit.errors import TlkitError
 
 
@@ -18,12 +18,13 @@ def _configure_tune(p):
                                    "dropout per block, blocks, filters, lr, optimizer")
     g.add_argument("--backbone", help="pretrained base (tlkit plan --list), zoo:NAME or a .h5 "
                                       "classifier: head dropout/width/BN, lrs, unfreeze depth")
-    g.add_argument("--weights", type=weights_arg, default="imagenet",
-                   help="backbone weights: imagenet, none, or a local weights file")
+    settings.add_fields(g, settings.ModelSettings, ("weights",), weights={
+        "help": "backbone weights: imagenet, none, or a local weights file"})
     g.add_argument("--strategy", choices=choices.STRATEGY_CHOICES,
                    help="with --backbone: the strategy whose plan is tuned; auto: tlkit advise "
                         "chooses, and narrows unfreeze (default: small-similar)")
-    g.add_argument("--pooling", choices=choices.POOLINGS, default="avg", help="head pooling")
+    settings.add_fields(g, settings.ModelSettings, ("pooling",),
+                        pooling={"help": "head pooling"})
     g = p.add_argument_group("search")
     g.add_argument("--tuner", choices=choices.TUNERS, default="random",
                    help="KerasTuner's search algorithm")
@@ -41,9 +42,10 @@ def _configure_tune(p):
                         "--space learning_rate=1e-4:1e-3 (repeatable)")
     g.add_argument("--list-space", action="store_true",
                    help="print the hyperparameters of --model/--backbone and exit")
-    g.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch")
-    g.add_argument("--seed", type=int, default=0, metavar="N",
-                   help="seed of the split, the search and the initial weights")
+    settings.add_fields(g, settings.RunSettings, ("batch_size", "seed"),
+                        batch_size={"metavar": "N", "help": "images per batch"},
+                        seed={"metavar": "N",
+                              "help": "seed of the split, the search and the initial weights"})
     g.add_argument("--no-cache", dest="cache_features", action="store_false",
                    help="train every trial on images instead of the frozen base's shared features")
     g.add_argument("--factor", type=int, default=3, metavar="N",

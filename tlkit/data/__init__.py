@@ -39,6 +39,8 @@ from tlkit.data.folder import VALID_SOURCES
 from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, pipeline,
                                  predict_labelled)
 from tlkit.errors import TlkitError, check_choice
+from tlkit.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
+from tlkit.settings import RUN as _RUN
 
 SOURCES = """\
 Data sources (`load(source)`, `--data` on the command line):
@@ -115,8 +117,9 @@ def read_images(paths, image_size=None, channels=None, resize=DEFAULT_RESIZE):
     return np.stack([convert_images(im[None], None, target)[0] for im in images])
 
 
-def load(source, *, image_size=None, channels=None, val_fraction=0.1, test_fraction=0.1,
-         seed=0, on_bad_image="skip", download=False, resize=DEFAULT_RESIZE, verbose=0):
+def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fraction,
+         test_fraction=_DATA.test_fraction, seed=_RUN.seed, on_bad_image=_DATA.on_bad_image,
+         download=_DATA.download, resize=_DATA.resize, verbose=0):
     """Load a data source (see `SOURCES`) as a `Dataset`, split three ways.
 
     Splits are stratified by class and seeded. A source with its own test split (pre-split
