@@ -30,19 +30,13 @@ from tlkit.errors import TlkitError, check_choice
 
 
 def image_paths(path):
-    """The image files at `path`: the file itself, or the images in a folder (recursively)."""
-    path = pathlib.Path(path)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and p.suffix.lower() in data_lib.IMAGE_EXTENSIONS
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        if not files:
-            raise TlkitError(f"No images ({', '.join(data_lib.IMAGE_EXTENSIONS)}) in folder "
-                             f"{path}.")
-        return files
-    raise TlkitError(f"Image path not found: {path}")
+    """The image files at `path`: the file itself, or the images in a folder (recursively).
+
+    See `tlkit.data.listing.image_files`, the one home of image listing.
+    """
+    from tlkit.data.listing import image_files
+
+    return image_files(path)
 
 
 def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image="skip",

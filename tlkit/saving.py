@@ -29,7 +29,6 @@ import contextlib
 import datetime
 import json
 import logging
-import os
 import pathlib
 import zipfile
 
@@ -60,41 +59,14 @@ def _jsonable(obj):
 
 
 def check_writable(path, suffixes=SUFFIXES, what="--out"):
-    """Validate an output path before any work is done; return it as a `Path`.
+    """Validate a model path (`.h5` or `.keras`) before any work is done; return a `Path`.
 
-    Raises `TlkitError` naming the path when the suffix is wrong or the folder cannot be
-    created or written.
+    See `tlkit.fileio.check_writable`.
     """
-    path = pathlib.Path(path)
-    if suffixes and not str(path).endswith(tuple(suffixes)):
-        raise TlkitError(f"{what} {path}: the file name must end with {' or '.join(suffixes)}.")
-    if path.exists() and path.is_dir():
-        raise TlkitError(f"{what} {path} is a folder; give a file name ending with {suffixes[0]}.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TlkitError(f"{what} {path}: cannot create folder {path.parent} ({e.strerror}).")
-    if not os.access(path.parent, os.W_OK):
-        raise TlkitError(f"{what} {path}: folder {path.parent} is not writable.")
-    return path
+    return fileio.check_writable(path, suffixes, what)
 
 
-def check_folder_writable(folder, what="--out"):
-    """Validate an output folder before any work is done; return it as a `Path`.
-
-    Raises `TlkitError` naming the folder when it is a file, cannot be created, or is not
-    writable.
-    """
-    folder = pathlib.Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise TlkitError(f"{what} {folder} is a file, not a folder; give a folder path.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TlkitError(f"{what} {folder}: cannot create the folder ({e.strerror}).") from None
-    if not os.access(folder, os.W_OK):
-        raise TlkitError(f"{what} {folder}: the folder is not writable.")
-    return folder
+check_folder_writable = fileio.check_folder_writable  # one home for output checks: fileio
 
 
 def full_metadata(model, metadata=None):
