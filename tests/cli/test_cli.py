@@ -5,16 +5,10 @@ import json
 import pytest
 
 from helpers import BackgroundProcesses, background_fixture, cli_command
+from helpers import run_cli as run
 from tlkit import cli
 
 
-def run(capsys, *argv):
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_help_lists_subcommands(capsys):

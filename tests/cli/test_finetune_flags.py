@@ -4,20 +4,14 @@ import json
 
 import pytest
 
-from tlkit import cli, saving
+from helpers import run_cli as run
+from tlkit import saving
 from tlkit.cli import finetune as finetune_cli
 
 SMALL = ["--data", "digits", "--backbone", "zoo:simple_cnn", "--weights", "none",
          "--image-size", "28", "--epochs", "1", "--batch-size", "64"]
 
 
-def run(capsys, *argv):
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("args,needle", [
