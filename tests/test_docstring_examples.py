@@ -16,7 +16,7 @@ import tlkit
 MODULES = [
     "tlkit.backbones", "tlkit.backbones.specs", "tlkit.backbones.backbone",
     "tlkit.backbones.preprocessing", "tlkit.backbones.stages", "tlkit.backbones.builders",
-    "tlkit.compat", "tlkit.distribute", "tlkit.logs",
+    "tlkit.compat", "tlkit.distribute", "tlkit.logs", "tlkit.phases",
     "tlkit.tuning.hypermodel", "tlkit.tuning.zoo_hypermodel", "tlkit.tuning.backbone_hypermodel",
     "tlkit.demo", "tlkit.experiments.config", "tlkit.experiments.classes",
     "tlkit.experiments.table", "tlkit.experiments.networks", "tlkit.experiments.demo",

@@ -35,7 +35,7 @@ import pathlib
 import keras
 import numpy as np
 
-from tlkit import fileio, optimizers
+from tlkit import fileio, optimizers, phases
 from tlkit.errors import TlkitError
 
 DEFAULT_STEPS = 200
@@ -219,8 +219,9 @@ def sweep(model, plan, dataset, *, phase=0, min_lr=DEFAULT_MIN_LR, max_lr=DEFAUL
                                          autotune, verbose)
         schedule = keras.optimizers.schedules.ExponentialDecay(
             min_lr, decay_steps=1, decay_rate=(max_lr / min_lr) ** (1 / (steps - 1)))
-        probe.compile(optimizer=optimizers.make(schedule, weight_decay=plan.weight_decay),
-                      loss=keras.losses.SparseCategoricalCrossentropy())
+        phases.compile_classifier(probe, optimizers.make(schedule,
+                                                         weight_decay=plan.weight_decay),
+                                  metrics=False)
         rec = _Recorder(schedule)
         probe.fit(data, epochs=steps, steps_per_epoch=1, callbacks=[rec], verbose=0,
                   shuffle=False)  # the data shuffles

@@ -1,7 +1,11 @@
 """Running one phase: compiling it, and fitting it on cached features or on images.
 
-`tlkit.train.fit` calls these for every phase of a plan; see its docstring for the feature
-cache and the options.
+The one place where tlkit compiles a classifier (`compile_classifier`, `compile_phase`) and
+runs a phase: the head on cached features (`fit_cached`, `fit_features`), fine-tuning on
+images (`fit_images`, `train_images`) or on the cached frozen prefix (`fit_cached`).
+`tlkit.train.fit` calls these for every phase of a plan (see its docstring for the feature
+cache), tuning's hypermodels for every trial, the demo and the learning-rate finder for
+their compiles. The runners take their settings as a dict from `options`.
 """
 
 import contextlib
@@ -15,6 +19,56 @@ from tlkit import bn as bn_lib
 from tlkit import data as data_lib
 from tlkit import feature_cache, fileio, optimizers, schedules
 from tlkit.frozen import feature_extractor, feature_cut, frozen_prefix_split, head_model
+from tlkit.logs import streamed_epochs
+
+# The runners' options (`options`): train.fit's settings, and three switches that keep a
+# KerasTuner trial training as it always has.
+OPTIONS = {
+    "batch_size": 32, "seed": 0, "verbose": 0, "autotune": None, "jit_compile": False,
+    "cache_dir": None, "cache_memory_limit": feature_cache.DEFAULT_MEMORY_LIMIT,
+    "out_dir": None, "run": None, "settings": None, "class_weight": None, "targets": None,
+    "multipliers": None,
+    "suited_momentum": True,  # BN momentum suited to the epoch's steps (`tlkit.bn`)
+    "keras_batches": False,  # cached arrays batched and shuffled by Keras, a step per call
+    "note_failed": True,  # record and warn about files that failed to decode
+}
+
+
+def options(**given):
+    """The runners' options: `OPTIONS` with `given` replacing defaults (names checked).
+
+    Example:
+        >>> options(batch_size=64)["batch_size"], options()["suited_momentum"]
+        (64, True)
+    """
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"Unknown phase options: {', '.join(unknown)}.")
+    return {**OPTIONS, **given}
+
+
+def compile_classifier(model, optimizer, *, one_hot=False, metrics=True, jit_compile="auto",
+                       steps_per_execution=1):
+    """Compile classifier `model` with `optimizer`, then build the optimizer's variables.
+
+    Loss and metric are objects (a short string alias may not deserialize from `.h5`):
+    sparse categorical cross-entropy and accuracy, or with `one_hot` (soft targets,
+    `tlkit.mixing`) the categorical ones. `metrics=False` compiles the loss only.
+    `jit_compile` and `steps_per_execution` go to `model.compile` ("auto": Keras's default).
+    The optimizer is built now: slot variables created inside the first traced train step
+    make TensorFlow trace that step twice, and `BackupAndRestore` needs them to restore.
+    Returns `model`.
+    """
+    if one_hot:
+        loss = keras.losses.CategoricalCrossentropy()
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric] if metrics else None,
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    model.optimizer.build(model.trainable_variables)
+    return model
 
 
 def compile_phase(model, plan, phase, jit_compile=False, steps_per_execution=1, *,
@@ -24,7 +78,8 @@ def compile_phase(model, plan, phase, jit_compile=False, steps_per_execution=1, 
     `settings` (a `tlkit.train_settings.TrainSettings`; None: a constant rate) gives the
     phase's schedule over `phase.epochs * steps_per_epoch` steps; `multipliers` the per-stage
     rates (`tlkit.optimizers.stage_multipliers`); `one_hot` compiles for soft targets
-    (`tlkit.mixing`): categorical cross-entropy instead of the sparse one.
+    (`tlkit.mixing`): categorical cross-entropy instead of the sparse one. Compiles through
+    `compile_classifier`; returns `model`.
 
     `jit_compile` is off by default: on a 2-core CPU XLA compilation costs more than it saves
     for short runs (bench/ measures it); pass True or "auto" to try it.
@@ -35,18 +90,8 @@ def compile_phase(model, plan, phase, jit_compile=False, steps_per_execution=1, 
                                  steps_per_epoch=steps_per_epoch,
                                  fine_tuning=bool(phase.train_stages), warmup=settings.warmup)
     optimizer = optimizers.make(lr, weight_decay=plan.weight_decay, multipliers=multipliers)
-    # Loss and metric as objects: a short string alias may not deserialize from .h5.
-    if one_hot:
-        loss = keras.losses.CategoricalCrossentropy()
-        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizer, loss=loss, metrics=[metric], jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
-    # Build the optimizer's variables now: created inside the first traced train step they
-    # make TensorFlow trace that step twice (and BackupAndRestore needs them to restore).
-    model.optimizer.build(model.trainable_variables)
+    return compile_classifier(model, optimizer, one_hot=one_hot, jit_compile=jit_compile,
+                              steps_per_execution=steps_per_execution)
 
 
 def worker_shard(strategy):
@@ -134,28 +179,8 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
     warn_failed(dataset, verbose)
     cache_info = {"phase": phase.name, "passes": passes, "train_features": list(f_train.shape),
                   "train": c_train, "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
-    steps = -(-len(y_train) // batch_size)
-    # One compiled call per epoch (steps_per_execution): on cached features a step is so
-    # cheap that Keras's per-step Python overhead would dominate the head's epochs.
-    # Callbacks see batch hooks once per epoch; epoch hooks as usual.
-    targets = o["targets"]
-    compile_phase(trainer, plan, phase, o["jit_compile"], steps_per_execution=steps,
-                  settings=o["settings"], steps_per_epoch=steps, multipliers=o["multipliers"],
-                  one_hot=targets is not None)
-    if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
-        train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size, seed=o["seed"])
-        val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size, shuffle=False)
-    else:
-        train_data = feature_cache.as_dataset(f_train, y_train, batch_size, shuffle=True,
-                                              seed=o["seed"])
-        val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
-    if targets is not None:
-        train_data, val_data = targets.train(train_data), targets.val(val_data)
-    with bn_lib.suited_momentum(trainer, steps):
-        trainer.fit(train_data, validation_data=val_data, epochs=phase.epochs, callbacks=cbs,
-                    verbose=verbose, shuffle=False,  # the data shuffles
-                    class_weight=o["class_weight"])
-    del f_train, f_val, train_data, val_data
+    fit_features(trainer, plan, phase, (f_train, y_train), (f_val, y_val), cbs, o)
+    del f_train, f_val
     if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
         for c in (c_train, c_val):
             if c.get("where") == "disk":
@@ -164,17 +189,81 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
     return cache_info
 
 
-def fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o):
-    """Train `phase` on images, streamed; returns facts for the run's info (the shard)."""
-    batch_size, out_dir, targets = o["batch_size"], o["out_dir"], o["targets"]
+def fit_features(trainer, plan, phase, train, val, cbs, o, *, epochs=None, initial_epoch=0,
+                 compile=True):
+    """Compile `trainer` for `phase` and fit it on cached features; returns the `History`.
+
+    `trainer` is the head (`tlkit.frozen.head_model`) or the upper stages over the frozen
+    prefix; `train`, `val` are (features, labels), arrays or memmaps. `epochs` is the last
+    epoch (default `phase.epochs`), `initial_epoch` the first (a continued trial);
+    `compile=False` keeps the compile (and optimizer state) `trainer` has for this phase.
+
+    By default an epoch is one compiled call (steps_per_execution): on cached features a step
+    is so cheap that Keras's per-step Python overhead would dominate the head's epochs;
+    callbacks see batch hooks once per epoch, epoch hooks as usual. With
+    `o["keras_batches"]` Keras batches and shuffles the arrays a step per call (tuning's
+    trials, as they always trained).
+    """
+    (f_train, y_train), (f_val, y_val) = train, val
+    batch_size, targets = o["batch_size"], o["targets"]
+    steps = -(-len(y_train) // batch_size)
+    if compile:
+        compile_phase(trainer, plan, phase, o["jit_compile"],
+                      steps_per_execution=1 if o["keras_batches"] else steps,
+                      settings=o["settings"], steps_per_epoch=steps,
+                      multipliers=o["multipliers"], one_hot=targets is not None)
+    if o["keras_batches"]:
+        data = dict(x=f_train, y=y_train, validation_data=(f_val, y_val),
+                    batch_size=batch_size, shuffle=True)
+    else:
+        if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
+            train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size,
+                                                      seed=o["seed"])
+            val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size, shuffle=False)
+        else:
+            train_data = feature_cache.as_dataset(f_train, y_train, batch_size, shuffle=True,
+                                                  seed=o["seed"])
+            val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
+        if targets is not None:
+            train_data, val_data = targets.train(train_data), targets.val(val_data)
+        data = dict(x=train_data, validation_data=val_data, shuffle=False)  # the data shuffles
+    with _momentum(trainer, steps, o):
+        return trainer.fit(**data, epochs=epochs or phase.epochs, initial_epoch=initial_epoch,
+                           callbacks=list(cbs or []), verbose=o["verbose"],
+                           class_weight=o["class_weight"])
+
+
+def fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o, *,
+               epochs=None, initial_epoch=0, compile=True):
+    """Compile `model` for `phase` and train it on images; returns (`History`, facts).
+
+    The facts are for the run's info (the shard under multi-worker training). `epochs` is
+    the last epoch (default `phase.epochs`), `initial_epoch` the first; `compile=False`
+    keeps the compile (and optimizer state) `model` has for this phase. See `train_images`.
+    """
     shard = worker_shard(strategy)
+    steps = -(-len(dataset.y_train) // (o["batch_size"] * (shard[0] if shard else 1)))
+    if compile:
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            compile_phase(model, plan, phase, o["jit_compile"], settings=o["settings"],
+                          steps_per_epoch=steps, multipliers=o["multipliers"],
+                          one_hot=o["targets"] is not None)
+    return train_images(model, dataset, cbs, o, epochs=epochs or phase.epochs,
+                        initial_epoch=initial_epoch, aug=aug, shard=shard,
+                        image_cache=image_cache)
+
+
+def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, shard=None,
+                 image_cache=None):
+    """Fit the compiled `model` on `dataset`'s images, streamed; returns (`History`, facts).
+
+    `aug` augments the training batches, `shard` is (workers, index) for multi-worker
+    training (each worker decodes only its own training files), `image_cache` a folder for
+    tf.data's file cache of decoded images (`image_cache_prefix`).
+    """
+    batch_size, out_dir, targets = o["batch_size"], o["out_dir"], o["targets"]
     steps = -(-len(dataset.y_train) // (batch_size * (shard[0] if shard else 1)))
-    with strategy.scope() if strategy else contextlib.nullcontext():
-        compile_phase(model, plan, phase, o["jit_compile"], settings=o["settings"],
-                      steps_per_epoch=steps, multipliers=o["multipliers"],
-                      one_hot=targets is not None)
-    # Each worker decodes only its own training files; validation (small) keeps tf.data's
-    # auto-sharding, which splits its batches evenly across workers.
+    # Validation (small) keeps tf.data's auto-sharding, which splits its batches evenly.
     caches = {name: (image_cache_prefix(image_cache, x)
                      if image_cache and data_lib.is_files(x) else False)
               for name, x in (("train", dataset.x_train), ("val", dataset.x_val))}
@@ -194,12 +283,21 @@ def fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o):
         if out_dir is not None:  # which files this worker read, for the record
             fileio.write_json({**facts["shard"], "paths": mine},
                               pathlib.Path(out_dir) / f"shard-{shard[1]}.json")
-    with bn_lib.suited_momentum(model, steps):
-        model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, callbacks=cbs,
-                  verbose=o["verbose"], shuffle=False,  # tf.data shuffles
-                  class_weight=o["class_weight"])
-    warn_failed(dataset, o["verbose"])
-    return facts
+    files = data_lib.is_files(dataset.x_train)
+    with _momentum(model, steps, o), streamed_epochs() if files else contextlib.nullcontext():
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                            initial_epoch=initial_epoch, callbacks=list(cbs or []),
+                            verbose=o["verbose"], shuffle=False,  # tf.data shuffles
+                            class_weight=o["class_weight"])
+    if o["note_failed"]:
+        warn_failed(dataset, o["verbose"])
+    return history, facts
+
+
+def _momentum(model, steps, o):
+    """`tlkit.bn.suited_momentum` unless `o["suited_momentum"]` is off."""
+    return (bn_lib.suited_momentum(model, steps) if o["suited_momentum"]
+            else contextlib.nullcontext())
 
 
 def warn_failed(dataset, verbose):

@@ -146,23 +146,24 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                              tensorboard=tensorboard, extra=callbacks, state=state,
                              offset=offset)
         started = time.perf_counter()
-        options = dict(batch_size=batch_size, seed=seed, verbose=verbose, autotune=autotune,
-                       jit_compile=jit_compile, cache_dir=cache_dir,
-                       cache_memory_limit=cache_memory_limit, out_dir=out_dir, run=run,
-                       settings=settings, class_weight=weights_by_class,
-                       targets=settings.targets(dataset.num_classes, seed),
-                       multipliers=optimizers.stage_multipliers(
-                           plan, phase, model, settings.lr_decay_per_stage))
+        options = phases.options(
+            batch_size=batch_size, seed=seed, verbose=verbose, autotune=autotune,
+            jit_compile=jit_compile, cache_dir=cache_dir, cache_memory_limit=cache_memory_limit,
+            out_dir=out_dir, run=run, settings=settings, class_weight=weights_by_class,
+            targets=settings.targets(dataset.num_classes, seed),
+            multipliers=optimizers.stage_multipliers(plan, phase, model,
+                                                     settings.lr_decay_per_stage))
         split = phases.cache_split(model, plan, phase, dataset, aug, cache_features, strategy,
-                             options)
+                                   options)
         if split is not None:
-            cache_info = phases.fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs,
-                                     options)
+            cache_info = phases.fit_cached(split, plan, phase, dataset, aug, augment_passes,
+                                           cbs, options)
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
         else:
             cache_info = None
-            info.update(phases.fit_images(model, plan, phase, dataset, aug, strategy, image_cache,
-                                    cbs, options))
+            _, facts = phases.fit_images(model, plan, phase, dataset, aug, strategy,
+                                         image_cache, cbs, options)
+            info.update(facts)
         phase_info = {"name": phase.name,
                       "epochs_run": sum(r["phase"] == phase.name for r in records),
                       "cached": split is not None, "cache": cache_info,

@@ -74,8 +74,8 @@ def train_baseline(fashion, config, seed, out_dir, log=print, verbose=0):
     """
     import keras
 
+    from tlkit import phases, saving, zoo
     from tlkit import report as report_lib
-    from tlkit import saving, zoo
 
     t0 = time.perf_counter()
     ds = _subset(fashion, None, config.baseline_per_class, None, config.test_per_class, seed)
@@ -86,9 +86,7 @@ def train_baseline(fashion, config, seed, out_dir, log=print, verbose=0):
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
     model = keras.Model(inputs, zoo.entry("fashion_cnn").fn(x, ds.num_classes),
                         name="fashion_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    phases.compile_classifier(model, keras.optimizers.Adam(learning_rate=1e-3))
     out_dir = pathlib.Path(out_dir)
     (out_dir / "fashion_cnn").mkdir(parents=True, exist_ok=True)
     # Accuracy is the target here: keep the epoch with the best validation accuracy.

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tlkit import backbones as backbones_lib
-from tlkit import compat, strategies, train
+from tlkit import compat, phases, strategies, train
 from tlkit.blocks import BN_PLACEMENTS, classifier_head
 from tlkit.errors import TlkitError, check_choice
 from tlkit.tuning.constants import (
@@ -163,19 +163,18 @@ class BackboneHyperModel(TlkitHyperModel):
         return model
 
     def compile_model(self, model, values):
-        """Compile for the first phase as `tlkit.train.compile_phase` does."""
+        """Compile for the first phase (`tlkit.phases.compile_phase`, optimizer built)."""
         plan = self._plan(values)
-        train.compile_phase(model, plan, plan.phases[0])
-        if not model.optimizer.built:  # compile_phase builds it (no slots made in the step)
-            model.optimizer.build(model.trainable_variables)
-        return model
+        return phases.compile_phase(model, plan, plan.phases[0])
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=None, **kwargs):
         """Train one trial: the head on cached features and/or the phases on images.
 
         `epochs` is the last epoch (Hyperband passes smaller budgets and `initial_epoch` when
         it continues a trial); the head phase ends at the plan's head epochs, counted on the
-        full `self.epochs`, so cached features always come from an untouched base.
+        full `self.epochs`, so cached features always come from an untouched base. Each
+        phase runs through `tlkit.phases` (`fit_features`, `fit_images`), which compiles it
+        for the trial's plan (its learning rates, dropout, unfrozen stages).
         """
         epochs = epochs or self.epochs
         values = dict(hp.values)
@@ -189,24 +188,27 @@ class BackboneHyperModel(TlkitHyperModel):
             for key, vals in h.history.items():
                 history.setdefault(key, []).extend(float(x) for x in vals)
 
+        o = self.phase_options()
         head_end = min(plan.phases[0].epochs, epochs) if self.two_phase else epochs
         if initial_epoch < head_end:
             if self.cache_features:
                 self.prepare()
-                (f_train, y_train), (f_val, y_val) = self.features
                 trainer = model if self.head_only else train.head_model(model)
-                if trainer is not model:
-                    train.compile_phase(trainer, plan, plan.phases[0])
-                merge(trainer.fit(f_train, y_train, validation_data=(f_val, y_val),
-                                  epochs=head_end, initial_epoch=initial_epoch,
-                                  batch_size=self.batch_size, shuffle=True,
-                                  callbacks=callbacks, verbose=self.fit_verbose))
+                # `build` compiled the model for the head phase (a continued Hyperband
+                # trial has its optimizer state loaded): only a separate head is compiled.
+                merge(phases.fit_features(trainer, plan, plan.phases[0], *self.features,
+                                          callbacks, o, epochs=head_end,
+                                          initial_epoch=initial_epoch,
+                                          compile=trainer is not model))
             else:
-                merge(self.fit_images(model, head_end, initial_epoch, callbacks))
+                merge(phases.fit_images(model, plan, plan.phases[0], self.dataset, None, None,
+                                        None, callbacks, o, epochs=head_end,
+                                        initial_epoch=initial_epoch, compile=False)[0])
         if self.two_phase and epochs > head_end and len(plan.phases) > 1:
             plan.apply(model, 1)
-            train.compile_phase(model, plan, plan.phases[1])
-            merge(self.fit_images(model, epochs, max(initial_epoch, head_end), callbacks))
+            merge(phases.fit_images(model, plan, plan.phases[1], self.dataset, None, None, None,
+                                    callbacks, o, epochs=epochs,
+                                    initial_epoch=max(initial_epoch, head_end))[0])
         result = keras.callbacks.History()
         result.history = history
         return result
@@ -226,7 +228,7 @@ class BackboneHyperModel(TlkitHyperModel):
             if layer.weights:
                 full.get_layer(layer.name).set_weights(layer.get_weights())
         plan.apply(full, 0)
-        train.compile_phase(full, plan, plan.phases[0])
+        phases.compile_phase(full, plan, plan.phases[0])
         return full
 
     def describe(self):

@@ -1,14 +1,12 @@
 """The base of tlkit's hypermodels: declared tunables, overrides, data, compiling, fitting."""
 
-import contextlib
 import re
 
 import keras
 import keras_tuner as kt
 
-from tlkit import data as data_lib
+from tlkit import phases
 from tlkit.errors import TlkitError, check_choice
-from tlkit.logs import streamed_epochs
 from tlkit.tuning.constants import ALIAS_HELP, ALIASES, OPTIMIZERS
 from tlkit.tuning.space import _fmt, parse_fix, parse_space
 
@@ -117,15 +115,13 @@ class TlkitHyperModel(kt.HyperModel):
         raise NotImplementedError
 
     def compile_model(self, model, values):
-        """Compile `model` (loss and metric as objects, so an `.h5` deserializes)."""
-        model.compile(optimizer=make_optimizer(values.get("optimizer", "adam"),
-                                               values["learning_rate"]),
-                      loss=keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-        # Build the optimizer now: slot variables created inside the traced train step add
-        # a tf.cond graph per variable that TensorFlow never frees.
-        model.optimizer.build(model.trainable_variables)
-        return model
+        """Compile `model` with the tuned optimizer (`tlkit.phases.compile_classifier`).
+
+        The optimizer is built at once: slot variables created inside the traced train step
+        add a tf.cond graph per variable that TensorFlow never frees.
+        """
+        return phases.compile_classifier(model, make_optimizer(values.get("optimizer", "adam"),
+                                                               values["learning_rate"]))
 
     def build(self, hp, compile=True):
         """Seed, declare the hyperparameters, build and compile a model (KerasTuner API).
@@ -145,16 +141,23 @@ class TlkitHyperModel(kt.HyperModel):
         return self.fit_images(model, epochs or self.epochs, initial_epoch, callbacks)
 
     def fit_images(self, model, epochs, initial_epoch=0, callbacks=None):
-        """`model.fit` on the attached images up to epoch `epochs`; returns the `History`."""
-        ds = self.dataset
-        train_ds = data_lib.pipeline(ds.x_train, ds.y_train, batch_size=self.batch_size,
-                                     shuffle=True, seed=self.seed, autotune=self.autotune)
-        val_ds = data_lib.pipeline(ds.x_val, ds.y_val, batch_size=self.batch_size,
-                                   autotune=self.autotune)
-        with streamed_epochs() if data_lib.is_files(ds.x_train) else contextlib.nullcontext():
-            return model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                             initial_epoch=initial_epoch, callbacks=list(callbacks or []),
-                             shuffle=False, verbose=self.fit_verbose)  # tf.data shuffles
+        """Fit the compiled `model` on the attached images up to epoch `epochs`.
+
+        Runs `tlkit.phases.train_images` with `phase_options()`; returns the `History`.
+        """
+        history, _ = phases.train_images(model, self.dataset, callbacks, self.phase_options(),
+                                         epochs=epochs, initial_epoch=initial_epoch)
+        return history
+
+    def phase_options(self):
+        """Options for `tlkit.phases`' runners: this hypermodel's batch size, seed, etc.
+
+        A trial trains as plain KerasTuner does: Keras batches and shuffles cached arrays
+        (one step per call), BN momentum stays as built, and no decode failures are noted.
+        """
+        return phases.options(batch_size=self.batch_size, seed=self.seed,
+                              verbose=self.fit_verbose, autotune=self.autotune,
+                              suited_momentum=False, keras_batches=True, note_failed=False)
 
     def deployable(self, model, values):
         """The deployable image classifier for a trained trial model (here: itself)."""
