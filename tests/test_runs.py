@@ -263,3 +263,17 @@ def test_tfds_download_offline_is_one_line(tmp_path, capsys, monkeypatch):
                        "none", "--backbone", "zoo:simple_cnn", "--quiet")
     assert code == 2 and "Cannot download tfds:beans" in err
     assert len(err.strip().splitlines()) == 1 and time.time() - started < 30
+
+
+def test_ctrl_c_waits_for_the_backup_to_be_written():
+    """A SIGINT while the epoch backup is written arrives after it (callbacks.sigint_deferred):
+    a KeyboardInterrupt inside save_weights would leave a backup the rerun cannot load."""
+    from tlkit.callbacks import sigint_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            done.append("the backup")
+    assert done == ["the backup"]

@@ -10,8 +10,11 @@ Example:
     Training diverged in phase 'head' at epoch 2 (loss nan)
 """
 
+import contextlib
 import math
 import pathlib
+import signal
+import threading
 
 import keras
 
@@ -139,6 +142,42 @@ def make_callbacks(out_dir, phase_index, phase, records, *, patience=5, tensorbo
     cbs.append(EpochRecorder(phase.name, records, offset=offset, csv_path=csv,
                                     state_path=state / "epochs.json" if state else None))
     if state is not None:
-        cbs.append(keras.callbacks.BackupAndRestore(str(state / "backup"),
-                                                    double_checkpoint=True))
+        cbs.append(InterruptSafeBackup(str(state / "backup"), double_checkpoint=True))
     return cbs + list(extra)
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold back Ctrl-C (SIGINT) until the block ends, then deliver it.
+
+    Only the main thread can install signal handlers; elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+        else:
+            raise KeyboardInterrupt
+
+
+class InterruptSafeBackup(keras.callbacks.BackupAndRestore):
+    """Keras's `BackupAndRestore` whose epoch backup Ctrl-C cannot cut in half.
+
+    A KeyboardInterrupt raised while `save_weights` writes leaves a well-formed HDF5 file with
+    groups missing; on the rerun Keras loads it, fails with a ValueError (only an OSError makes
+    it fall back to the previous backup) and the run cannot resume. The interrupt is held back
+    until the backup is complete, so the rerun continues from that epoch.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        with sigint_deferred():
+            super().on_epoch_end(epoch, logs)
+
