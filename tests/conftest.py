@@ -14,7 +14,11 @@ def pytest_collection_finish(session):
     the order the tests need them, and the fresh-load process (helpers.py)."""
     if session.config.option.collectonly:
         return
-    helpers.begin_background_runs(session.items)
+    # Under pytest-xdist (-n 2 --dist loadfile, setup.cfg) every worker collects every test,
+    # so none begins the runs early: each starts when its module first asks, in the one
+    # worker that runs that module, while the other worker goes on.
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        helpers.begin_background_runs(session.items)
     if any(getattr(getattr(item, "module", None), "predict_in_fresh_process", None)
            for item in session.items):
         helpers.fresh_load_process()  # its TensorFlow import overlaps with the first tests
