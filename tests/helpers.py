@@ -283,3 +283,13 @@ def run_cli(capsys, *argv):
         code = e.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def small_photo_model(photos, backbone, out):
+    """A one-epoch small-similar classifier on `photos` at 32 px (random base): (out, photos)."""
+    import tlkit
+
+    tlkit.finetune(data=str(photos), backbone=backbone, weights=None, image_size=32,
+                   strategy="small-similar", epochs=1, out=out, verbose=0, augment=False)
+    return out, photos
+

@@ -4,8 +4,8 @@ import warnings
 
 import pytest
 
-import tlkit
 from helpers import run_cli as run
+from helpers import small_photo_model as _finetune
 
 
 @pytest.fixture(scope="module")
@@ -13,12 +13,6 @@ def photos(tmp_path_factory):
     from conftest import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("explain") / "photos", per_class=8)
-
-
-def _finetune(photos, backbone, out):
-    tlkit.finetune(data=str(photos), backbone=backbone, weights=None, image_size=32,
-                   strategy="small-similar", epochs=1, out=out, verbose=0, augment=False)
-    return out, photos
 
 
 @pytest.fixture(scope="module")
