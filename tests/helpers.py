@@ -293,3 +293,15 @@ def small_photo_model(photos, backbone, out):
                    strategy="small-similar", epochs=1, out=out, verbose=0, augment=False)
     return out, photos
 
+
+def assert_one_line_error(capsys, tmp_path, argv, needle, **names):
+    """`tlkit ARGV` (with {model}, {photos}, {bad} (a broken PNG), {tmp} filled in) exits
+    with code 2 and one stderr line containing `needle`."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    argv = [a.format(bad=bad, tmp=tmp_path, **names) for a in argv]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+

@@ -3,6 +3,7 @@
 import pytest
 from PIL import Image
 
+from helpers import assert_one_line_error
 from helpers import run_cli as run
 from helpers import small_photo_model as _finetune
 
@@ -47,13 +48,7 @@ def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
 ])
 def test_bad_input(capsys, trained, tmp_path, argv, needle):
     model, photos = trained
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG broken")
-    argv = [a.format(model=model, photos=photos, bad=bad, tmp=tmp_path) for a in argv]
-    code, out, err = run(capsys, *argv)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], err
+    assert_one_line_error(capsys, tmp_path, argv, needle, model=model, photos=photos)
 
 
 def test_method_choices_are_the_library_methods():

@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 
+from helpers import assert_one_line_error
 from helpers import run_cli as run
 from helpers import small_photo_model as _finetune
 
@@ -49,13 +50,7 @@ def test_export(capsys, small_trained, tmp_path, fmt, out, extra):
 ])
 def test_bad_input(capsys, small_trained, tmp_path, argv, needle):
     model, photos = small_trained
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG broken")
-    argv = [a.format(model=model, photos=photos, bad=bad, tmp=tmp_path) for a in argv]
-    code, out, err = run(capsys, *argv)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], err
+    assert_one_line_error(capsys, tmp_path, argv, needle, model=model, photos=photos)
 
 
 def test_vocabularies_match_the_library():
