@@ -85,8 +85,8 @@ def test_interrupted_run_resumes_and_the_epochs_add_up(tmp_path, how, strategy, 
 
 def test_restart_discards_the_state_and_other_settings_are_refused(tmp_path, capsys):
     folder = tmp_path / "run"
-    with runs.RunFolder(folder, {"epochs": 2}):
-        pass  # a run that "died": its state stays
+    with runs.RunFolder(folder, {"epochs": 2}) as died:
+        (died.phase_dir(0) / "epochs.json").write_text("[]")  # died after an epoch: it stays
     with pytest.raises(TlkitError, match="other settings.*epochs.*--restart"):
         with runs.RunFolder(folder, {"epochs": 3}):
             pass

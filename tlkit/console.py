@@ -113,6 +113,22 @@ def install():
     return None
 
 
+def quiet_runtime():
+    """Keep TensorFlow's C++ ERROR lines that are not errors off stderr for this process.
+
+    Inference and export commands (`predict`, `evaluate`, `export`) print nothing TensorFlow's
+    runtime logs: on some CPUs each one printed `E0000 ... util.cc:131] oneDNN supports
+    DT_UINT8 only on platforms with AVX-512. Falling back to the default Eigen-based
+    implementation`, a notice logged at ERROR level, and libjpeg's "Premature end of JPEG
+    data" for a truncated file that tlkit skips and counts anyway. Their real failures reach
+    the user as Python exceptions. It raises `TF_CPP_MIN_LOG_LEVEL` to 3 (FATAL only) before
+    TensorFlow starts; `TLKIT_TF_LOGS=1` keeps everything.
+    """
+    if logs_shown() or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
 def uninstall():
     """Remove the import hook (TensorFlow then starts as it would without tlkit)."""
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _TensorFlowHook)]

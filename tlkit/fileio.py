@@ -45,6 +45,20 @@ def write_json(obj, path, indent=2):
     return path
 
 
+def printable_path(path):
+    """`path` as text that any UTF-8 writer accepts: bytes that are not UTF-8 become `\\xNN`.
+
+    Linux file names are bytes; Python keeps undecodable ones as lone surrogates, which a
+    UTF-8 file or terminal refuses (`UnicodeEncodeError`). CSV and console output use this
+    form; JSON escapes the same characters itself (`\\udcNN`), which reads back as the path.
+
+    Example:
+        >>> printable_path(b"photos/caf\\xe9.jpg".decode("utf-8", "surrogateescape"))
+        'photos/caf\\\\xe9.jpg'
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -54,36 +68,97 @@ def _umask():
 def check_writable(path, suffixes=(), what="--out"):
     """Validate an output path before any work is done; return it as a `Path`.
 
-    Raises `TlkitError` naming the path when the suffix is wrong or the folder cannot be
-    created or written.
+    Raises `TlkitError` naming the path when the suffix is wrong, or when its folder is a
+    file or cannot be written. Nothing is created: the folders appear when the file is
+    written (`atomic_path`), so a run refused later leaves no empty folder behind.
     """
     path = pathlib.Path(path)
     if suffixes and not str(path).endswith(tuple(suffixes)):
         raise TlkitError(f"{what} {path}: the file name must end with {' or '.join(suffixes)}.")
     if path.exists() and path.is_dir():
         raise TlkitError(f"{what} {path} is a folder; give a file name ending with {suffixes[0]}.")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TlkitError(f"{what} {path}: cannot create folder {path.parent} ({e.strerror}).")
-    if not os.access(path.parent, os.W_OK):
-        raise TlkitError(f"{what} {path}: folder {path.parent} is not writable.")
+    _check_creatable(path.parent, f"{what} {path}: folder {path.parent}")
     return path
 
 
 def check_folder_writable(folder, what="--out"):
     """Validate an output folder before any work is done; return it as a `Path`.
 
-    Raises `TlkitError` naming the folder when it is a file, cannot be created, or is not
-    writable.
+    Raises `TlkitError` naming the folder when it is a file or cannot be created or written.
+    Nothing is created (see `check_writable`).
     """
     folder = pathlib.Path(folder)
     if folder.exists() and not folder.is_dir():
         raise TlkitError(f"{what} {folder} is a file, not a folder; give a folder path.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TlkitError(f"{what} {folder}: cannot create the folder ({e.strerror}).") from None
-    if not os.access(folder, os.W_OK):
-        raise TlkitError(f"{what} {folder}: the folder is not writable.")
+    _check_creatable(folder, f"{what} {folder}: the folder")
     return folder
+
+
+def _check_creatable(folder, described):
+    """Raise unless `folder` exists and is writable, or could be created where it would be."""
+    folder = pathlib.Path(os.path.abspath(folder))
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TlkitError(f"{described} cannot be created: {existing} is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == folder else f"cannot be created in {existing}"
+        raise TlkitError(f"{described} {what}.")
+
+
+def created_folders(folder):
+    """The folders that `mkdir(parents=True)` of `folder` would create, outermost first."""
+    folder = pathlib.Path(os.path.abspath(folder))
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+# A tlkit run folder holds this lock file (`tlkit.runs`) for as long as it exists.
+RUN_LOCK = ".tlkit.lock"
+# Any of these beside each other marks a run or report folder that tlkit wrote.
+_RUN_MARKERS = ((RUN_LOCK,), ("state", "settings.json"), ("report.json", "history.csv"),
+                ("report.json", "index.json"))
+
+
+def is_run_folder(folder):
+    """True for a folder that a tlkit run wrote (its lock, resume state or report files).
+
+    Image scans skip such folders, so a run's own PNGs are never read as training images.
+    """
+    folder = pathlib.Path(folder)
+    return any(all((folder / name).exists() for name in names) for names in _RUN_MARKERS)
+
+
+def check_outside(path, data_root, what):
+    """Refuse an output `path` that is, contains or lies inside the data folder `data_root`.
+
+    Symbolic links are resolved on both sides. `what` names the output (`--out`); the error
+    names both paths and suggests a place beside the data.
+
+    Example:
+        >>> import tempfile, os
+        >>> root = tempfile.mkdtemp()
+        >>> check_outside(os.path.join(root, "run"), root, "--out")
+        Traceback (most recent call last):
+        ...
+        tlkit.errors.TlkitError: --out ... is inside the data folder ...; tlkit never writes into the data it reads: give a path outside it, e.g. ...
+    """
+    if path is None or data_root is None:
+        return
+    out = os.path.realpath(path)
+    root = os.path.realpath(data_root)
+    if not os.path.isdir(root):
+        return
+    common = os.path.commonpath([out, root])
+    if common not in (out, root):
+        return
+    where = "is" if out == root else "is inside" if common == root else "contains"
+    suggestion = os.path.join(os.path.dirname(root) or ".", "saved_models",
+                              os.path.basename(path.rstrip(os.sep)) if isinstance(path, str)
+                              else pathlib.Path(path).name)
+    raise TlkitError(f"{what} {path} {where} the data folder {data_root}; tlkit never writes "
+                     f"into the data it reads: give a path outside it, e.g. {suggestion}.")

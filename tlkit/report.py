@@ -25,6 +25,26 @@ from tlkit.plots import plot_confusion_matrix, plot_curves, save_figure
 TOP_LOSSES = 16  # images in top_losses.png
 
 
+SMALL_TEST = 500  # below this many test images the accuracy is printed with its interval
+
+
+def accuracy_interval(accuracy, n, z=1.96):
+    """The 95% Wilson score interval `(low, high)` of an accuracy measured on `n` images.
+
+    Wilson's interval stays inside [0, 1] and is honest at 0% and 100%, where the normal one
+    collapses to a point (1 of 1 correct is not "100% +- 0").
+
+    Example:
+        >>> [round(v, 3) for v in accuracy_interval(1.0, 2)]
+        [0.342, 1.0]
+    """
+    if not n:
+        return (0.0, 1.0)
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n))
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
 def metrics_from_probs(probs, y_true, class_names, top_k=5):
     """Metrics from predicted probabilities (N, C) and integer labels (N,)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -41,6 +61,8 @@ def metrics_from_probs(probs, y_true, class_names, top_k=5):
     return {
         "n": int(len(y_true)),
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else float("nan"),
+        "accuracy_ci95": list(accuracy_interval(float((y_pred == y_true).mean()), len(y_true)))
+        if len(y_true) else None,
         f"top_{k}_accuracy": float((topk == y_true[:, None]).any(axis=1).mean()) if len(y_true) else float("nan"),
         "per_class": [{"class": class_names[i], "precision": float(p[i]), "recall": float(r[i]),
                        "f1": float(f1[i]), "support": int(support[i])} for i in labels],
@@ -98,7 +120,10 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
 def format_report(rep):
     """A printable summary: overall metrics and the per-class table."""
     topk = next((k for k in rep if k.startswith("top_") and k.endswith("_accuracy")), None)
-    lines = [f"test accuracy {rep['accuracy']:.4f}" + (f"   {topk.replace('_', '-')} "
+    ci = rep.get("accuracy_ci95")
+    interval = (f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})"
+                if ci and rep.get("n", 0) < SMALL_TEST else "")
+    lines = [f"test accuracy {rep['accuracy']:.4f}{interval}" + (f"   {topk.replace('_', '-')} "
              f"{rep[topk]:.4f}" if topk else "") + f"   macro F1 {rep['macro_f1']:.4f}   "
              f"(n={rep['n']})",
              f"{'class':<20} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]

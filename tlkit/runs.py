@@ -10,6 +10,12 @@
   files of the phase in progress and the cached features. A rerun with the same settings
   resumes; with other settings it is refused (`restart=True`, `--restart`, starts over).
   A run that finishes removes `state/`.
+- **Nothing before training.** Entering checks and locks only: the state is written, and an
+  earlier run's files are cleared, when training begins (`begin`, called by the first
+  `phase_dir` or `feature_dir`). A run that fails or is interrupted before its first epoch
+  ended removes everything it created (state, lock file, the folders it made), so the
+  corrected command runs without `--restart`; a stale `state/` with no finished epoch is
+  nothing to resume and is discarded without a word.
 - **No mixing.** A fresh run removes the files an earlier run left in the folder (report,
   history, curves, checkpoints), and temporary files of saves that were killed.
 
@@ -33,7 +39,7 @@ import time
 from tlkit import fileio
 from tlkit.errors import TlkitError
 
-LOCK_NAME = ".tlkit.lock"
+LOCK_NAME = fileio.RUN_LOCK
 STATE = "state"
 # Files a run writes into its folder: removed before a fresh run, so folders never mix runs.
 RUN_FILES = ("report.json", "history.csv", "curves.png", "confusion_matrix.png",
@@ -55,13 +61,17 @@ class RunFolder:
         self.model_path = pathlib.Path(model_path) if model_path else None
         self.state = self.path / STATE
         self.resuming = False
+        self.begun = False
         self._fd = None
+        self._created = []  # folders this run made (removed if it fails before any epoch)
 
     # -- lock ----------------------------------------------------------------------------
 
     def __enter__(self):
+        self._created = fileio.created_folders(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         lock = self.path / LOCK_NAME
+        self._lock_created = not lock.exists()
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -83,8 +93,32 @@ class RunFolder:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and not self.has_progress():
+            self._undo()
         self._release()
         return False
+
+    def has_progress(self):
+        """True once an epoch of this run (or of the interrupted one it continues) ended."""
+        return self.state.is_dir() and any(
+            (d / name).is_file() for d in self.state.glob("phase*")
+            for name in ("done.json", "epochs.json"))
+
+    def _undo(self):
+        """Remove what a run that failed before its first epoch ended created."""
+        shutil.rmtree(self.state, ignore_errors=True)
+        for name in RUN_DIRS:  # caches made for this run only; none holds a finished result
+            if self.begun:
+                shutil.rmtree(self.path / name, ignore_errors=True)
+        if self.begun:
+            (self.path / "index.json").unlink(missing_ok=True)
+        if self._lock_created:
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+        for folder in reversed(self._created):
+            try:
+                folder.rmdir()  # only if empty: never a folder that holds anything
+            except OSError:
+                break
 
     def _release(self):
         if self._fd is not None:
@@ -100,13 +134,13 @@ class RunFolder:
         if self.model_path is not None:
             remove_stale_temporaries(self.model_path.parent, self.model_path.name)
         saved = self.state / "settings.json"
-        if saved.is_file() and not self.restart:
+        if saved.is_file() and not self.restart and self.has_progress():
             try:
                 before = json.loads(saved.read_text())
             except ValueError:
                 before = None
             if before == self.settings:
-                self.resuming = True
+                self.resuming = self.begun = True
                 return
             changed = sorted(k for k in set(before or {}) | set(self.settings)
                              if (before or {}).get(k) != self.settings.get(k))
@@ -114,6 +148,12 @@ class RunFolder:
                              f"other settings ({', '.join(changed[:5]) or 'unreadable'}); "
                              f"rerun that command to continue it, or pass --restart to "
                              f"discard it.")
+
+    def begin(self):
+        """Training starts: clear an earlier run's files and write the resume state."""
+        if self.begun:
+            return
+        self.begun = True
         shutil.rmtree(self.state, ignore_errors=True)
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
@@ -121,10 +161,11 @@ class RunFolder:
             shutil.rmtree(self.path / name, ignore_errors=True)
         for old in self.path.glob("shard-*.json"):
             old.unlink()
-        fileio.write_json(self.settings, saved)
+        fileio.write_json(self.settings, self.state / "settings.json")
 
     def phase_dir(self, index):
         """The folder of phase `index`'s state (BackupAndRestore files, history)."""
+        self.begin()
         folder = self.state / f"phase{index + 1}"
         folder.mkdir(parents=True, exist_ok=True)
         return folder
@@ -146,6 +187,7 @@ class RunFolder:
 
     def feature_dir(self):
         """Where cached features live until the run finishes (reused by a resumed run)."""
+        self.begin()
         return self.state / "features"
 
     def complete(self):

@@ -23,7 +23,7 @@ from tlkit import backbones as backbones_lib
 from tlkit import data as data_lib
 from tlkit import distribute as distribute_lib
 from tlkit import report as report_lib
-from tlkit import runs, saving, strategies, train, train_settings
+from tlkit import fileio, runs, saving, strategies, train, train_settings
 from tlkit.errors import TlkitError, suggest
 from tlkit.settings import DATA, MODEL, OUTPUT, RECIPE, RUN
 
@@ -144,11 +144,14 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                    fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
                    head_epochs=head_epochs, dropout=dropout)
     path = saving.check_writable(out) if out is not None else None
+    report_what = "--report-dir" if out is None else "the report folder of --out"
     if report_dir is None and path is not None:
         report_dir = path.with_suffix("")
     if report_dir is not None:  # validated before any data is read
-        report_dir = saving.check_folder_writable(report_dir, "--report-dir" if out is None
-                                                  else "the report folder of --out")
+        report_dir = saving.check_folder_writable(report_dir, report_what)
+    data_root = data_folder(data)
+    for what, where in (("--out", path), (report_what, report_dir), ("--cache-dir", cache_dir)):
+        fileio.check_outside(where, data_root, what)
     if strategy not in strategies.STRATEGIES + ("auto",):
         raise suggest(strategy, strategies.STRATEGIES + ("auto",), "strategy")
     if image_cache and report_dir is None:
@@ -161,30 +164,37 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
 
         tf.config.experimental.enable_op_determinism()
     input_shape = resolve_input_shape(backbone, image_size)
+    # Everything that can fail on the user's input (the data, its splits, the backbone) is
+    # checked before the run folder, its lock or its state exist (`tlkit.runs`).
+    if isinstance(data, data_lib.Dataset):
+        dataset = convert_dataset(data, input_shape)
+    else:
+        dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
+                                val_fraction=val_fraction, test_fraction=test_fraction,
+                                seed=seed, on_bad_image=on_bad_image, download=download,
+                                resize=resize, verbose=verbose)
+    split_notes = check_splits(dataset)  # warned with the run's other notes
+    keras.utils.set_random_seed(seed)  # before the first weights are made
+    with dist.scope() if dist else contextlib.nullcontext():
+        bb = backbones_lib.build(backbone, input_shape, weights=weights)
     folder = (runs.RunFolder(report_dir, settings, restart=restart, model_path=path)
               if report_dir is not None else contextlib.nullcontext())
     with folder as run:
         if run is not None and run.resuming and verbose:
             print(f"tlkit: continuing the interrupted run in {report_dir} (--restart starts "
                   f"over)")
-        if isinstance(data, data_lib.Dataset):
-            dataset = convert_dataset(data, input_shape)
-        else:
-            dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
-                                    val_fraction=val_fraction, test_fraction=test_fraction,
-                                    seed=seed, on_bad_image=on_bad_image, download=download,
-                                    resize=resize, verbose=verbose)
+        if run is not None:
+            run.begin()
         if report_dir is not None and dataset.streams and dataset.origin:
             from tlkit.data import index as index_lib
 
             index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
-        keras.utils.set_random_seed(seed)
         previous_policy = keras.config.dtype_policy()
         if mixed_precision:
             keras.config.set_dtype_policy("mixed_float16")
         try:
             result = _finetune_on(
-                dataset, backbone, input_shape, weights, strategy, dist, path, report_dir,
+                dataset, bb, backbone, weights, strategy, dist, path, report_dir,
                 dict(epochs=epochs, learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
                      head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
                      dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling),
@@ -193,12 +203,15 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                      patience=patience, tensorboard=tensorboard, cache_dir=cache_dir,
                      jit_compile=jit_compile, run=run, settings=recipe,
                      image_cache=(pathlib.Path(report_dir) / "image_cache"
-                                  if image_cache else None)), verbose)
+                                  if image_cache else None)), verbose, split_notes)
         except KeyboardInterrupt:
-            if run is not None:
+            if run is not None and run.has_progress():
                 raise runs.Interrupted(
                     f"interrupted; the finished epochs are saved in {run.state}: run the same "
                     f"command again to continue (--restart starts over)") from None
+            if run is not None:
+                raise runs.Interrupted("interrupted before the first epoch ended; nothing "
+                                       "was kept") from None
             raise
         finally:
             keras.config.set_dtype_policy(previous_policy)
@@ -210,6 +223,30 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
         if run is not None:
             run.complete()
         return result
+
+
+def data_folder(data):
+    """The image folder that `data` reads (a folder source or a folder's Dataset), or None.
+
+    Example:
+        >>> data_folder("digits") is None, data_folder("photos/")
+        (True, 'photos/')
+    """
+    if isinstance(data, data_lib.Dataset):
+        return (data.origin or {}).get("root")
+    try:
+        kind, arg, _ = data_lib.parse_source(data)
+    except TlkitError:
+        return None
+    return arg if kind == "folder" else None
+
+
+def check_splits(dataset):
+    """Refuse a dataset with an empty split or a class without training images (one line
+    naming the split and class); returns warnings for classes missing from val or test."""
+    return data_lib.splits.check_populated(
+        {"train": dataset.y_train, "val": dataset.y_val, "test": dataset.y_test},
+        dataset.class_names, source=str(dataset.source))
 
 
 def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
@@ -270,25 +307,42 @@ def random_base_warning(weights, backbone, strategy):
 
 
 def chance_warning(rep, num_classes):
-    """The warning for a test accuracy within noise of chance level, or None."""
+    """The warning for a test accuracy near chance, or for a test set too small to tell.
+
+    The 95% (Wilson) interval of the accuracy decides: a model is called at chance only when
+    the interval includes chance and the accuracy is near it (within a quarter of the way
+    from chance to 1); an interval that includes chance around an accuracy far from it means
+    the test set is too small to tell, and says so. Returns None otherwise.
+
+    Example:
+        >>> chance_warning({"n": 2, "accuracy": 1.0}, 2)[:50]
+        'the test split has 2 images: too few to tell this '
+        >>> chance_warning({"n": 500, "accuracy": 0.9}, 2) is None
+        True
+    """
     n, acc = rep.get("n", 0), rep.get("accuracy", float("nan"))
-    if not n or not num_classes:
+    if not n or not num_classes or not math.isfinite(acc):
         return None
     chance = 1.0 / num_classes
-    noise = 2 * math.sqrt(chance * (1 - chance) / n)
-    if acc > chance + noise:
+    low, high = report_lib.accuracy_interval(acc, n)
+    if low > chance:
         return None
-    return (f"test accuracy {acc:.3f} is at chance level (1/{num_classes} = {chance:.3f}, "
-            f"n={n}): the model has not learned this task. Check the data and labels, the "
-            f"learning rate, and whether the base's weights are random.")
+    perfect_low = report_lib.accuracy_interval(1.0, n)[0]
+    if perfect_low > chance and acc <= chance + (1 - chance) / 4:
+        return (f"test accuracy {acc:.3f} is at chance level (1/{num_classes} = {chance:.3f}, "
+                f"n={n}, 95% interval {low:.3f}-{high:.3f}): the model has not learned this "
+                f"task. Check the data and labels, the learning rate, and whether the base's "
+                f"weights are random.")
+    return (f"the test split has {n} images: too few to tell this model from chance (test "
+            f"accuracy {acc:.3f}, 95% interval {low:.3f}-{high:.3f}, chance {chance:.3f}). "
+            f"Add test images for a figure you can trust.")
 
 
-def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, report_dir,
-                 plan_options, fit_options, verbose):
+def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_dir,
+                 plan_options, fit_options, verbose, split_notes=()):
     batch_size = fit_options["batch_size"]
     advice = None
     with dist.scope() if dist else contextlib.nullcontext():
-        bb = backbones_lib.build(backbone, input_shape, weights=weights)
         if strategy == "auto":
             strategy, advice = _auto(bb, dataset, plan_options, fit_options, verbose)
         auto_lr = plan_options["learning_rate"] == "auto"
@@ -313,6 +367,7 @@ def _finetune_on(dataset, backbone, input_shape, weights, strategy, dist, path, 
             print(f"tlkit: {type(dist).__name__} with {dist.num_replicas_in_sync} replica(s); "
                   f"global batch {batch_size}; feature cache off")
     notes = [w for w in (random_base_warning(weights, backbone, strategy),) if w]
+    notes.extend(split_notes)
     for note in notes:
         warnings.warn(note, stacklevel=3)
     with distribute_lib.training_patches(model, dist):

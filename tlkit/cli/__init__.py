@@ -44,6 +44,9 @@ def subcommand(name, help):
     return wrap
 
 
+# Commands whose TensorFlow runtime lines are all noise (`tlkit.console.quiet_runtime`).
+QUIET_RUNTIME = ("predict", "evaluate", "export")
+
 COMMAND_MODULES = ("zoo", "finetune", "plan", "evaluate", "predict", "advise", "tune",
                    "explain", "export", "lr_find", "demo")
 
@@ -176,6 +179,8 @@ def main(argv=None):
         parser.print_help()
         return 2
     fn = SUBCOMMANDS[args.command][0]
+    if args.command in QUIET_RUNTIME:
+        console.quiet_runtime()
     names = cli_names(args.command)
     try:
         if getattr(args, "recipe", None):
@@ -191,6 +196,13 @@ def main(argv=None):
     except KeyboardInterrupt as e:
         print(f"tlkit {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tlkit predict ... | head`: the reader left; no traceback
+        # Python's documented recipe: point stdout at devnull so the exit flush cannot fail.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 def recipe_keys(command):

@@ -53,15 +53,15 @@ def cmd_predict(args):
                     k = len(r["top"])
                     writer.writerow(["path"] + [f"{w}{i}" for i in range(1, k + 1)
                                                 for w in ("class", "prob")])
-                writer.writerow([r["path"]] + [v for c, p in r["top"]
+                writer.writerow([fileio.printable_path(r["path"])] + [v for c, p in r["top"]
                                                for v in (c, f"{p:.6f}")])
             else:
-                print(r["path"] + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]),
+                print(fileio.printable_path(r["path"]) + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]),
                       file=sink)
     if args.out:
         print(f"wrote {args.out}")
     if skipped:
-        shown = ", ".join(p for p, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        shown = ", ".join(fileio.printable_path(p) for p, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         print(f"tlkit: skipped {len(skipped)} unreadable file(s): {shown}", file=sys.stderr)
     return 0
 

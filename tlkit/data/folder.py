@@ -6,6 +6,8 @@ The scan reads no pixels: it lists the class folders (flat `DIR/<class>/` or pre
 PNG files end where their format says, which finds non-images and truncated files without
 decoding them. Symbolic links to folders are followed once: a link back into a folder
 already being scanned (a loop, or a second path to the same class) is skipped with a note.
+Folders that a tlkit run wrote (`tlkit.fileio.is_run_folder`: a run's lock, state or report)
+are never scanned, so a run's own PNGs cannot become training images.
 
 Example:
     >>> import os, tempfile
@@ -23,6 +25,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from tlkit import fileio
 from tlkit.data import decode
 from tlkit.errors import TlkitError
 
@@ -186,6 +189,9 @@ def _subdirs(folder, visited, notes):
     for p in _visible(folder):
         if not p.is_dir():
             continue
+        if fileio.is_run_folder(p):
+            notes.append(f"Not scanning {p}: it is a tlkit run folder, not images")
+            continue
         real = os.path.realpath(p)
         if p.is_symlink() and (real in visited or _inside(os.path.realpath(folder), real)):
             notes.append(f"Not following {p}: it links to {real}, a folder already scanned")
@@ -209,6 +215,10 @@ def _list_files(folder, visited, notes):
         keep = []
         for d in sorted(x for x in dirnames if not x.startswith(".")):
             target = os.path.realpath(os.path.join(dirpath, d))
+            if fileio.is_run_folder(target):
+                notes.append(f"Not scanning {os.path.join(dirpath, d)}: it is a tlkit run "
+                             f"folder, not images")
+                continue
             if target in visited:
                 notes.append(f"Not following {os.path.join(dirpath, d)}: it links to {target}, "
                              f"a folder already scanned")
