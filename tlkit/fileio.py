@@ -69,15 +69,19 @@ def check_writable(path, suffixes=(), what="--out"):
     """Validate an output path before any work is done; return it as a `Path`.
 
     Raises `TlkitError` naming the path when the suffix is wrong, or when its folder is a
-    file or cannot be written. Nothing is created: the folders appear when the file is
-    written (`atomic_path`), so a run refused later leaves no empty folder behind.
+    file or cannot be created or written. Nothing is left behind: the folders appear when the
+    file is written (`atomic_path`), so a run refused later leaves no empty folder.
     """
     path = pathlib.Path(path)
     if suffixes and not str(path).endswith(tuple(suffixes)):
         raise TlkitError(f"{what} {path}: the file name must end with {' or '.join(suffixes)}.")
     if path.exists() and path.is_dir():
         raise TlkitError(f"{what} {path} is a folder; give a file name ending with {suffixes[0]}.")
-    _check_creatable(path.parent, f"{what} {path}: folder {path.parent}")
+    problem = _creatable(path.parent)
+    if problem:
+        raise TlkitError(f"{what} {path}: cannot create folder {path.parent} ({problem})."
+                         if problem != "not writable" else
+                         f"{what} {path}: folder {path.parent} is not writable.")
     return path
 
 
@@ -85,26 +89,39 @@ def check_folder_writable(folder, what="--out"):
     """Validate an output folder before any work is done; return it as a `Path`.
 
     Raises `TlkitError` naming the folder when it is a file or cannot be created or written.
-    Nothing is created (see `check_writable`).
+    Nothing is left behind (see `check_writable`).
     """
     folder = pathlib.Path(folder)
     if folder.exists() and not folder.is_dir():
         raise TlkitError(f"{what} {folder} is a file, not a folder; give a folder path.")
-    _check_creatable(folder, f"{what} {folder}: the folder")
+    problem = _creatable(folder)
+    if problem:
+        raise TlkitError(f"{what} {folder}: cannot create the folder ({problem})."
+                         if problem != "not writable" else
+                         f"{what} {folder}: the folder is not writable.")
     return folder
 
 
-def _check_creatable(folder, described):
-    """Raise unless `folder` exists and is writable, or could be created where it would be."""
+def _creatable(folder):
+    """None when `folder` is a writable folder or could be made; else why not (a phrase).
+
+    A folder that does not exist is tried for real: a temporary folder is made, and removed
+    at once, in its nearest existing ancestor (`os.access` says yes to root everywhere, /proc
+    included).
+    """
     folder = pathlib.Path(os.path.abspath(folder))
-    existing = folder
+    if folder.is_dir():
+        return None if os.access(folder, os.W_OK | os.X_OK) else "not writable"
+    existing = folder.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise TlkitError(f"{described} cannot be created: {existing} is a file.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not writable" if existing == folder else f"cannot be created in {existing}"
-        raise TlkitError(f"{described} {what}.")
+        return f"{existing} is a file"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tlkit-check-", dir=existing))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
 
 
 def created_folders(folder):
