@@ -175,11 +175,17 @@ class RunSettings:
 
     augment: bool = setting(True, "no RandomFlip/RandomRotation/RandomZoom on training images "
                                   "(default: augment)", flag="--no-augment")
-    epochs: int = setting(10, "total epochs", type=int)
+    epochs: object = setting(None, "total epochs (default: budgeted by steps: each phase may "
+                                   "run 10 epochs or up to 2,000 optimizer steps for a head "
+                                   "on cached features, 600 when base stages train, and "
+                                   "stops after 100 steps without a better val_loss; given, "
+                                   "every phase runs at most its epochs)", type=int)
     head_epochs: object = setting(None, "epochs of the head phase of two-phase strategies "
                                         "(default: half of --epochs, rounded up)", type=int)
-    learning_rate: object = setting(1e-3, "learning rate of the first phase, or auto: the "
-                                          "learning-rate finder (tlkit lr-find) picks it",
+    learning_rate: object = setting(None, "learning rate of the first phase, or auto: the "
+                                          "learning-rate finder (tlkit lr-find) picks it "
+                                          "(default: 1e-3; 1e-4 for large-dissimilar from "
+                                          "pretrained weights)",
                                     flag="--lr", type=learning_rate_arg)
     fine_tune_lr: object = setting(None, "learning rate of the fine-tuning phase (default: "
                                          "lr/10 for large-similar, lr/20 for small-dissimilar)",

@@ -57,7 +57,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     Args:
         plan: a `tlkit.strategies.Plan`.
         dataset: a `tlkit.data.Dataset` at the backbone's input size and channels.
-        epochs: ignored unless given: then it replaces the epochs of a single-phase plan.
+        epochs: ignored unless given: then it replaces the epochs of a single-phase plan
+            (exactly that many, no step floor).
         batch_size: batch size of every phase.
         callbacks: extra Keras callbacks, added to tlkit's (EarlyStopping with patience
             `patience` and restored best weights, DivergenceGuard, history.csv, ModelCheckpoint).
@@ -70,7 +71,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         seed: seeds Python, NumPy and the backend (`keras.utils.set_random_seed`).
         autotune: tf.data autotuning; `False` uses a fixed prefetch (stalls less on 2 cores);
             None: on with 5 or more CPU cores (`tlkit.data.default_autotune`).
-        patience: EarlyStopping patience on val_loss.
+        patience: EarlyStopping patience on val_loss, in epochs; a phase budgeted by steps
+            waits at least `tlkit.strategies.PATIENCE_MIN_STEPS` steps.
         tensorboard: add a TensorBoard callback (needs `out_dir`).
         model: continue training this model (from `plan.build_model` or a loaded tlkit model)
             instead of building a new one.
@@ -93,6 +95,10 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             smoothing, class weights, mixup, cutmix); None: `TrainSettings()`, the defaults.
         verbose: Keras verbosity (1: progress bars, 2: one line per epoch).
 
+    A phase with a step floor (`Phase.min_steps`, the strategies' default budget) runs at
+    least that many optimizer steps: its epochs are resolved here from the data size, and
+    `info["phases"]` records the steps each phase ran.
+
     The final model is the best val_loss checkpoint across all phases: each phase ends on its
     best epoch (EarlyStopping restores it), and when an earlier phase reached a lower
     val_loss than a later one, its weights are restored at the end; `info["best"]` says
@@ -114,7 +120,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     settings = TrainSettings() if settings is None else settings
     keras.utils.set_random_seed(seed)
     if epochs is not None and len(plan.phases) == 1:
-        plan.phases[0] = dataclasses.replace(plan.phases[0], epochs=epochs)
+        plan.phases[0] = dataclasses.replace(plan.phases[0], epochs=epochs, min_steps=0)
     aug = data_lib.augmentation() if augment is True else (augment or None)
     if model is None:
         model = plan.build_model(dataset.num_classes)
@@ -124,7 +130,12 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     if weights_by_class is not None:
         info["class_weight"] = {dataset.class_names[i]: w for i, w in weights_by_class.items()}
     best = _Best()
+    steps_per_epoch = -(-len(dataset.x_train) // batch_size)
     for i, phase in enumerate(plan.phases):
+        # A phase budgeted by steps gets the epochs its floor needs at this data size, and
+        # early stopping waits a number of steps, not epochs (`tlkit.strategies.Phase.budget`).
+        phase = plan.phases[i] = phase.budget(steps_per_epoch)
+        phase_patience = phase.patience(patience, steps_per_epoch)
         plan.apply(model, phase)
         done = run.finished_phase(i) if run is not None else None
         if done is not None:  # a resumed run: this phase finished before the interruption
@@ -142,7 +153,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         if before and verbose:
             print(f"tlkit: resuming phase {phase.name!r} after epoch {len(before)} "
                   f"(state in {state})")
-        cbs = make_callbacks(out_dir, i, phase, records, patience=patience,
+        cbs = make_callbacks(out_dir, i, phase, records, patience=phase_patience,
                              tensorboard=tensorboard, extra=callbacks, state=state,
                              offset=offset)
         started = time.perf_counter()
@@ -164,8 +175,11 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             _, facts = phases.fit_images(model, plan, phase, dataset, aug, strategy,
                                          image_cache, cbs, options)
             info.update(facts)
-        phase_info = {"name": phase.name,
-                      "epochs_run": sum(r["phase"] == phase.name for r in records),
+        epochs_run = sum(r["phase"] == phase.name for r in records)
+        phase_info = {"name": phase.name, "epochs_run": epochs_run,
+                      "steps": epochs_run * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
+                      "epochs_budget": phase.epochs, "min_steps": phase.min_steps,
+                      "patience_epochs": phase_patience,
                       "cached": split is not None, "cache": cache_info,
                       "seconds": round(time.perf_counter() - started, 3)}
         if before:

@@ -270,13 +270,15 @@ def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
             raise TlkitError(f"{flag} must be a finite number > 0, e.g. 1e-3. "
                              f"Received: {value!r}.")
 
-    integer("--epochs", epochs, 1)
+    if epochs is not None:
+        integer("--epochs", epochs, 1)
     integer("--batch-size", batch_size, 1)
     integer("--patience", patience, 0)
     integer("--augment-passes", augment_passes, 1)
     if head_epochs is not None:
         integer("--head-epochs", head_epochs, 1)
-    rate("--lr", learning_rate)
+    if learning_rate is not None:
+        rate("--lr", learning_rate)
     if fine_tune_lr is not None:
         rate("--fine-tune-lr", fine_tune_lr)
     if dropout is not None and (isinstance(dropout, bool) or not isinstance(
@@ -348,6 +350,7 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
         auto_lr = plan_options["learning_rate"] == "auto"
         if auto_lr:
             plan_options["learning_rate"] = 1e-3  # replaced by the sweep's suggestion below
+        plan_options["pretrained"] = pretrained_base(weights, backbone)
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         model = plan.build_model(dataset.num_classes)
     found = None
@@ -409,6 +412,16 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
         if verbose:
             print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
     return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
+
+
+def pretrained_base(weights, backbone):
+    """True when the base starts from trained weights (ImageNet, a weights file, a classifier).
+
+    Example:
+        >>> pretrained_base(None, "mobilenet_v2"), pretrained_base(None, "source.h5")
+        (False, True)
+    """
+    return not _weights_record(weights, backbone).startswith("none")
 
 
 def _weights_record(weights, backbone):
