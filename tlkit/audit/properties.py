@@ -124,7 +124,8 @@ def scan(images, *, paths=None, min_side=MIN_SIDE, progress=None):
     """Hash and check every image: arrays row by row, files (`paths`) one at a time.
 
     Args:
-        images: a uint8 array (N, H, W[, C]), or None when `paths` are given.
+        images: uint8 images (an array (N, H, W[, C]) or any iterable of (H, W[, C]) arrays),
+            or None when `paths` are given.
         paths: image files to read at their stored size (instead of `images`).
         min_side: the `small` threshold in px.
         progress: a callable taking the count done so far, or None.
@@ -133,18 +134,18 @@ def scan(images, *, paths=None, min_side=MIN_SIDE, progress=None):
         `(hashes, found, unreadable)`: a list of N pixel hashes (None where unreadable),
         a list of N `{kind: score}` dicts, and {position: reason} of the unreadable ones.
     """
-    n = len(paths) if paths is not None else len(images)
     hashes, found, unreadable = [], [], {}
-    for i in range(n):
+    n = 0
+    for i, item in enumerate(paths if paths is not None else images):
+        n = i + 1
+        image = item
         if paths is not None:
-            image, reason = read_file(paths[i])
+            image, reason = read_file(item)
             if image is None:
                 hashes.append(None)
                 found.append({})
                 unreadable[i] = reason
                 continue
-        else:
-            image = images[i]
         hashes.append(pixel_hash(image))
         found.append(check(stats(image), min_side))
         if progress is not None and (i + 1) % 256 == 0:
