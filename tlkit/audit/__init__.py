@@ -27,6 +27,21 @@ Example:
     ('label', 'exact_duplicate', 'near_duplicate', 'leak')
 """
 
+import sys
+import types
+
 from tlkit.audit.run import FIELDS, KINDS, AuditResult, audit
 
 __all__ = ["audit", "AuditResult", "KINDS", "FIELDS"]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing `tlkit.audit` (the package) rebinds the name `tlkit.audit`, which
+    tlkit/__init__.py defines as the function: the package is callable, so `tlkit.audit(...)`
+    works whether or not the package was imported first."""
+
+    def __call__(self, *args, **kwargs):
+        return audit(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -27,7 +27,7 @@ def enlarge(image, px=CELL_PX):
     return image[rows][:, cols]
 
 
-def figure(kind, issues, read, cols=6):
+def figure(kind, issues, read, cols=6, total=None):
     """The gallery `Figure` of one kind.
 
     Args:
@@ -35,6 +35,7 @@ def figure(kind, issues, read, cols=6):
         issues: its issue rows (dicts of `tlkit.audit.run`), worst first.
         read: a callable from a row's path to a uint8 image.
         cols: cells per row (a pair takes two).
+        total: how many were found (default: `len(issues)`).
 
     Returns:
         A matplotlib `Figure`.
@@ -47,8 +48,9 @@ def figure(kind, issues, read, cols=6):
     rows = max(1, -(-n_cells // cols))
     inch = CELL_PX / plots.DPI * 1.15
     fig = plots.new_figure(cols * inch, rows * inch * 1.3 + 0.6)
-    fig.suptitle(f"{kind}: {len(issues)} found" + (f", worst {len(shown)} shown"
-                                                   if len(issues) > len(shown) else ""))
+    total = len(issues) if total is None else total
+    fig.suptitle(f"{kind}: {total} found" + (f", worst {len(shown)} shown"
+                                             if total > len(shown) else ""))
     for c, row in enumerate(shown):
         items = [(row["path"], _title(kind, row))]
         if paired:
@@ -77,6 +79,6 @@ def _title(kind, row):
     return f"{row['score']:.2f} {_short(row['path'])}"
 
 
-def save(kind, issues, read, path):
+def save(kind, issues, read, path, total=None):
     """Write the gallery of one kind to `path` (PNG); returns the path."""
-    return plots.save_figure(figure(kind, issues, read), path)
+    return plots.save_figure(figure(kind, issues, read, total=total), path)

@@ -404,7 +404,8 @@ def _write(result, out, dataset, feat_data, fixed):
         for kind in KINDS:
             rows = [r for r in result.issues if r["kind"] == kind]
             if rows:
-                gallery.save(kind, rows, read, stage / "galleries" / f"{kind}.png")
+                gallery.save(kind, rows, read, stage / "galleries" / f"{kind}.png",
+                             total=result.summary["counts"][kind])
                 shown.append(kind)
         (stage / "summary.md").write_text(report.markdown(result, shown), encoding="utf-8")
         files = []

@@ -45,7 +45,7 @@ def subcommand(name, help):
 
 
 COMMAND_MODULES = ("zoo", "finetune", "plan", "evaluate", "predict", "advise", "tune",
-                   "explain", "export", "lr_find", "demo")
+                   "explain", "export", "lr_find", "demo", "audit")
 
 
 def _load_commands():
