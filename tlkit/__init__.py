@@ -27,3 +27,10 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", **kwargs):
     from tlkit.lr_finder import lr_find as _lr_find
 
     return _lr_find(data, backbone, strategy, **kwargs)
+
+
+def audit(data, backbone="mobilenet_v2", **kwargs):
+    """Find wrong labels, duplicates, leakage and outliers; see `tlkit.audit.run.audit`."""
+    from tlkit.audit.run import audit as _audit
+
+    return _audit(data, backbone, **kwargs)

@@ -115,6 +115,14 @@ class DataSettings:
                                     "bars)", choices=choices.RESIZE_MODES)
     download: bool = setting(False, "let tfds download the data set (default: offline, local "
                                     "data only)")
+    index: object = setting(None, "an index.json (a run's, or tlkit audit --fix-splits') that "
+                                  "fixes which file of the --data folder is in which split "
+                                  "(default: a new seeded split)", metavar="FILE")
+    exclude: object = setting(None, "leave out the files an audit.csv (tlkit audit) or a file "
+                                    "of paths, one a line, lists (default: none)",
+                              metavar="FILE")
+    relabel: object = setting(None, "a path,label CSV whose labels replace the folders' "
+                                    "(default: none)", metavar="FILE.csv")
 
 
 @dataclasses.dataclass

@@ -119,7 +119,8 @@ def read_images(paths, image_size=None, channels=None, resize=DEFAULT_RESIZE):
 
 def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fraction,
          test_fraction=_DATA.test_fraction, seed=_RUN.seed, on_bad_image=_DATA.on_bad_image,
-         download=_DATA.download, resize=_DATA.resize, verbose=0):
+         download=_DATA.download, resize=_DATA.resize, index=_DATA.index,
+         exclude=_DATA.exclude, relabel=_DATA.relabel, verbose=0):
     """Load a data source (see `SOURCES`) as a `Dataset`, split three ways.
 
     Splits are stratified by class and seeded. A source with its own test split (pre-split
@@ -140,6 +141,10 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
         resize: how files are fitted to `image_size`: `"squash"` (default: stretch to the
             size, what Keras's loaders do), `"crop"` (centre crop to the aspect ratio first)
             or `"pad"` (keep the aspect ratio, pad with black).
+        index: an `index.json` (a run's, or `tlkit audit --fix-splits`'s) that says which file
+            of the folder `source` is in which split, instead of a new split.
+        exclude: an audit.csv or a file of paths to leave out (`tlkit.data.overrides`).
+        relabel: a `path,label` CSV of labels that replace the folders' ones.
         verbose: 1 shows a progress bar while a large folder is scanned.
 
     Returns:
@@ -150,6 +155,30 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
         >>> ds.summary()["counts"]
         {'train': 1079, 'val': 359, 'test': 359}
     """
+    # issue 23: the split of an index, then the audit's exclusions and relabels, on top of the
+    # plain load below (tlkit.data.overrides)
+    if index is not None:
+        from tlkit.data import index as index_lib
+
+        kind, arg, _ = parse_source(source)
+        dataset = index_lib.load(index, root=arg if kind == "folder" else None,
+                                 image_size=size_arg(image_size), channels=channels,
+                                 resize=resize)
+    else:
+        dataset = _load_source(source, image_size=image_size, channels=channels,
+                               val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                               on_bad_image=on_bad_image, download=download, resize=resize,
+                               verbose=verbose)
+    if exclude is None and relabel is None:
+        return dataset
+    from tlkit.data import overrides
+
+    return overrides.apply(dataset, exclude=exclude, relabel=relabel)
+
+
+def _load_source(source, *, image_size, channels, val_fraction, test_fraction, seed,
+                 on_bad_image, download, resize, verbose):
+    """`load` without an index or overrides."""
     kind, arg, split = parse_source(source)
     size = size_arg(image_size)
     if channels not in (None, 1, 3):

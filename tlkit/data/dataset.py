@@ -35,7 +35,8 @@ class Dataset:
     `skipped` lists the files left out (unreadable at the scan, or failing to decode in a
     pass, see `note_failed`), `problems` says why for each; `origin` holds what the index of
     a folder source records (root, relative paths, seed and fractions; see
-    `tlkit.data.index`).
+    `tlkit.data.index`); `overrides` what `--exclude` / `--relabel` changed
+    (`tlkit.data.overrides`), recorded in `summary()`.
     """
 
     x_train: object
@@ -49,6 +50,7 @@ class Dataset:
     skipped: list = dataclasses.field(default_factory=list)
     problems: dict = dataclasses.field(default_factory=dict)
     origin: dict = None
+    overrides: dict = None  # what --exclude / --relabel changed (tlkit.data.overrides)
 
     @property
     def num_classes(self):
@@ -97,6 +99,7 @@ class Dataset:
             "skipped": len(self.skipped),
             "skipped_files": [{"path": p, "reason": self.problems.get(p, "")}
                               for p in self.skipped],
+            **({"overrides": dict(self.overrides)} if self.overrides else {}),
         }
 
     def note_failed(self):
