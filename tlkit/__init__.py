@@ -27,3 +27,10 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", **kwargs):
     from tlkit.lr_finder import lr_find as _lr_find
 
     return _lr_find(data, backbone, strategy, **kwargs)
+
+
+def curve(data, backbone="mobilenet_v2", **kwargs):
+    """Accuracy against training images per class; see `tlkit.learning_curve.curve`."""
+    from tlkit.learning_curve import curve as _curve
+
+    return _curve(data, backbone, **kwargs)
