@@ -329,7 +329,7 @@ def _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options, wo
     t_start = time.perf_counter()
     run_seeds = tuple(seed + i for i in range(seeds))
     total = len(sizes) * len(run_seeds) * len(strategies)
-    rows, notes = [], []
+    rows, notes = [], {}
     for s in run_seeds:
         train = nested_draws(dataset.y_train, dataset.num_classes, sizes, [s, 0])
         val = nested_draws(dataset.y_val, dataset.num_classes, sizes, [s, 1], cap=True)
@@ -350,15 +350,18 @@ def _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options, wo
                 secs = time.perf_counter() - t0
                 own = [str(w.message) for w in caught if "tlkit" in str(w.filename)]
                 row = _row(strategy, k, s, res, part, secs, own)
-                notes += [n for n in row["warnings"] if n not in notes]
+                for note in row["warnings"]:  # grouped by kind: the numbers differ per run
+                    notes.setdefault(re.sub(r"[\d.]+", "#", note), []).append(note)
                 rows.append(row)
                 if verbose:
                     print(f"[{len(rows)}/{total}] {strategy} k={k} seed {s}: accuracy "
                           f"{row['accuracy']:.3f} ({secs:.1f} s)", flush=True)
                 del res
                 _free()
-    for note in notes:  # once each, not once per run
-        warnings.warn(note, stacklevel=3)
+    for same in notes.values():  # once each kind, not once per run
+        more = (f" ({len(same)} of the {total} runs, each in its row's warnings)"
+                if len(same) > 1 else "")
+        warnings.warn(same[0] + more, stacklevel=3)
     rows.sort(key=lambda r: (strategies.index(r["strategy"]), r["images_per_class"], r["seed"]))
     return CurveResult(rows, strategies, sizes, run_seeds, 1.0 / dataset.num_classes,
                        len(dataset.y_test), seconds=round(time.perf_counter() - t_start, 2))
