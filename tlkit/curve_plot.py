@@ -80,7 +80,8 @@ def curve_figure(result, title=None):
 
     Args:
         result: a `tlkit.learning_curve.CurveResult`.
-        title: the figure's title (default: "How many images do I need?").
+        title: the figure's title (default: "How many images do I need?" and the result's
+            `label`, the data and the backbone).
 
     Returns:
         A matplotlib `Figure` (no pyplot state).
@@ -88,7 +89,7 @@ def curve_figure(result, title=None):
     from matplotlib.ticker import FixedLocator, NullLocator
 
     stats = aggregate(result)
-    fig = plots.new_figure(7.0, 4.6)
+    fig = plots.new_figure(8.2, 4.6)
     ax = fig.add_subplot(1, 1, 1)
     for i, strategy in enumerate(result.strategies):
         ks = [k for k in result.sizes if (strategy, k) in stats]
@@ -108,10 +109,11 @@ def curve_figure(result, title=None):
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("training images per class (log scale)")
     ax.set_ylabel(f"test accuracy ({result.test_images} test images)")
-    ax.set_title(title or "How many images do I need?")
+    label = f"\n{result.label}" if result.label else ""
+    ax.set_title(title or f"How many images do I need?{label}", fontsize=11)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8,
-              title=f"{len(result.seeds)} seeds per point; band: min-max", title_fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0,
+              title=f"{len(result.seeds)} seeds per point\nband: min-max", title_fontsize=8)
     return fig
 
 

@@ -75,6 +75,7 @@ class CurveResult:
     png: pathlib.Path = None
     md: pathlib.Path = None
     seconds: float = 0.0
+    label: str = ""  # what was measured: the data and the backbone
 
     def table(self):
         """The printed table: sizes x strategies, mean ± sd over the seeds."""
@@ -248,7 +249,9 @@ def curve(data, backbone=MODEL.backbone, *, sizes=CURVE.sizes, strategies=CURVE.
     check_sizes(dataset, sizes)
     _check_backbone(backbone, input_shape, weights, strategies)
     created = fileio.created_folders(out) if out is not None else []
-    work = pathlib.Path(tempfile.mkdtemp(prefix=".curve-work-", dir=_mkdir(out)))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(tempfile.mkdtemp(prefix=".curve-work-", dir=out))
     try:
         result = _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options,
                       work, verbose)
@@ -267,13 +270,6 @@ def curve(data, backbone=MODEL.backbone, *, sizes=CURVE.sizes, strategies=CURVE.
             if path is not None:
                 print(f"wrote {path}")
     return result
-
-
-def _mkdir(out):
-    if out is None:
-        return None
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _check_backbone(backbone, input_shape, weights, strategies):
@@ -364,7 +360,8 @@ def _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options, wo
         warnings.warn(same[0] + more, stacklevel=3)
     rows.sort(key=lambda r: (strategies.index(r["strategy"]), r["images_per_class"], r["seed"]))
     return CurveResult(rows, strategies, sizes, run_seeds, 1.0 / dataset.num_classes,
-                       len(dataset.y_test), seconds=round(time.perf_counter() - t_start, 2))
+                       len(dataset.y_test), seconds=round(time.perf_counter() - t_start, 2),
+                       label=f"{dataset.source}, backbone {backbone}")
 
 
 def _row(strategy, k, seed, res, part, secs, notes):
