@@ -335,10 +335,11 @@ def _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options, wo
             part = dataset.subset(train=train[k], val=val[k])
             for strategy in strategies:
                 scratch = strategy == SCRATCH
+                base = init if scratch and init is not None else backbone  # transfer: the file
                 t0 = time.perf_counter()
                 with warnings.catch_warnings(record=True) as caught, quiet_tf_logs():
                     warnings.simplefilter("always")
-                    res = finetune(data=part, backbone=str(init or backbone),
+                    res = finetune(data=part, backbone=str(base),
                                    strategy="large-dissimilar" if scratch else strategy,
                                    weights=None if scratch else weights, out=None,
                                    report_dir=None, seed=s, cache_dir=work / "features",
