@@ -111,8 +111,14 @@ def check_finetune(ns, out):
     assert "large-dissimilar" in out
 
 
+def check_curve(ns, out):
+    rows = ns["curve"].rows
+    assert [(r["images_per_class"], r["seed"]) for r in rows] == [(2, 0), (2, 1), (5, 0), (5, 1)]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows) and "images/class" in out
+
+
 CHECKS = {"from tlkit.blocks import vgg_block": check_vgg19, "zoo.build(": check_zoo,
-          "tlkit.finetune(": check_finetune}
+          "tlkit.finetune(": check_finetune, "tlkit.curve(": check_curve}
 
 
 # Blocks that train (tlkit.finetune) run as written in background processes at low priority

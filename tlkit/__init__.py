@@ -34,3 +34,10 @@ def audit(data, backbone="mobilenet_v2", **kwargs):
     from tlkit.audit.run import audit as _audit
 
     return _audit(data, backbone, **kwargs)
+
+
+def curve(data, backbone="mobilenet_v2", **kwargs):
+    """Accuracy against training images per class; see `tlkit.learning_curve.curve`."""
+    from tlkit.learning_curve import curve as _curve
+
+    return _curve(data, backbone, **kwargs)

@@ -244,8 +244,24 @@ class OutputSettings:
                                    "continues it)")
 
 
+@dataclasses.dataclass
+class CurveSettings:
+    """What `tlkit curve` measures: sizes, strategies and seeds (`tlkit.learning_curve`)."""
+
+    sizes: object = setting("2,5,10,20", "training images per class at each point of the "
+                                         "curve, comma-separated (at least 2 sizes)",
+                            metavar="K,K,...")
+    strategies: object = setting("small-similar,scratch",
+                                 "strategies to compare, comma-separated: the four strategies "
+                                 "and scratch (the same network from random weights, trained "
+                                 "whole)", metavar="S,S,...")
+    seeds: int = setting(3, "seeds per point (at least 2): each seed draws its own images and "
+                            "initial weights", type=int, metavar="N")
+
+
 DATA, MODEL, RECIPE, RUN, OUTPUT = (DataSettings(), ModelSettings(), RecipeSettings(),
                                     RunSettings(), OutputSettings())
+CURVE = CurveSettings()
 FINETUNE = (DataSettings, ModelSettings, RunSettings, RecipeSettings, OutputSettings)
 
 

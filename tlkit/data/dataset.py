@@ -179,6 +179,42 @@ class Dataset:
                        [self.class_names[i] for i in ids], self.source, list(self.skipped),
                        dict(self.problems), None)
 
+    def subset(self, train=None, val=None, test=None):
+        """A new `Dataset` holding only the items at the given positions of each split.
+
+        Unlike `select` (a seeded choice inside), the caller chooses the items, e.g. nested
+        draws where a smaller set is a prefix of a larger one (`tlkit.learning_curve`).
+
+        Args:
+            train, val, test: integer positions into that split (kept in the order given),
+                or None to keep the split whole.
+
+        Returns:
+            A new `Dataset` with the same classes and labels (this one is not changed); its
+            `origin` is dropped, as in `select`: the source's index no longer describes it.
+
+        Example:
+            >>> from tlkit import data
+            >>> ds = data.load("digits")
+            >>> part = ds.subset(train=[0, 5, 9])
+            >>> list(part.y_train) == list(ds.y_train[[0, 5, 9]])
+            True
+            >>> len(part.y_test) == len(ds.y_test)
+            True
+        """
+        out = {}
+        for name, idx in (("train", train), ("val", val), ("test", test)):
+            x, y = self.split(name)
+            if idx is not None:
+                idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+                if len(idx) and (idx.min() < 0 or idx.max() >= len(y)):
+                    raise TlkitError(f"subset: positions of the {name} split must be in "
+                                     f"0..{len(y) - 1}. Received: {name}={idx.tolist()!r}.")
+                x, y = x[idx], y[idx]
+            out[f"x_{name}"], out[f"y_{name}"] = x, y
+        return dataclasses.replace(self, skipped=list(self.skipped),
+                                   problems=dict(self.problems), origin=None, **out)
+
     def _class_ids(self, classes):
         if isinstance(classes, (str, int)):
             classes = [classes]
