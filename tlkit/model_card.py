@@ -120,6 +120,13 @@ def _data(data):
              f"- Image shape (H, W, C): {tuple(data.get('image_shape', ()))}",
              "- Split: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
              f"- Skipped unreadable files: {data.get('skipped', 0)}"]
+    changed = data.get("overrides") or {}
+    if changed.get("exclude"):
+        lines.append(f"- Left out: {changed.get('excluded', 0)} file(s) listed in "
+                     f"`{changed['exclude']}` (`--exclude`)")
+    if changed.get("relabel"):
+        lines.append(f"- Relabelled: {changed.get('relabelled', 0)} file(s) by "
+                     f"`{changed['relabel']}` (`--relabel`)")
     per_class = data.get("train_per_class") or {}
     if per_class:
         lines += ["", "| class | training images |", "|---|---:|"]

@@ -67,7 +67,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
              pooling=MODEL.pooling, augment=RUN.augment, augment_passes=RUN.augment_passes,
              cache_features=RUN.cache_features, seed=RUN.seed, val_fraction=DATA.val_fraction,
              test_fraction=DATA.test_fraction, on_bad_image=DATA.on_bad_image,
-             download=DATA.download, autotune=RUN.autotune, patience=RUN.patience,
+             download=DATA.download, index=DATA.index, exclude=DATA.exclude,
+             relabel=DATA.relabel, autotune=RUN.autotune, patience=RUN.patience,
              tensorboard=RUN.tensorboard, cache_dir=RUN.cache_dir, distribute=RUN.distribute,
              jit_compile=RUN.jit_compile, mixed_precision=RUN.mixed_precision,
              resize=DATA.resize, image_cache=RUN.image_cache, restart=OUTPUT.restart,
@@ -103,6 +104,10 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
             helps on recent GPUs, not on CPUs); the softmax stays float32.
         seed: makes the split, the initialisation and the shuffling repeatable.
         val_fraction, test_fraction, on_bad_image, download, resize: see `tlkit.data.load`.
+        index, exclude, relabel: an `index.json` that fixes the split (`tlkit audit
+            --fix-splits` writes one), files to leave out (an audit.csv or a list of paths),
+            and a `path,label` CSV of corrected labels (`tlkit.data.overrides`); recorded in
+            the data summary of report.json and the model card.
         image_cache: keep decoded, resized training images in a tf.data file cache in the
             report folder (`image_cache/`), for phases that train on images from files:
             worth it when decoding costs more than reading the cache (large source images;
@@ -172,7 +177,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
         dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
                                 val_fraction=val_fraction, test_fraction=test_fraction,
                                 seed=seed, on_bad_image=on_bad_image, download=download,
-                                resize=resize, verbose=verbose)
+                                resize=resize, index=index, exclude=exclude, relabel=relabel,
+                                verbose=verbose)
     split_notes = check_splits(dataset)  # warned with the run's other notes
     keras.utils.set_random_seed(seed)  # before the first weights are made
     with dist.scope() if dist else contextlib.nullcontext():

@@ -97,23 +97,6 @@ def console_verbosity(quiet, stream=None):
     return 1 if getattr(stream, "isatty", lambda: False)() else 2
 
 
-DATA_OVERRIDES = ("index", "exclude", "relabel")  # applied by tlkit.data.load (issue 23)
-
-
-def _overridden_data(resolved):
-    """The `Dataset` of --data with --index / --exclude / --relabel applied (`data.load`)."""
-    from tlkit import data as data_lib
-    from tlkit.transfer import resolve_input_shape
-
-    shape = resolve_input_shape(resolved["backbone"], resolved["image_size"])
-    return data_lib.load(resolved["data"], image_size=shape[:2], channels=shape[2],
-                         val_fraction=resolved["val_fraction"],
-                         test_fraction=resolved["test_fraction"], seed=resolved["seed"],
-                         on_bad_image=resolved["on_bad_image"], download=resolved["download"],
-                         resize=resolved["resize"],
-                         **{k: resolved[k] for k in DATA_OVERRIDES})
-
-
 @subcommand("finetune", "train a classifier with one of the four strategies")
 def cmd_finetune(args):
     from tlkit import recipes
@@ -130,11 +113,9 @@ def cmd_finetune(args):
         print(f"tlkit: no --out given: the model goes to {args.out}")
     # the run's settings, resolved: the dataclasses of every flag (tlkit.settings.FINETUNE)
     resolved = settings.as_dict(*(settings.resolve(args, cls) for cls in settings.FINETUNE))
-    call = {k: v for k, v in resolved.items() if k not in ("quiet",) + DATA_OVERRIDES}
     try:
-        if any(resolved[k] is not None for k in DATA_OVERRIDES):
-            call["data"] = _overridden_data(resolved)
-        result = finetune(**call, verbose=console_verbosity(args.quiet))
+        result = finetune(**{k: v for k, v in resolved.items() if k != "quiet"},
+                          verbose=console_verbosity(args.quiet))
     except TlkitError:
         if chosen is not None and not existed[0] and args.report_dir is None:
             _discard_unused(chosen, remove_parent=not existed[1])
