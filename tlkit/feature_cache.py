@@ -218,8 +218,9 @@ def _write_atomic(path, write):
         write(tmp)
 
 
-def as_dataset(features, labels, batch_size=32, *, shuffle=False, seed=0):
-    """In-memory features and labels as a batched `tf.data.Dataset` (reshuffled each epoch).
+def as_dataset(features, labels, batch_size=32, *, shuffle=False, seed=0, repeat=False):
+    """In-memory features and labels as a batched `tf.data.Dataset` (reshuffled each epoch;
+    `repeat`: endlessly, for `fit(steps_per_epoch=...)`).
 
     Keras's own adapter for NumPy arrays costs about a third more per epoch for a small head
     on cached features (it re-slices the arrays every epoch); the arrays become tensors once.
@@ -229,7 +230,8 @@ def as_dataset(features, labels, batch_size=32, *, shuffle=False, seed=0):
     ds = tf.data.Dataset.from_tensor_slices((features, np.asarray(labels)))
     if shuffle:
         ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(2)
+    ds = ds.batch(batch_size)
+    return (ds.repeat() if repeat else ds).prefetch(2)
 
 
 class FeatureBatches(keras.utils.PyDataset):

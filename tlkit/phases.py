@@ -28,6 +28,7 @@ OPTIONS = {
     "cache_dir": None, "cache_memory_limit": feature_cache.DEFAULT_MEMORY_LIMIT,
     "out_dir": None, "run": None, "settings": None, "class_weight": None, "targets": None,
     "multipliers": None,
+    "steps_per_epoch": None,  # set: the training data repeats, an epoch is this many steps
     "suited_momentum": True,  # BN momentum suited to the epoch's steps (`tlkit.bn`)
     "keras_batches": False,  # cached arrays batched and shuffled by Keras, a step per call
     "note_failed": True,  # record and warn about files that failed to decode
@@ -206,7 +207,9 @@ def fit_features(trainer, plan, phase, train, val, cbs, o, *, epochs=None, initi
     """
     (f_train, y_train), (f_val, y_val) = train, val
     batch_size, targets = o["batch_size"], o["targets"]
-    steps = -(-len(y_train) // batch_size)
+    repeat = o["steps_per_epoch"] if not o["keras_batches"] and not isinstance(
+        f_train, np.memmap) else None  # tiny data: an epoch of `repeat` steps (train.fit)
+    steps = repeat or -(-len(y_train) // batch_size)
     if compile:
         compile_phase(trainer, plan, phase, o["jit_compile"],
                       steps_per_execution=1 if o["keras_batches"] else steps,
@@ -222,11 +225,12 @@ def fit_features(trainer, plan, phase, train, val, cbs, o, *, epochs=None, initi
             val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size, shuffle=False)
         else:
             train_data = feature_cache.as_dataset(f_train, y_train, batch_size, shuffle=True,
-                                                  seed=o["seed"])
+                                                  seed=o["seed"], repeat=bool(repeat))
             val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
         if targets is not None:
             train_data, val_data = targets.train(train_data), targets.val(val_data)
-        data = dict(x=train_data, validation_data=val_data, shuffle=False)  # the data shuffles
+        data = dict(x=train_data, validation_data=val_data, shuffle=False,  # the data shuffles
+                    steps_per_epoch=repeat)
     with _momentum(trainer, steps, o):
         return trainer.fit(**data, epochs=epochs or phase.epochs, initial_epoch=initial_epoch,
                            callbacks=list(cbs or []), verbose=o["verbose"],
@@ -242,7 +246,8 @@ def fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o, 
     keeps the compile (and optimizer state) `model` has for this phase. See `train_images`.
     """
     shard = worker_shard(strategy)
-    steps = -(-len(dataset.y_train) // (o["batch_size"] * (shard[0] if shard else 1)))
+    steps = o["steps_per_epoch"] or -(-len(dataset.y_train) // (
+        o["batch_size"] * (shard[0] if shard else 1)))
     if compile:
         with strategy.scope() if strategy else contextlib.nullcontext():
             compile_phase(model, plan, phase, o["jit_compile"], settings=o["settings"],
@@ -262,7 +267,8 @@ def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, s
     tf.data's file cache of decoded images (`image_cache_prefix`).
     """
     batch_size, out_dir, targets = o["batch_size"], o["out_dir"], o["targets"]
-    steps = -(-len(dataset.y_train) // (batch_size * (shard[0] if shard else 1)))
+    repeat = o["steps_per_epoch"] if shard is None else None  # tiny data (train.fit)
+    steps = repeat or -(-len(dataset.y_train) // (batch_size * (shard[0] if shard else 1)))
     # Validation (small) keeps tf.data's auto-sharding, which splits its batches evenly.
     caches = {name: (image_cache_prefix(image_cache, x)
                      if image_cache and data_lib.is_files(x) else False)
@@ -272,6 +278,8 @@ def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, s
                                 cache=caches["train"])
     val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=o["autotune"],
                               cache=caches["val"])
+    if repeat:  # an epoch of `repeat` steps over data of fewer batches
+        train_ds = train_ds.repeat()
     if targets is not None:  # after augmentation: mixing sees augmented images
         train_ds, val_ds = targets.train(train_ds), targets.val(val_ds)
     facts = {}
@@ -286,7 +294,8 @@ def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, s
     files = data_lib.is_files(dataset.x_train)
     with _momentum(model, steps, o), streamed_epochs() if files else contextlib.nullcontext():
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                            initial_epoch=initial_epoch, callbacks=list(cbs or []),
+                            steps_per_epoch=repeat, initial_epoch=initial_epoch,
+                            callbacks=list(cbs or []),
                             verbose=o["verbose"], shuffle=False,  # tf.data shuffles
                             class_weight=o["class_weight"])
     if o["note_failed"]:

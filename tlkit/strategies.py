@@ -46,6 +46,11 @@ from tlkit.errors import TlkitError, check_choice, suggest
 DEFAULT_EPOCHS = 10
 HEAD_MIN_STEPS = 2000
 TRAIN_MIN_STEPS = 600
+# A phase budgeted by steps on data of fewer batches repeats it so that an epoch is at least
+# this many steps (Keras `steps_per_epoch`): each epoch costs a validation pass, callbacks and
+# file writes (50 ms on cached features, 300 ms on images for the demo's net), which made 25
+# images' 1-step epochs cost ~10x their steps.
+EPOCH_MIN_STEPS = 20
 # EarlyStopping's patience is at least this many steps: on a 5-image validation set a few
 # steps of val_loss are noise (patience 5 epochs = 5 steps stopped a k=5 head at 42%).
 PATIENCE_MIN_STEPS = 100
@@ -155,6 +160,18 @@ class Phase:
         """
         need = -(-self.min_steps // max(1, steps_per_epoch))
         return dataclasses.replace(self, epochs=max(self.epochs, need))
+
+    def steps_per_epoch(self, batches):
+        """Steps an epoch runs over data of `batches` batches: at least `EPOCH_MIN_STEPS`
+        when the phase is budgeted by steps (the data repeats), else `batches`.
+
+        Example:
+            >>> Phase("head", (), 10, 1e-3, min_steps=2000).steps_per_epoch(1)
+            20
+            >>> Phase("head", (), 10, 1e-3).steps_per_epoch(1)
+            1
+        """
+        return max(batches, EPOCH_MIN_STEPS) if self.min_steps else batches
 
     def patience(self, patience, steps_per_epoch):
         """EarlyStopping patience in epochs: `patience`, or `PATIENCE_MIN_STEPS` worth of steps

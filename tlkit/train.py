@@ -130,10 +130,12 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     if weights_by_class is not None:
         info["class_weight"] = {dataset.class_names[i]: w for i, w in weights_by_class.items()}
     best = _Best()
-    steps_per_epoch = -(-len(dataset.x_train) // batch_size)
+    batches = -(-len(dataset.x_train) // batch_size)
     for i, phase in enumerate(plan.phases):
-        # A phase budgeted by steps gets the epochs its floor needs at this data size, and
-        # early stopping waits a number of steps, not epochs (`tlkit.strategies.Phase.budget`).
+        # A phase budgeted by steps gets the epochs its budget needs at this data size (tiny
+        # data repeats within an epoch), and early stopping waits a number of steps, not
+        # epochs (`tlkit.strategies.Phase`). Multi-worker shards keep plain epochs.
+        steps_per_epoch = batches if strategy is not None else phase.steps_per_epoch(batches)
         phase = plan.phases[i] = phase.budget(steps_per_epoch)
         phase_patience = phase.patience(patience, steps_per_epoch)
         plan.apply(model, phase)
@@ -162,6 +164,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             jit_compile=jit_compile, cache_dir=cache_dir, cache_memory_limit=cache_memory_limit,
             out_dir=out_dir, run=run, settings=settings, class_weight=weights_by_class,
             targets=settings.targets(dataset.num_classes, seed),
+            steps_per_epoch=steps_per_epoch if steps_per_epoch != batches else None,
             multipliers=optimizers.stage_multipliers(plan, phase, model,
                                                      settings.lr_decay_per_stage))
         split = phases.cache_split(model, plan, phase, dataset, aug, cache_features, strategy,

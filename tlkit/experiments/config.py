@@ -44,7 +44,8 @@ class DemoConfig:
         small_val_per_class: validation images per class in the small situations.
         large_val_per_class: validation images per class in large-similar (None: all 600).
         test_per_class: Fashion-MNIST test images per class (None: all 1,000).
-        small_epochs, large_epochs: the epoch budget of every run in a small / large situation.
+        small_epochs, large_epochs: the epoch budget of every run in a small / large
+            situation; None (the full demo): `tlkit.finetune`'s default budget by steps.
         small_batch, large_batch: batch sizes.
         patience: EarlyStopping patience (on val_loss, best weights restored).
         baseline_per_class: `fashion_cnn` training images per class (None: all; 0 skips it).
@@ -66,8 +67,8 @@ class DemoConfig:
     small_val_per_class: int = 10
     large_val_per_class: int = 200
     test_per_class: int = None
-    small_epochs: int = 30
-    large_epochs: int = 12
+    small_epochs: int = None
+    large_epochs: int = None
     small_batch: int = 16
     large_batch: int = 64
     patience: int = 6
@@ -75,13 +76,20 @@ class DemoConfig:
     baseline_epochs: int = 10
     baseline_batch: int = 128
     pooling: str = "flatten"
+    curve_sizes: tuple = (1, 5, 30)
+    curve_seeds: int = 3
 
+
+# The curves compare the textbook small-data transfer strategy of each target with scratch.
+CURVE_STRATEGIES = {"similar": ("small-similar", "scratch"),
+                    "dissimilar": ("small-dissimilar", "scratch")}
 
 FULL = DemoConfig()
 QUICK = DemoConfig(name="quick", source_per_class=300, source_epochs=2, small_per_class=20,
                    large_per_class=200, small_val_per_class=5, large_val_per_class=20,
                    test_per_class=100, small_epochs=4, large_epochs=2, patience=2,
-                   baseline_per_class=300, baseline_epochs=1)
+                   baseline_per_class=300, baseline_epochs=1, curve_sizes=(1, 5),
+                   curve_seeds=2)
 
 
 @dataclasses.dataclass
@@ -95,6 +103,7 @@ class DemoResult:
         out_dir: the output folder.
         seconds: wall time of the whole demo.
         files: the main output files by kind.
+        curves: the data-efficiency curves by target, or None when skipped.
     """
 
     records: list
@@ -103,3 +112,4 @@ class DemoResult:
     out_dir: pathlib.Path
     seconds: float
     files: dict
+    curves: dict = None  # target ("similar", "dissimilar") -> `tlkit.learning_curve.CurveResult`

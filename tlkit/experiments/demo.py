@@ -150,34 +150,42 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
                              [("source", source_ds), *targets.items()]))
 
     # 1. the source net --------------------------------------------------------------------
-    keras.utils.set_random_seed(seed)
-    init_path = saving.save(build_source_net(len(src_ids), config.widths, config.convs,
-                                             pooling=config.pooling),
-                            out / "source_init.h5",
-                            {"class_names": _names(src_ids, sep=None),
-                             "note": "random initial weights of the demo's source net; the "
-                                     "scratch runs start from them"})
-    keras.backend.clear_session()
+    source_path, init_path = out / "source.h5", out / "source_init.h5"
+    key = _source_key(src_ids, config, seed)
+    cached = _cached_source(out, key)
     widths = "-".join(map(str, config.widths))
-    log(f"1/3 pretraining the source net demo_vgg ({len(config.widths)} vgg_blocks, "
-        f"{widths} filters) on {len(src_ids)} Fashion-MNIST classes, "
-        f"{len(source_ds.y_train)} images, {config.source_epochs} epochs")
-    source_path = out / "source.h5"
-    res, secs = _finetune(source_ds, init_path, "large-dissimilar", config.source_epochs,
-                          config.large_batch, config.patience, seed, source_path,
-                          config.pooling, verbose=2 if verbose else 0)
-    source = {"classes": _names(src_ids, sep=None), "class_ids": src_ids,
-              "train_images": len(source_ds.y_train), "test_images": len(source_ds.y_test),
-              "epochs": config.source_epochs, "epochs_run": len(res.history.get("loss", [])),
-              "test_accuracy": res.report["accuracy"], "seconds": round(secs, 2),
-              "model": str(source_path), "report": str(out / "source")}
-    log(f"source net: test accuracy {source['test_accuracy']:.4f} on its "
-        f"{len(src_ids)} classes ({secs:.0f} s) -> {source_path}")
-    del res
-    _free()
+    if cached is not None:
+        source = cached
+        log(f"1/4 the source net demo_vgg: reusing {source_path} (same classes, settings and "
+            f"seed; test accuracy {source['test_accuracy']:.4f}); delete it to retrain")
+    else:
+        keras.utils.set_random_seed(seed)
+        saving.save(build_source_net(len(src_ids), config.widths, config.convs,
+                                     pooling=config.pooling), init_path,
+                    {"class_names": _names(src_ids, sep=None),
+                     "note": "random initial weights of the demo's source net; the scratch "
+                             "runs start from them"})
+        keras.backend.clear_session()
+        log(f"1/4 pretraining the source net demo_vgg ({len(config.widths)} vgg_blocks, "
+            f"{widths} filters) on {len(src_ids)} Fashion-MNIST classes, "
+            f"{len(source_ds.y_train)} images, {config.source_epochs} epochs")
+        res, secs = _finetune(source_ds, init_path, "large-dissimilar", config.source_epochs,
+                              config.large_batch, config.patience, seed, source_path,
+                              config.pooling, verbose=2 if verbose else 0)
+        source = {"classes": _names(src_ids, sep=None), "class_ids": src_ids,
+                  "train_images": len(source_ds.y_train), "test_images": len(source_ds.y_test),
+                  "epochs": config.source_epochs,
+                  "epochs_run": len(res.history.get("loss", [])),
+                  "test_accuracy": res.report["accuracy"], "seconds": round(secs, 2),
+                  "model": str(source_path), "report": str(out / "source"), "key": key}
+        fileio.write_json(source, out / SOURCE_RECORD)
+        log(f"source net: test accuracy {source['test_accuracy']:.4f} on its "
+            f"{len(src_ids)} classes ({secs:.0f} s) -> {source_path}")
+        del res
+        _free()
 
     # 2. the matrix ------------------------------------------------------------------------
-    log(f"2/3 the matrix: {len(SITUATIONS)} situations x {len(METHODS)} runs "
+    log(f"2/4 the matrix: {len(SITUATIONS)} situations x {len(METHODS)} runs "
         f"({', '.join(METHODS)}), same epochs, batch size and seed per situation")
     records = []
     # One feature cache for all runs: the frozen-head phases of the three strategies that start
@@ -222,7 +230,17 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
     score_auto(records)
     shutil.rmtree(cache_dir, ignore_errors=True)  # tens of MB, only useful within this run
 
-    # 3. the fashion_cnn baseline ----------------------------------------------------------
+    # 3. the data-efficiency curves ------------------------------------------------------
+    curves = {}
+    if config.curve_sizes:
+        log(f"3/4 data-efficiency curves: {', '.join(map(str, config.curve_sizes))} images "
+            f"per class, {config.curve_seeds} seeds, transfer from source.h5 against scratch")
+        curve_data = {"similar": targets["large-similar"], "dissimilar": targets["large-dissimilar"]}
+        for target, ds in curve_data.items():
+            curves[target] = _curve(ds, source_path, target, config, seed, out, log)
+            _free()
+
+    # 4. the fashion_cnn baseline ----------------------------------------------------------
     baseline = None
     if config.baseline_per_class != 0:
         baseline = train_baseline(fashion, config, seed, out / "baseline", log,
@@ -234,6 +252,9 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
     files = {"matrix_json": out / "matrix.json", "matrix_png": out / "matrix.png",
              "matrix_md": out / "matrix.md", "baseline_json": out / "baseline.json",
              "demo_json": out / "demo.json", "source": source_path}
+    for target, c in curves.items():
+        files[f"curve_{target}_png"] = c.png
+        files[f"curve_{target}_json"] = c.json
     fileio.write_json(records, files["matrix_json"])
     title = (f"tlkit demo ({config.name}, seed {seed}): source net pretrained on "
              f"{len(src_ids)} Fashion-MNIST classes")
@@ -247,6 +268,9 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
     summary = {"config": dataclasses.asdict(config), "seed": seed, "quick": config.name == "quick",
                "source_classes": source["classes"], "target_classes": _names(tgt_ids, sep=None),
                "source": source, "baseline": baseline, "seconds": round(total, 1),
+               "curves": {t: {"strategies": list(c.strategies), "sizes": list(c.sizes),
+                              "seeds": list(c.seeds), "seconds": round(c.seconds, 1),
+                              "means": _curve_means(c)} for t, c in curves.items()},
                "command": _command(src_ids, tgt_ids, config, seed, out),
                "files": {k: str(v) for k, v in files.items()}}
     fileio.write_json(summary, files["demo_json"])
@@ -258,18 +282,84 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
                 print(f"auto in {r['situation']}: chose {r.get('chosen')}, "
                       f"{r['gap_to_best_pp']:+.1f} pp from the row's best strategy, cost "
                       f"{r.get('cost_ratio', float('nan')):.2f}x the chosen strategy alone")
+        for target, c in curves.items():
+            print()
+            print(f"data-efficiency curve, {target} target (test accuracy, mean ± sd over "
+                  f"{len(c.seeds)} seeds):")
+            print(c.table())
         if baseline is not None:
             print()
             print(format_baseline(baseline))
         print()
-        for key in ("matrix_png", "matrix_json", "matrix_md", "baseline_json", "demo_json"):
+        for key in ("matrix_png", "matrix_json", "matrix_md", "baseline_json", "demo_json",
+                    *(f"curve_{t}_png" for t in curves)):
             if key in files:
                 print(f"wrote {files[key]}")
         print(f"models: {source_path}, {out / 'runs'}/<situation>/<strategy>.h5 (reports beside "
               f"them)")
         print(f"total {_clock(total)} ({total:.0f} s)")
         sys.stdout.flush()
-    return DemoResult(records, baseline, source, out, round(total, 1), files)
+    return DemoResult(records, baseline, source, out, round(total, 1), files, curves or None)
+
+
+SOURCE_RECORD = "source.json"
+
+
+def _source_key(src_ids, config, seed):
+    """What makes two demos' source nets the same: its classes, settings, seed, versions."""
+    import hashlib
+    import json
+
+    import keras
+
+    import tlkit
+
+    fields = {k: getattr(config, k) for k in ("widths", "convs", "source_per_class",
+                                              "source_epochs", "large_batch", "patience",
+                                              "pooling", "test_per_class")}
+    return hashlib.sha1(json.dumps([list(src_ids), fields, seed, tlkit.__version__,
+                                    keras.__version__], default=str).encode()).hexdigest()[:16]
+
+
+def _cached_source(out, key):
+    """The source record of an earlier demo in `out` with the same key, or None."""
+    import json
+
+    record = out / SOURCE_RECORD
+    try:
+        source = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if source.get("key") != key or not (out / "source.h5").is_file() or \
+            not (out / "source_init.h5").is_file():
+        return None
+    return source
+
+
+def _curve(ds, source_path, target, config, seed, out, log):
+    """One target's data-efficiency curve (`tlkit.curve`) in `out/curves/<target>/`."""
+    from tlkit.experiments.config import CURVE_STRATEGIES
+    from tlkit.learning_curve import curve
+
+    small = min(config.small_batch, 16)
+    res = curve(ds, str(source_path), sizes=config.curve_sizes,
+                strategies=CURVE_STRATEGIES[target], seeds=config.curve_seeds,
+                out=out / "curves" / target, weights=None, seed=seed, augment=False,
+                batch_size=small, epochs=config.small_epochs, patience=config.patience,
+                pooling=config.pooling, autotune=False, verbose=0)
+    log(f"{target} curve ({res.seconds:.0f} s): " + "; ".join(
+        f"k={k}: " + ", ".join(f"{s} {m:.3f}" for s, m in means.items())
+        for k, means in _curve_means(res).items()))
+    return res
+
+
+def _curve_means(res):
+    """{size: {strategy: mean accuracy}} of a curve."""
+    import statistics
+
+    return {k: {s: round(statistics.mean(r["accuracy"] for r in res.rows
+                                         if r["strategy"] == s and r["images_per_class"] == k), 4)
+                for s in res.strategies} for k in res.sizes}
 
 
 def _finetune(ds, backbone, strategy, epochs, batch, patience, seed, path, pooling,

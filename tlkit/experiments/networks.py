@@ -79,7 +79,7 @@ def train_baseline(fashion, config, seed, out_dir, log=print, verbose=0):
 
     t0 = time.perf_counter()
     ds = _subset(fashion, None, config.baseline_per_class, None, config.test_per_class, seed)
-    log(f"3/3 the seeds' baseline: fashion_cnn on all {ds.num_classes} Fashion-MNIST classes, "
+    log(f"4/4 the seeds' baseline: fashion_cnn on all {ds.num_classes} Fashion-MNIST classes, "
         f"{_counts(ds)}, up to {config.baseline_epochs} epochs")
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(ds.image_shape, name="image")
