@@ -319,7 +319,7 @@ def cache_dir():
     return d
 
 
-def source_model(fashion_ds, cfg=SourceConfig(), log=print):
+def source_model(fashion_ds, cfg=SourceConfig(), log=print, classes=SOURCE_CLASSES):
     """The source `.h5` (demo_vgg trained with tlkit on `SOURCE_CLASSES`), trained once, cached.
 
     Returns:
@@ -330,21 +330,21 @@ def source_model(fashion_ds, cfg=SourceConfig(), log=print):
     import tlkit
     from tlkit import demo, saving
 
-    key = hashlib.sha1(json.dumps([dataclasses.asdict(cfg), SOURCE_CLASSES, tlkit.__version__,
+    key = hashlib.sha1(json.dumps([dataclasses.asdict(cfg), list(classes), tlkit.__version__,
                                    keras.__version__], default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f"source-demo_vgg-{key}.h5"
     info_path = path.with_suffix(".json")
     desc = (f"demo_vgg ({len(cfg.widths)} vgg_blocks {'-'.join(map(str, cfg.widths))}, "
             f"{cfg.convs} conv(s) each, BN), trained with tlkit (large-dissimilar, "
-            f"{cfg.epochs} epochs) on Fashion-MNIST classes {list(SOURCE_CLASSES)}")
+            f"{cfg.epochs} epochs) on Fashion-MNIST classes {list(classes)}")
     if path.is_file() and info_path.is_file():
         info = json.loads(info_path.read_text())
         info["reused"] = True
         return path, info
     log(f"training the source model once: {desc} ...")
-    src = subset(fashion_ds, SOURCE_CLASSES, cfg.per_class, None, 200, cfg.seed)
+    src = subset(fashion_ds, classes, cfg.per_class, None, 200, cfg.seed)
     keras.utils.set_random_seed(cfg.seed)
-    init = saving.save(demo.build_source_net(len(SOURCE_CLASSES), cfg.widths, cfg.convs),
+    init = saving.save(demo.build_source_net(len(classes), cfg.widths, cfg.convs),
                        cache_dir() / f"source-init-{key}.h5", {"note": "bench source init"})
     keras.backend.clear_session()
     t0 = time.perf_counter()
@@ -353,7 +353,7 @@ def source_model(fashion_ds, cfg=SourceConfig(), log=print):
                          augment=False, autotune=False, seed=cfg.seed, patience=cfg.epochs,
                          out=str(path), verbose=0)
     info = {"description": desc, "file": str(path), "train_images": len(src.y_train),
-            "source_classes": list(SOURCE_CLASSES),
+            "source_classes": list(classes),
             "test_accuracy": round(float(res.report["accuracy"]), 4),
             "train_seconds": round(time.perf_counter() - t0, 1), "config": dataclasses.asdict(cfg)}
     info_path.write_text(json.dumps(info, indent=2))
