@@ -330,8 +330,9 @@ def source_model(fashion_ds, cfg=SourceConfig(), log=print, classes=SOURCE_CLASS
     import tlkit
     from tlkit import demo, saving
 
-    key = hashlib.sha1(json.dumps([dataclasses.asdict(cfg), list(classes), tlkit.__version__,
-                                   keras.__version__], default=str).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps(["init untrained", dataclasses.asdict(cfg), list(classes),
+                                   tlkit.__version__, keras.__version__],
+                                  default=str).encode()).hexdigest()[:12]
     path = cache_dir() / f"source-demo_vgg-{key}.h5"
     info_path = path.with_suffix(".json")
     desc = (f"demo_vgg ({len(cfg.widths)} vgg_blocks {'-'.join(map(str, cfg.widths))}, "
@@ -345,7 +346,8 @@ def source_model(fashion_ds, cfg=SourceConfig(), log=print, classes=SOURCE_CLASS
     src = subset(fashion_ds, classes, cfg.per_class, None, 200, cfg.seed)
     keras.utils.set_random_seed(cfg.seed)
     init = saving.save(demo.build_source_net(len(classes), cfg.widths, cfg.convs),
-                       cache_dir() / f"source-init-{key}.h5", {"note": "bench source init"})
+                       cache_dir() / f"source-init-{key}.h5",
+                       {"note": "bench source init", "untrained": True})
     keras.backend.clear_session()
     t0 = time.perf_counter()
     res = tlkit.finetune(data=src, backbone=str(init), strategy="large-dissimilar",

@@ -305,7 +305,8 @@ def scratch_file(path, seed, folder):
         if old.weights and not old.trainable_weights:
             new.set_weights(old.get_weights())
     target = pathlib.Path(folder) / f"scratch-seed{seed}{pathlib.Path(path).suffix}"
-    saving.save(fresh, target, {"note": f"{path} re-initialised (seed {seed}) for scratch"})
+    saving.save(fresh, target, {"note": f"{path} re-initialised (seed {seed}) for scratch",
+                                "untrained": True})  # finetune: random weights (its rates)
     keras.backend.clear_session()
     return target
 

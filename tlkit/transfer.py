@@ -304,9 +304,7 @@ def _run_settings(args):
 
 def random_base_warning(weights, backbone, strategy):
     """The warning for a frozen base with random weights, or None."""
-    from_file = str(backbone).lower().endswith((".h5", ".keras"))
-    random = weights is None or str(backbone).startswith("zoo:")  # zoo models: no weights
-    if not random or from_file or strategy == "large-dissimilar":
+    if pretrained_base(weights, backbone) or strategy == "large-dissimilar":
         return None
     frozen = "the whole base" if strategy == "small-similar" else "its lower stages"
     return (f"{strategy} with random base weights (weights=None) keeps {frozen} frozen: "
@@ -404,7 +402,9 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
         print(report_lib.format_report(rep))
     if path is not None:
         metadata = {"class_names": dataset.class_names, "backbone": bb.name,
-                    "weights": _weights_record(weights, backbone), "strategy": strategy,
+                    "weights": _weights_record(weights, backbone) if pretrained_base(
+                        weights, backbone) else "none (random initialisation)",
+                    "strategy": strategy,
                     "plan": plan.to_dict(), "warnings": notes,
                     **({"strategy_requested": "auto", "reasons": advice.choice["reasons"]}
                        if advice is not None else {}),
@@ -420,13 +420,24 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
     return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
 
 
+UNTRAINED = "untrained"  # metadata key of a model file that holds initial (random) weights
+
+
 def pretrained_base(weights, backbone):
     """True when the base starts from trained weights (ImageNet, a weights file, a classifier).
 
+    A model file whose tlkit metadata says `"untrained": true` (a saved random
+    initialisation, as the demo's `source_init.h5`) counts as random weights.
+
     Example:
-        >>> pretrained_base(None, "mobilenet_v2"), pretrained_base(None, "source.h5")
+        >>> pretrained_base(None, "mobilenet_v2"), pretrained_base(None, "no-such.h5")
         (False, True)
     """
+    if str(backbone).lower().endswith((".h5", ".keras")):
+        try:
+            return not saving.read_metadata(backbone).get(UNTRAINED, False)
+        except Exception:  # unreadable here: backbones.build names the problem
+            return True
     return not _weights_record(weights, backbone).startswith("none")
 
 

@@ -162,7 +162,7 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
         keras.utils.set_random_seed(seed)
         saving.save(build_source_net(len(src_ids), config.widths, config.convs,
                                      pooling=config.pooling), init_path,
-                    {"class_names": _names(src_ids, sep=None),
+                    {"class_names": _names(src_ids, sep=None), "untrained": True,
                      "note": "random initial weights of the demo's source net; the scratch "
                              "runs start from them"})
         keras.backend.clear_session()
