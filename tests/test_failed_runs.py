@@ -240,3 +240,15 @@ def test_stderr_is_clean_for_predict_export_and_evaluate(tmp_path, capsys):
                               capture_output=True, text=True, env=env)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == "", (argv[0], proc.stderr)
+
+
+@pytest.mark.parametrize("argv", [
+    ("lr-find", "--backbone", "zoo:simple_cnn", "--weights", "none", "--image-size", "32"),
+    ("advise", "--backbone", "zoo:simple_cnn", "--weights", "none", "--image-size", "32"),
+    ("tune", "--model", "zoo:simple_cnn", "--image-size", "32", "--max-trials", "1"),
+    ("audit", "--backbone", "zoo:simple_cnn", "--weights", "none", "--image-size", "32"),
+])
+def test_every_command_refuses_to_write_into_its_data(tmp_path, capsys, argv):
+    data = _folder(tmp_path / "photos")
+    _refused(capsys, tmp_path, (argv[0], "--data", data, *argv[1:], "--out", data / "out"),
+             "data folder")

@@ -279,8 +279,9 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", *, weights=
             image_size=None, out_dir=None, phase=0, min_lr=DEFAULT_MIN_LR,
             max_lr=DEFAULT_MAX_LR, steps=DEFAULT_STEPS, batch_size=32, seed=0,
             val_fraction=0.1, test_fraction=0.1, on_bad_image="skip", download=False,
-            resize="squash", dropout=None, dense=(), head_bn="none", pooling="avg",
-            unfreeze=None, cut_stage=None, autotune=None, verbose=1):
+            resize="squash", index=None, exclude=None, relabel=None, dropout=None, dense=(),
+            head_bn="none", pooling="avg", unfreeze=None, cut_stage=None, autotune=None,
+            verbose=1):
     """Build the model `tlkit.finetune` would train and sweep its learning rate (`sweep`).
 
     The arguments mean what they mean for `tlkit.finetune`; `out_dir` receives
@@ -292,6 +293,11 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", *, weights=
     from tlkit.transfer import resolve_input_shape
 
     check_range(min_lr, max_lr, steps)
+    if out_dir is not None:
+        from tlkit import fileio
+        from tlkit.transfer import data_folder
+
+        fileio.check_outside(out_dir, data_folder(data), "--out")
     strategies.get(strategy)  # validated before any data is read
     shape = resolve_input_shape(backbone, image_size)
     if isinstance(data, data_lib.Dataset):
@@ -300,7 +306,8 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", *, weights=
         dataset = data_lib.load(data, image_size=shape[:2], channels=shape[2],
                                 val_fraction=val_fraction, test_fraction=test_fraction,
                                 seed=seed, on_bad_image=on_bad_image, download=download,
-                                resize=resize, verbose=verbose)
+                                resize=resize, index=index, exclude=exclude, relabel=relabel,
+                                verbose=verbose)
     keras.utils.set_random_seed(seed)
     bb = backbones_lib.build(backbone, shape, weights=weights)
     plan = strategies.plan(strategy, bb, dataset.summary(), epochs=2, dropout=dropout,

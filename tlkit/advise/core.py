@@ -97,7 +97,11 @@ def advise(data, backbones="mobilenet_v2", *, weights="imagenet", image_size=Non
     if out is not None:
         from tlkit import saving
 
+        from tlkit import fileio
+        from tlkit.transfer import data_folder
+
         out = saving.check_folder_writable(out, "--out")
+        fileio.check_outside(out, data_folder(data), "--out")
     if isinstance(data, data_lib.Dataset):
         dataset = data
     else:

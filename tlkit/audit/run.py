@@ -204,6 +204,11 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
     _check_args(max_issues, folds, outlier_share, near_threshold, neighbours, label_score,
                 batch_size)
     out = _check_out(out)
+    if out is not None:
+        from tlkit import fileio
+        from tlkit.transfer import data_folder
+
+        fileio.check_outside(out, data_folder(data), "--out")
     if fix_splits and out is None:
         raise TlkitError("--fix-splits writes index.json into the audit folder: give --out.")
     extractor, model_name = _extractor(backbone, model, weights, image_size)

@@ -65,8 +65,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
          fix=None, space=None, batch_size=32, seed=0, cache_features=True, pooling="avg",
          factor=3, retrain=False, overwrite=False, distributed=False, tuner_id=None,
          oracle=None, connect_timeout=60.0, val_fraction=0.1, test_fraction=0.1,
-         on_bad_image="skip", resize="squash", download=False, autotune=False, callbacks=(),
-         verbose=1):
+         on_bad_image="skip", resize="squash", download=False, index=None, exclude=None,
+         relabel=None, autotune=False, callbacks=(), verbose=1):
     """Search hyperparameters with KerasTuner and save the best model as a deployable `.h5`.
 
     Args:
@@ -98,7 +98,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         tuner_id: `"chief"` or a worker id.
         oracle: the chief's `"HOST:PORT"`.
         connect_timeout: seconds a worker waits for the chief.
-        val_fraction, test_fraction, on_bad_image, resize, download: see
+        val_fraction, test_fraction, on_bad_image, resize, download, index, exclude, relabel: see
             `tlkit.data.load`.
         autotune: tf.data autotuning (off: fixed prefetch, no stalls on 2 cores).
         callbacks: extra Keras callbacks for every trial.
@@ -122,12 +122,17 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     out = pathlib.Path(out)
     if out.exists() and not out.is_dir():
         raise TlkitError(f"--out {out} is a file; give a folder (e.g. saved_models/run1/).")
+    from tlkit import fileio
+    from tlkit.transfer import data_folder
+
+    fileio.check_outside(out, data_folder(data), "--out")
     advice = None
     if strategy == "auto":
         data, strategy, space, advice = auto_strategy(
             data, backbone, weights, image_size, batch_size, seed, space, fix,
             dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-                 on_bad_image=on_bad_image, resize=resize, download=download), verbose)
+                 on_bad_image=on_bad_image, resize=resize, download=download, index=index,
+                 exclude=exclude, relabel=relabel), verbose)
     hm = make_hypermodel(model=model, backbone=backbone, strategy=strategy, weights=weights,
                          image_size=image_size, pooling=pooling, cache_features=cache_features,
                          fix=fix, space=space, epochs=epochs, batch_size=batch_size, seed=seed,
@@ -138,7 +143,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     # 2. The data.
     dataset = _load_data(data, hm.input_shape, val_fraction=val_fraction,
                          test_fraction=test_fraction, seed=seed, on_bad_image=on_bad_image,
-                         resize=resize, download=download)
+                         resize=resize, download=download, index=index, exclude=exclude,
+                         relabel=relabel)
     hm.set_data(dataset)
 
     # 3. The run folder: same search -> resume, different -> refuse, --overwrite -> restart.
