@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.tlkit-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install data demo test bench clean
+.PHONY: install data demo test test-fast bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ demo: install data
 
 test: install data
 	$(PY) -m pytest -q
+
+# everyday work: the suite without the modules that train for minutes (tests/conftest.py)
+test-fast: install data
+	$(PY) -m pytest -q -m "not slow"
 
 bench: install data
 	$(PY) bench/run_all.py

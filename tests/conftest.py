@@ -9,6 +9,20 @@ import pytest  # noqa: E402
 import helpers  # noqa: E402
 
 
+# `make test-fast` (`-m "not slow"`): everything but the modules that train for minutes (the
+# quick demo, resume after kill, tuning searches, distributed processes, ONNX/TFLite exports,
+# end to end runs). `make test` runs them all.
+SLOW_MODULES = ("test_demo.py", "test_runs.py", "test_tuning.py", "test_tune_cli.py",
+                "test_distribute.py", "test_export.py", "test_export_cli.py", "test_finetune.py",
+                "test_advise.py", "test_explain_cli.py", "test_lr_find.py", "test_readme.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_finish(session):
     """Begin the background runs that the selected tests use (helpers.background_fixture), in
     the order the tests need them, and the fresh-load process (helpers.py)."""
