@@ -21,6 +21,8 @@ MODULES = [
     "tlkit.demo", "tlkit.experiments.config", "tlkit.experiments.classes",
     "tlkit.experiments.table", "tlkit.experiments.networks", "tlkit.experiments.demo",
     "tlkit.data.dataset", "tlkit.learning_curve", "tlkit.curve_plot",
+    "tlkit.calibrate.temperature", "tlkit.calibrate.metrics", "tlkit.calibrate.unknown",
+    "tlkit.calibrate.run",
 ]
 
 

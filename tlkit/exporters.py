@@ -4,7 +4,11 @@ Used by `tlkit.export.export`, which checks what they write against the Keras mo
 
 - `write_savedmodel`: Keras' `ExportArchive` with two endpoints: `serve` (probabilities,
   what `tf.saved_model.load(out).serve(x)` calls) and the signature `serving_default`:
-  `{"probabilities": (N, C), "class_names": (N, C) string, "top_class": (N,) string}`.
+  `{"probabilities": (N, C), "class_names": (N, C) string, "top_class": (N,) string,
+  "unknown": (N,) bool, "unknown_score": (N,)}`; with a temperature in the metadata
+  (`tlkit.calibrate`), `probabilities` are the calibrated softmax(log p / T) and `unknown`
+  is the score above the threshold (False everywhere for a model without one); `serve`
+  stays the model's own outputs.
   The names come from `assets/labels.txt` through a `tf.lookup.StaticHashTable` (so the
   labels file is a tracked asset of the SavedModel, copied with it); the tlkit metadata is
   in `assets.extra/tlkit_metadata.json` (the SavedModel folder for files the graph does
@@ -71,13 +75,28 @@ def write_savedmodel(model, out, metadata, work):
     def serve(images):
         return model(images, training=False)
 
+    cal = metadata.get("calibration") or {}
+    temperature = float(cal.get("temperature") or 1.0)
+    unk = cal.get("unknown") or {}
+
     def classify(images):
-        probs = model(images, training=False)
+        raw = model(images, training=False)
         names = table.lookup(tf.range(n_classes, dtype=tf.int64))
-        scores = probs if n_classes == probs.shape[-1] else tf.concat([1 - probs, probs], -1)
+        scores = raw if n_classes == raw.shape[-1] else tf.concat([1 - raw, raw], -1)
+        # tlkit.calibrate.temperature.apply and .unknown.scores, in the graph
+        z = tf.math.log(tf.clip_by_value(tf.cast(scores, tf.float32), 1e-12, 1.0)) / temperature
+        probs = tf.nn.softmax(z, axis=-1) if temperature != 1.0 else tf.cast(raw, tf.float32)
+        if unk.get("score", "msp") == "energy":
+            unknown_score = -temperature * tf.reduce_logsumexp(z, axis=-1)
+        else:
+            unknown_score = 1.0 - tf.reduce_max(tf.nn.softmax(z, axis=-1), axis=-1)
+        threshold = unk.get("threshold")
+        unknown = (unknown_score > threshold if threshold is not None
+                   else tf.zeros_like(unknown_score, tf.bool))
         return {"probabilities": probs,
                 "class_names": tf.tile(names[None], [tf.shape(probs)[0], 1]),
-                "top_class": tf.gather(names, tf.argmax(scores, axis=-1))}
+                "top_class": tf.gather(names, tf.argmax(scores, axis=-1)),
+                "unknown": unknown, "unknown_score": unknown_score}
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -93,6 +93,8 @@ def render(model_path, report, metadata, settings=None, card_dir="."):
         "## Training plan\n\n" + (_plan(plan, rep, meta) if plan or not meta.get("tuning")
                                     else _tuning(meta)),
         "## Metrics\n\n" + _metrics(rep, card_dir),
+        "## Calibration and unknown images\n\n" + _calibration(
+            rep.get("calibration") or meta.get("calibration"), card_dir),
         "## Limitations\n\n" + _limitations(meta, rep, names),
         "## How to load it in plain Keras\n\n" + _usage(model_path, rel, meta, names),
     ]
@@ -190,6 +192,33 @@ def _metrics(rep, card_dir):
                       "(confusion_matrix.png)"]
     if (pathlib.Path(card_dir) / "curves.png").is_file():
         lines += ["", "![Training curves](curves.png)"]
+    return "\n".join(lines)
+
+
+def _calibration(cal, card_dir):
+    if not cal:
+        return ("Not calibrated: the probabilities are the softmax outputs as trained, and "
+                "there is no unknown threshold (`tlkit calibrate MODEL --data ...` adds both).")
+    unk = cal.get("unknown") or {}
+    lines = [f"Temperature scaling (one T fitted on the {cal.get('n_val', '?')} validation "
+             f"images by NLL): **T = {cal['temperature']:.3f}**; tlkit applies it at "
+             f"prediction time, p = softmax(log p_model / T); the predicted classes are "
+             f"unchanged.", "",
+             "| on the test split | before | after |", "|---|---:|---:|",
+             f"| ECE (15 bins) | {cal['ece_before']:.2%} | {cal['ece_after']:.2%} |",
+             f"| NLL | {cal['nll_before']:.4f} | {cal['nll_after']:.4f} |",
+             f"| Brier | {cal['brier_before']:.4f} | {cal['brier_after']:.4f} |", ""]
+    if unk:
+        lines.append(f"Unknown images: score `{unk.get('score')}` (higher = more likely "
+                     f"unknown), rejected above **{unk.get('threshold'):.4g}**, the threshold "
+                     f"that keeps {unk.get('coverage', 0):.0%} of the validation images "
+                     f"(`tlkit predict --reject`).")
+    if cal.get("error_at_90") is not None:
+        lines.append(f"Error on the test split: {cal.get('error_full', float('nan')):.2%} at "
+                     f"full coverage, {cal['error_at_90']:.2%} on the 90% most confident, "
+                     f"{cal.get('error_at_95', float('nan')):.2%} on the 95%.")
+    if (pathlib.Path(card_dir) / "reliability.png").is_file():
+        lines += ["", "![Reliability before and after temperature scaling](reliability.png)"]
     return "\n".join(lines)
 
 

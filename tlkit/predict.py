@@ -40,8 +40,15 @@ def image_paths(path):
 
 
 def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image="skip",
-                     resize=data_lib.DEFAULT_RESIZE, skipped=None, progress=None):
-    """Yield `{"path", "top": [(class, probability), ...]}` per image, batch by batch.
+                     resize=data_lib.DEFAULT_RESIZE, skipped=None, progress=None,
+                     reject=False):
+    """Yield `{"path", "top": [(class, probability), ...], "unknown_score", "rejected"}` per
+    image, batch by batch.
+
+    The probabilities are calibrated when the artifact's metadata has a temperature
+    (`tlkit.calibrate`: softmax(log p / T)); `unknown_score` is higher for images more
+    likely of no known class, and `rejected` says whether it is above the threshold the
+    metadata holds (False without one).
 
     Args:
         model_path: a saved tlkit (or any Keras) classifier, or any artifact of
@@ -54,13 +61,17 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
         resize: how images are fitted to the model's input (see `tlkit.data.load`).
         skipped: a list that receives the skipped files.
         progress: called as `progress(done, total)` after each batch (e.g. a progress bar).
+        reject: require the artifact's unknown threshold (`TlkitError` without one, saying
+            how to add it with `tlkit calibrate`).
     """
+    from tlkit import calibrate as calibrate_lib
     from tlkit.data import folder
 
     check_choice("on_bad_image", on_bad_image, data_lib.BAD_IMAGE_POLICIES)
     if top_k < 1:
         raise TlkitError(f"--top-k must be >= 1. Received: {top_k}.")
     model = artifacts.load(model_path)
+    check_reject(model, model_path, reject)
     names = model.class_names
     skipped = [] if skipped is None else skipped
     good, use_pil = [], []
@@ -84,20 +95,29 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     k = min(top_k, max(2, model.output_shape[-1]))
     done = 0
     for images, ids in ds.prefetch(2):
-        probs = np.asarray(model.predict_on_batch(np.asarray(images, "float32")))
-        done += len(probs)
+        raw = np.asarray(model.predict_on_batch(np.asarray(images, "float32")))
+        done += len(raw)
         if progress is not None:
             progress(done, len(good))
-        if probs.shape[-1] == 1:  # one sigmoid unit
-            probs = np.concatenate([1 - probs, probs], axis=-1)
-        for i, pr in zip(ids.numpy(), probs):
+        probs, scores, rejected = calibrate_lib.apply_metadata(raw, model.metadata)
+        for i, pr, sc, rj in zip(ids.numpy(), probs, scores, rejected):
             idx = np.argsort(-pr)[:k]
-            yield {"path": good[i], "top": [(names[j], float(pr[j])) for j in idx]}
+            yield {"path": good[i], "top": [(names[j], float(pr[j])) for j in idx],
+                   "unknown_score": float(sc), "rejected": bool(rj)}
     for path in files.failed():
         if on_bad_image == "error":
             raise TlkitError(f"Cannot decode image {path} (changed or corrupt). Pass "
                              f"--on-bad-image skip to skip such files.")
         skipped.append((path, "could not be decoded"))
+
+
+def check_reject(model, model_path, reject):
+    """Refuse `--reject` for an artifact whose metadata holds no unknown threshold."""
+    if reject and not ((model.metadata.get("calibration") or {}).get("unknown") or {}).get(
+            "threshold") is not None:
+        raise TlkitError(f"--reject: {model_path} has no unknown threshold; add one with "
+                         f"tlkit calibrate {model_path} --data SRC (the data it was trained "
+                         f"on; its run's index is used).")
 
 
 def predict_files(model_path, inputs, top_k=3, batch_size=32, on_bad_image="skip",
@@ -161,25 +181,15 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
     Returns:
         The report dict of `tlkit.report.evaluate`.
     """
-    from tlkit.data import index as index_lib
-
     if split not in ("test", "val", "train", "all"):
         raise TlkitError(f"--split {split!r} is not valid: use test, val, train or all.")
     tta_lib.check(tta)
     if out_dir is not None:
         saving.check_folder_writable(out_dir, "--out")
     model = artifacts.load(model_path)
-    shape = model.input_shape
-    index = index or find_index(model_path, source, model.metadata)
-    if index is not None:
-        kind, arg, _ = data_lib.parse_source(source)
-        ds = index_lib.load(index, root=arg if kind == "folder" else None,
-                            image_size=shape[:2], channels=shape[2], resize=resize)
-    else:
-        ds = data_lib.load(source, image_size=shape[:2], channels=shape[2], seed=seed,
-                           val_fraction=val_fraction, test_fraction=test_fraction,
-                           on_bad_image=on_bad_image, download=download,
-                           resize=resize or data_lib.DEFAULT_RESIZE)
+    ds, index = load_run_data(model, model_path, source, index=index, seed=seed,
+                              val_fraction=val_fraction, test_fraction=test_fraction,
+                              on_bad_image=on_bad_image, download=download, resize=resize)
     parts = [ds.split(s) for s in (("train", "val", "test") if split == "all" else (split,))]
     x = data_lib.concat([p for p, _ in parts])
     y = np.concatenate([q for _, q in parts])
@@ -195,8 +205,59 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
     names = list(model_names) if model_names else list(ds.class_names)
     if len(x) == 0:
         raise TlkitError(f"The {split} split of {source} is empty.")
-    return report_lib.evaluate(tta_lib.wrap(model, tta), x, y, names, out_dir=out_dir,
-                               batch_size=batch_size,
-                               extra={"model": str(model_path), "model_kind": model.kind,
-                                      "data": str(source), "split": split, "tta": tta,
-                                      "index": str(index) if index is not None else None})
+    predictions = []
+    rep = report_lib.evaluate(tta_lib.wrap(model, tta), x, y, names, out_dir=out_dir,
+                              batch_size=batch_size, predictions=predictions,
+                              extra={"model": str(model_path), "model_kind": model.kind,
+                                     "data": str(source), "split": split, "tta": tta,
+                                     "index": str(index) if index is not None else None})
+    rep["selective"] = selective_report(predictions[0][0], predictions[0][1], model.metadata,
+                                        out_dir)
+    if out_dir is not None:
+        rep["files"]["risk_coverage"] = rep["selective"].pop("file")
+        report_lib.write_json(rep, pathlib.Path(out_dir) / "report.json")
+    return rep
+
+
+def selective_report(raw_probs, y, metadata, out_dir=None):
+    """The error at full, 90% and 95% coverage (the most confident kept, by the model's
+    unknown score), the calibrated ECE, and risk_coverage.png in `out_dir`."""
+    from tlkit import calibrate as calibrate_lib
+    from tlkit.calibrate import metrics
+
+    probs, scores, _ = calibrate_lib.apply_metadata(raw_probs, metadata)
+    correct = probs.argmax(1) == np.asarray(y)
+    t, unk = calibrate_lib.from_metadata(metadata)
+    out = {"score": (unk or {}).get("score", "msp"), "temperature": t,
+           "error_full": float(1 - correct.mean()) if len(correct) else float("nan"),
+           "error_at_90": metrics.error_at_coverage(-scores, correct, 0.90),
+           "error_at_95": metrics.error_at_coverage(-scores, correct, 0.95),
+           "ece": metrics.ece(probs, y), "nll": metrics.nll(probs, y)}
+    if unk and unk.get("threshold") is not None:
+        out["coverage_at_threshold"] = float(np.mean(scores <= unk["threshold"]))
+    if out_dir is not None:
+        from tlkit.calibrate import plots
+
+        out["file"] = str(plots.plot_risk_coverage(-scores, correct,
+                                                   pathlib.Path(out_dir) / "risk_coverage.png"))
+    return out
+
+
+def load_run_data(model, model_path, source, *, index=None, seed=0, val_fraction=0.1,
+                  test_fraction=0.1, on_bad_image="skip", download=False, resize=None):
+    """`(dataset, index)`: `source` at the artifact's input, split as its run split it (the
+    run's index when there is one, see `find_index`; else a new split by `seed`)."""
+    from tlkit.data import index as index_lib
+
+    shape = model.input_shape
+    index = index or find_index(model_path, source, model.metadata)
+    if index is not None:
+        kind, arg, _ = data_lib.parse_source(source)
+        ds = index_lib.load(index, root=arg if kind == "folder" else None,
+                            image_size=shape[:2], channels=shape[2], resize=resize)
+    else:
+        ds = data_lib.load(source, image_size=shape[:2], channels=shape[2], seed=seed,
+                           val_fraction=val_fraction, test_fraction=test_fraction,
+                           on_bad_image=on_bad_image, download=download,
+                           resize=resize or data_lib.DEFAULT_RESIZE)
+    return ds, index

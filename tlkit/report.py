@@ -73,7 +73,7 @@ def metrics_from_probs(probs, y_true, class_names, top_k=5):
 
 
 def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size=64,
-             top_k=5, extra=None, verbose=0):
+             top_k=5, extra=None, verbose=0, predictions=None):
     """Evaluate `model` on images `x` (raw pixels) and labels `y`.
 
     Args:
@@ -86,12 +86,16 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
         batch_size: prediction batch size.
         top_k: k of the top-k accuracy (capped below the number of classes).
         extra: more JSON-able facts to store in the report.
+        predictions: a list that receives `(probabilities, labels)` of the images read, for
+            callers that use them again (calibration) without another forward pass.
 
     Returns:
         The report dict (also printed by `format_report`).
     """
     probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch_size,
                                               verbose=verbose)
+    if predictions is not None:
+        predictions.append((probs, y_read))
     rep = metrics_from_probs(probs, y_read, class_names, top_k=top_k)
     if data_lib.is_files(x) and x.failed():
         rep["failed_files"] = x.failed()  # could not be decoded: not scored

@@ -167,6 +167,38 @@ def read_metadata(path):
     return json.loads(raw)
 
 
+def write_metadata(path, metadata):
+    """Replace the tlkit metadata of a `.h5` or `.keras` file, atomically: a copy beside it
+    gets the new metadata and is renamed over it, so the model is never half-written.
+
+    Args:
+        path: an existing `.h5` or `.keras` tlkit model file.
+        metadata: the whole new metadata dict (read it with `read_metadata`, change it).
+
+    Returns:
+        The path as a `pathlib.Path`.
+    """
+    import shutil
+
+    path = _existing(path)
+    if path.suffix not in SUFFIXES:
+        raise TlkitError(f"{path}: only .h5 and .keras files hold tlkit metadata tlkit can "
+                         f"rewrite; calibrate the .h5/.keras model, then export it again.")
+    text = json.dumps(metadata, default=_jsonable)
+    with fileio.atomic_path(path, suffix=".tmp" + path.suffix) as tmp:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
+                for item in src.infolist():
+                    if item.filename != METADATA_ENTRY:
+                        dst.writestr(item, src.read(item.filename))
+                dst.writestr(METADATA_ENTRY, text)
+        else:
+            shutil.copyfile(path, tmp)
+            with h5py.File(tmp, "a") as f:
+                f.attrs[METADATA_ATTR] = text
+    return path
+
+
 def load(path, compile=False):
     """Load a `.h5` (or `.keras`) model and its tlkit metadata.
 

@@ -230,6 +230,22 @@ class RunSettings:
                                            "GPUs only)")
 
 
+CALIBRATE_CHOICES = ("none", "temperature")  # tlkit.calibrate.run.METHODS
+
+
+@dataclasses.dataclass
+class CalibrationSettings:
+    """Calibrated probabilities and the unknown threshold after training (`tlkit.calibrate`)."""
+
+    calibrate: object = setting(None, "after training, fit one temperature on the validation "
+                                      "split (calibrated probabilities and an unknown "
+                                      "threshold in the model), or none (default: temperature "
+                                      "when the validation split has 20 or more images, else "
+                                      "none with a warning)", choices=CALIBRATE_CHOICES)
+    coverage: float = setting(0.95, "share of known (validation) images the unknown threshold "
+                                    "keeps, in (0, 1]", type=unit_interval("--coverage", True))
+
+
 @dataclasses.dataclass
 class OutputSettings:
     """Where finetune writes the model and its report."""
@@ -261,8 +277,10 @@ class CurveSettings:
 
 DATA, MODEL, RECIPE, RUN, OUTPUT = (DataSettings(), ModelSettings(), RecipeSettings(),
                                     RunSettings(), OutputSettings())
+CALIBRATION = CalibrationSettings()
 CURVE = CurveSettings()
-FINETUNE = (DataSettings, ModelSettings, RunSettings, RecipeSettings, OutputSettings)
+FINETUNE = (DataSettings, ModelSettings, RunSettings, RecipeSettings, CalibrationSettings,
+            OutputSettings)
 
 
 # -- to and from argparse ---------------------------------------------------------------------

@@ -25,7 +25,7 @@ from tlkit import distribute as distribute_lib
 from tlkit import report as report_lib
 from tlkit import fileio, runs, saving, strategies, train, train_settings
 from tlkit.errors import TlkitError, suggest
-from tlkit.settings import DATA, MODEL, OUTPUT, RECIPE, RUN
+from tlkit.settings import CALIBRATION, DATA, MODEL, OUTPUT, RECIPE, RUN
 
 
 @dataclasses.dataclass
@@ -75,7 +75,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
              deterministic=RUN.deterministic, schedule=RECIPE.schedule, warmup=RECIPE.warmup,
              lr_decay_per_stage=RECIPE.lr_decay_per_stage,
              label_smoothing=RECIPE.label_smoothing, class_weight=RECIPE.class_weight,
-             mixup=RECIPE.mixup, cutmix=RECIPE.cutmix, verbose=1):
+             mixup=RECIPE.mixup, cutmix=RECIPE.cutmix, calibrate=CALIBRATION.calibrate,
+             coverage=CALIBRATION.coverage, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Every default is a field default of `tlkit.settings` (`DATA`, `MODEL`, `RUN`, `RECIPE`,
@@ -126,6 +127,14 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
             only, validation and test keep exact labels.
         class_weight: None, `"balanced"`, or {class name: weight} (or `"cat=2,dog=1"`);
             classes not named weigh 1 (`tlkit.class_weights`).
+        calibrate: `"temperature"`: after training, fit one temperature T on the validation
+            split and set the unknown threshold (`tlkit.calibrate`); the report's
+            `calibration`, reliability.png and the model's metadata carry them. `"none"`:
+            skip it. None (default): temperature when the validation split has at least
+            `tlkit.calibrate.MIN_VAL_IMAGES` images, else none with a warning (an explicit
+            `"temperature"` on a smaller split is refused before training).
+        coverage: the share of known validation images the unknown threshold keeps, in
+            (0, 1].
         learning_rate: a rate, or `"auto"`: `tlkit.lr_find` sweeps the first phase and its
             suggestion becomes the rate (recorded in the report as `lr_find`).
         verbose: 1 shows Keras progress bars, 2 one line per epoch, 0 is silent.
@@ -148,6 +157,11 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                    learning_rate=1e-3 if learning_rate == "auto" else learning_rate,
                    fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
                    head_epochs=head_epochs, dropout=dropout)
+    from tlkit.calibrate import run as calibrate_lib
+
+    if calibrate is not None:
+        calibrate_lib.check_method(calibrate)
+    calibrate_lib.check_coverage(coverage)
     path = saving.check_writable(out) if out is not None else None
     report_what = "--report-dir" if out is None else "the report folder of --out"
     if report_dir is None and path is not None:
@@ -180,6 +194,9 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                                 resize=resize, index=index, exclude=exclude, relabel=relabel,
                                 verbose=verbose)
     split_notes = check_splits(dataset)  # warned with the run's other notes
+    calibrate, note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
+    if note:
+        split_notes = [*split_notes, note]
     keras.utils.set_random_seed(seed)  # before the first weights are made
     with dist.scope() if dist else contextlib.nullcontext():
         bb = backbones_lib.build(backbone, input_shape, weights=weights)
@@ -209,7 +226,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                      patience=patience, tensorboard=tensorboard, cache_dir=cache_dir,
                      jit_compile=jit_compile, run=run, settings=recipe,
                      image_cache=(pathlib.Path(report_dir) / "image_cache"
-                                  if image_cache else None)), verbose, split_notes)
+                                  if image_cache else None)), verbose, split_notes,
+                calibration=(calibrate, coverage))
         except KeyboardInterrupt:
             if run is not None and run.has_progress():
                 raise runs.Interrupted(
@@ -345,7 +363,8 @@ def chance_warning(rep, num_classes):
 
 
 def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_dir,
-                 plan_options, fit_options, verbose, split_notes=()):
+                 plan_options, fit_options, verbose, split_notes=(),
+                 calibration=("none", None)):
     batch_size = fit_options["batch_size"]
     advice = None
     with dist.scope() if dist else contextlib.nullcontext():
@@ -387,19 +406,27 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
     if advice is not None:
         extra["advice"] = advice.to_dict()
         extra["reasons"] = advice.choice["reasons"]
+    test_probs = []
     rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
                               out_dir=report_dir, history=fitted.history, batch_size=batch_size,
-                              extra=extra)
+                              extra=extra, predictions=test_probs)
+    cal = _calibrate(fitted.model, dataset, report_dir, calibration, batch_size, test_probs, rep)
     chance = chance_warning(rep, dataset.num_classes)
     if chance:
         warnings.warn(chance, stacklevel=3)
         notes.append(chance)
-    if notes:
-        rep["warnings"] = notes
+    if notes or cal:
+        if notes:
+            rep["warnings"] = notes
         if report_dir is not None:
             report_lib.write_json(rep, pathlib.Path(report_dir) / "report.json")
     if verbose:
         print(report_lib.format_report(rep))
+        if cal:
+            print(f"calibration: T = {cal['temperature']:.3f}; test ECE "
+                  f"{cal['ece_before']:.2%} -> {cal['ece_after']:.2%}, NLL "
+                  f"{cal['nll_before']:.4f} -> {cal['nll_after']:.4f}; unknown above "
+                  f"{cal['unknown']['threshold']:.4g} ({cal['unknown']['score']})")
     if path is not None:
         metadata = {"class_names": dataset.class_names, "backbone": bb.name,
                     "weights": _weights_record(weights, backbone) if pretrained_base(
@@ -412,12 +439,31 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
                     "best": extra["best"],
                     **({"lr_find": extra["lr_find"]} if found is not None else {}),
                     "data": dataset.summary(),
+                    **({"calibration": cal} if cal else {}),
                     "metrics": {k: v for k, v in rep.items()
                                 if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}}
         saving.save(fitted.model, path, metadata)
         if verbose:
             print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
     return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
+
+
+def _calibrate(model, dataset, report_dir, calibration, batch_size, test_probs, rep):
+    """`tlkit.calibrate.calibrate_model` on the trained model, reusing the test predictions
+    of the report; its dict goes into `rep["calibration"]` (None for `--calibrate none`)."""
+    method, coverage = calibration
+    if method == "none":
+        return None
+    from tlkit import calibrate as calibrate_lib
+
+    cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
+                                        method=method, batch_size=batch_size,
+                                        test_probs=test_probs[0] if test_probs else None)
+    rep["calibration"] = cal
+    if report_dir is not None and "files" in rep:
+        rep["files"].update(cal.pop("files", {}))
+    cal.pop("files", None)
+    return cal
 
 
 UNTRAINED = "untrained"  # metadata key of a model file that holds initial (random) weights

@@ -48,7 +48,7 @@ def subcommand(name, help):
 QUIET_RUNTIME = ("predict", "evaluate", "export")
 
 COMMAND_MODULES = ("zoo", "finetune", "plan", "evaluate", "predict", "advise", "tune",
-                   "explain", "export", "lr_find", "demo", "audit", "curve")
+                   "explain", "export", "lr_find", "demo", "audit", "curve", "calibrate")
 
 
 def _load_commands():

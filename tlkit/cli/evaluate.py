@@ -24,7 +24,8 @@ def _configure_evaluate(p):
                    help=f"test-time augmentation: average the probabilities over N variants "
                         f"(the image, its horizontal flip, then 90%% crops, centre first, "
                         f"each also flipped; 1 to {MAX_TTA}; 1: none) (default: 1)")
-    p.add_argument("--out", help="folder for report.json and confusion_matrix.png "
+    p.add_argument("--out", help="folder for report.json, confusion_matrix.png and "
+                   "risk_coverage.png "
                    "(default: nothing written)")
 
 
@@ -47,6 +48,12 @@ def cmd_evaluate(args):
         print(f"tlkit: {len(rep['failed_files'])} file(s) could not be decoded and were not "
               f"scored, e.g. {rep['failed_files'][0]}")
     print(report.format_report(rep))
+    sel = rep.get("selective") or {}
+    if sel:
+        print(f"selective: error {sel['error_full']:.2%} on all, {sel['error_at_90']:.2%} on the "
+              f"90% most confident, {sel['error_at_95']:.2%} on the 95% ({sel['score']}); "
+              f"ECE {sel['ece']:.2%}" + (f" (T = {sel['temperature']:.3f})"
+                                         if sel["temperature"] != 1.0 else ""))
     if args.out:
         print(f"report in {args.out}/")
     return 0

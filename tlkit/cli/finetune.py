@@ -41,6 +41,7 @@ def _configure_finetune(p):
     add_recipe_flags(g)
     settings.add_fields(g, settings.RunSettings,
                         [n for n in run if n not in first and n != "augment"])
+    settings.add_fields(p.add_argument_group("calibration"), settings.CalibrationSettings)
     settings.add_fields(p.add_argument_group("output"), settings.OutputSettings)
     p.add_argument("--recipe", help="YAML recipe that fills these flags; flags win "
                                     "(default: none)")

@@ -16,6 +16,10 @@ def _configure_predict(p):
                    help="unreadable image files: skip them (listed on stderr at the end) or "
                         "stop at the first (default: skip)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
+    p.add_argument("--reject", action="store_true",
+                   help="print unknown (with its score) for images above the model's unknown "
+                        "threshold (tlkit calibrate sets one); the CSV gets rejected and "
+                        "unknown_score columns")
     p.add_argument("--out", help="write the CSV to this file (with a progress bar) instead of "
                                  "the table to stdout (default: the table on stdout)")
 
@@ -45,19 +49,25 @@ def cmd_predict(args):
         rows = predict.iter_predictions(args.model, args.inputs, top_k=args.top_k,
                                         batch_size=args.batch_size,
                                         on_bad_image=args.on_bad_image, skipped=skipped,
-                                        progress=_predict_progress(bool(args.out)))
+                                        progress=_predict_progress(bool(args.out)),
+                                        reject=args.reject)
         writer = csv.writer(sink, lineterminator="\n") if fmt == "csv" else None
         for n, r in enumerate(rows):  # written as they come: memory stays flat for any folder
             if writer is not None:
                 if n == 0:
                     k = len(r["top"])
                     writer.writerow(["path"] + [f"{w}{i}" for i in range(1, k + 1)
-                                                for w in ("class", "prob")])
+                                                for w in ("class", "prob")]
+                                    + (["rejected", "unknown_score"] if args.reject else []))
                 writer.writerow([fileio.printable_path(r["path"])] + [v for c, p in r["top"]
-                                               for v in (c, f"{p:.6f}")])
+                                               for v in (c, f"{p:.6f}")]
+                                + ([str(r["rejected"]).lower(), f"{r['unknown_score']:.6f}"]
+                                   if args.reject else []))
             else:
-                print(fileio.printable_path(r["path"]) + "  " + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]),
-                      file=sink)
+                head = (f"unknown (score {r['unknown_score']:.3f})  "
+                        if args.reject and r["rejected"] else "")
+                print(fileio.printable_path(r["path"]) + "  " + head
+                      + "  ".join(f"{c} {p:.3f}" for c, p in r["top"]), file=sink)
     if args.out:
         print(f"wrote {args.out}")
     if skipped:

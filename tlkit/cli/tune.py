@@ -52,6 +52,7 @@ def _configure_tune(p):
                    help="hyperband's reduction factor")
     g.add_argument("--autotune", action="store_true",
                    help="tf.data autotuning (off by default: it stalls on 2-core machines)")
+    settings.add_fields(p.add_argument_group("calibration"), settings.CalibrationSettings)
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="DIR", help="run folder, e.g. saved_models/run1/ (settings, tuner state, "
                                  "trials.json/csv/png, best.h5)")

@@ -66,7 +66,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
          factor=3, retrain=False, overwrite=False, distributed=False, tuner_id=None,
          oracle=None, connect_timeout=60.0, val_fraction=0.1, test_fraction=0.1,
          on_bad_image="skip", resize="squash", download=False, index=None, exclude=None,
-         relabel=None, autotune=False, callbacks=(), verbose=1):
+         relabel=None, autotune=False, callbacks=(), calibrate=None, coverage=0.95,
+         verbose=1):
     """Search hyperparameters with KerasTuner and save the best model as a deployable `.h5`.
 
     Args:
@@ -102,6 +103,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
             `tlkit.data.load`.
         autotune: tf.data autotuning (off: fixed prefetch, no stalls on 2 cores).
         callbacks: extra Keras callbacks for every trial.
+        calibrate, coverage: temperature scaling and the unknown threshold of the best model
+            (`tlkit.finetune`'s; None: temperature when the validation split has 20+ images).
         verbose: 1 prints a line per trial; 2 also the Keras epochs; 0 is silent.
 
     Returns:
@@ -113,7 +116,12 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
             settings are validated.
     """
     # 1. Settings that need nothing loaded, then the hypermodel and its overrides.
+    from tlkit.calibrate import run as calibrate_lib
+
     check_tuner_args(tuner, objective, max_trials, epochs)
+    if calibrate is not None:
+        calibrate_lib.check_method(calibrate)
+    calibrate_lib.check_coverage(coverage)
     role, tuner_id, host, port = distributed_role(tuner_id, oracle)
     if distributed and role == "single":
         raise TlkitError("--distributed needs the role and the chief's address: --tuner-id "
@@ -146,6 +154,9 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                          resize=resize, download=download, index=index, exclude=exclude,
                          relabel=relabel)
     hm.set_data(dataset)
+    calibrate, calibrate_note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
+    if calibrate_note and verbose:
+        print(f"tlkit: {calibrate_note}")
 
     # 3. The run folder: same search -> resume, different -> refuse, --overwrite -> restart.
     settings = {"data": _data_id(data, dataset), **hm.describe(), "tuner": tuner,
@@ -214,10 +225,18 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         best_model, how = _best_model(t, hm, best, retrain, verbose)
     from tlkit import report as report_lib
 
+    test_probs = []
     with quiet_tf_logs():
         rep = report_lib.evaluate(best_model, dataset.x_test, dataset.y_test,
                                   dataset.class_names, out_dir=out / "report",
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, predictions=test_probs)
+        cal = calibrate_lib.calibrate_model(best_model, dataset, out_dir=out / "report",
+                                            coverage=coverage, method=calibrate,
+                                            batch_size=batch_size, test_probs=test_probs[0])
+    if cal:
+        rep["calibration"] = cal
+        rep["files"].update(cal.pop("files", {}))
+        report_lib.write_json(rep, out / "report" / "report.json")
     test_metrics = {k: v for k, v in rep.items()
                     if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}
     summary = {"objective": {"name": objective, "direction": OBJECTIVES[objective]},
@@ -230,7 +249,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                 "tuning": {"tuner": tuner, "objective": objective, "score": best.score,
                            "trial": best.trial_id, "trials": len(rows), "epochs": epochs,
                            "best_model": how},
-                "data": dataset.summary(), "metrics": test_metrics}
+                "data": dataset.summary(), "metrics": test_metrics,
+                **({"calibration": cal} if cal else {})}
     paths["model"] = str(saving.save(best_model, out / MODEL_FILE, metadata))
     from tlkit import model_card
 

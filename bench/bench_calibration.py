@@ -1,0 +1,162 @@
+"""Calibrated probabilities and "unknown" (issue 24): ECE/NLL before and after temperature
+scaling, unknown detection, selective risk, and the time calibration adds to a run.
+
+Known classes: Fashion-MNIST 2,3,6,7,9 (`common.TARGET_CLASSES`), 1,000 training images per
+class ("large"), 200 per class in val and 500 in test, through `tlkit.finetune` on the cached
+source model (`common.source_model`, trained on 0,1,4,5,8) with `large-similar` and with
+`small-similar` (head only), each seed its own draw. Unknowns: the test images of the five
+held-out classes 0,1,4,5,8 (near), and scikit-learn's digits at 28 px (far).
+
+Scores compared: `msp` (1 - max calibrated probability, tlkit's default), `energy` (on the
+log-probabilities at the fitted T) and `knn` (k=10 distance to the training features, the
+head's input, L2-normalised; 2,000 training images as the bank).
+
+Cost: the seconds inside `tlkit.calibrate.calibrate_model` (val forward pass, fit, figure)
+over the seconds of the whole `tlkit.finetune` call.
+
+Targets: ECE after <= 1.5% and at least halved where >= 2% before; NLL never worse; AUROC
+>= 0.90 far and >= 0.80 held-out; error at 90% coverage <= 0.6x full; cost <= 5%.
+
+Run: `.venv/bin/python bench/bench_calibration.py` (`--quick`: one seed, small draws).
+"""
+
+import common  # noqa: I001  (sets TF log level before TensorFlow loads)
+
+import statistics
+import tempfile
+import time
+
+NAME = "calibration"
+SEEDS = (0, 1, 2)
+KNOWN, HELD_OUT = common.TARGET_CLASSES, common.SOURCE_CLASSES
+SITUATIONS = (("large-similar", 1000), ("small-similar", 1000))
+
+
+def unknown_images(fashion, n, seed):
+    import numpy as np
+
+    from tlkit import data as data_lib
+
+    near = common.subset(fashion, HELD_OUT, 1, 1, n // len(HELD_OUT), seed)
+    digits = data_lib.load("digits", image_size=(28, 28), channels=1, seed=seed)
+    far = np.concatenate([digits.x_train, digits.x_val, digits.x_test])[:n]
+    return np.asarray(near.x_test, "float32"), np.asarray(far, "float32")
+
+
+def scores_of(model, cal, ds, x_near, x_far):
+    import numpy as np
+
+    from tlkit import data as data_lib
+    from tlkit.calibrate import metrics, unknown
+    from tlkit.frozen import feature_extractor
+
+    t = cal["temperature"]
+    probs = {k: model.predict(x, batch_size=256, verbose=0)
+             for k, x in (("known", np.asarray(ds.x_test, "float32")), ("near", x_near),
+                          ("far", x_far))}
+    extractor = feature_extractor(model)
+    feats = {k: extractor.predict(x, batch_size=256, verbose=0)
+             for k, x in (("known", np.asarray(ds.x_test, "float32")), ("near", x_near),
+                          ("far", x_far))}
+    bank, _ = data_lib.predict_labelled(extractor, ds.x_train[:2000], ds.y_train[:2000],
+                                        batch_size=256)
+    out = {}
+    for score in ("msp", "energy", "knn"):
+        s = ({k: unknown.knn_scores(f, bank) for k, f in feats.items()} if score == "knn"
+             else {k: unknown.scores(p, score, t) for k, p in probs.items()})
+        out[score] = {f"{w}_auroc": metrics.auroc(s["known"], s[w]) for w in ("near", "far")}
+        out[score].update({f"{w}_fpr95": metrics.fpr_at_tpr(s["known"], s[w])
+                           for w in ("near", "far")})
+    return out
+
+
+def one_run(fashion, source, strategy, per_class, seed, x_near, x_far):
+    import tlkit
+    from tlkit import calibrate
+
+    ds = common.subset(fashion, KNOWN, per_class, 200, 500, seed)
+    record = []
+    with tempfile.TemporaryDirectory() as tmp, common.timed_calls(calibrate, "calibrate_model",
+                                                                  record):
+        t0 = time.perf_counter()
+        res = tlkit.finetune(data=ds, backbone=str(source), strategy=strategy, weights=None,
+                             augment=False, autotune=False, seed=seed, verbose=0,
+                             report_dir=tmp)
+        total = time.perf_counter() - t0
+    cal = res.report["calibration"]
+    row = {"strategy": strategy, "per_class": per_class, "seed": seed,
+           "accuracy": float(res.report["accuracy"]), "seconds": round(total, 2),
+           "calibration_seconds": round(sum(record), 3),
+           "cost_ratio": sum(record) / total, **{k: cal[k] for k in (
+               "temperature", "ece_before", "ece_after", "nll_before", "nll_after",
+               "brier_before", "brier_after", "error_full", "error_at_90", "error_at_95")},
+           "unknown": cal["unknown"],
+           "scores": scores_of(res.model, cal, ds, x_near, x_far)}
+    del res
+    common.free()
+    return row
+
+
+def main():
+    args = common.parser(__doc__.splitlines()[0]).parse_args()
+    seeds = (0,) if args.quick else SEEDS
+    situations = tuple((s, 100) for s, _ in SITUATIONS) if args.quick else SITUATIONS
+    if not args.no_wait:
+        common.wait_for_quiet(args)
+    fashion = common.fashion()
+    source, info = common.source_model(fashion, common.source_config(args))
+    rows = []
+    for seed in seeds:
+        x_near, x_far = unknown_images(fashion, 1500, seed)
+        for strategy, per_class in situations:
+            r = one_run(fashion, source, strategy, per_class, seed, x_near, x_far)
+            rows.append(r)
+            print(f"{strategy} seed {seed}: acc {r['accuracy']:.3f} T {r['temperature']:.2f} "
+                  f"ECE {r['ece_before']:.2%}->{r['ece_after']:.2%} NLL {r['nll_before']:.3f}"
+                  f"->{r['nll_after']:.3f} err {r['error_full']:.3f} @90 {r['error_at_90']:.3f}"
+                  f" cost {r['cost_ratio']:.1%} " + " ".join(
+                      f"{s}:{v['near_auroc']:.3f}/{v['far_auroc']:.3f}"
+                      for s, v in r["scores"].items()), flush=True)
+    mean = lambda xs: statistics.mean(xs)  # noqa: E731
+    checks, summary = [], {}
+    for strategy, _ in situations:
+        rs = [r for r in rows if r["strategy"] == strategy]
+        m = {k: mean([r[k] for r in rs]) for k in ("ece_before", "ece_after", "nll_before",
+                                                   "nll_after", "error_full", "error_at_90",
+                                                   "cost_ratio", "accuracy", "temperature")}
+        m["scores"] = {s: {k: mean([r["scores"][s][k] for r in rs])
+                           for k in rs[0]["scores"][s]} for s in rs[0]["scores"]}
+        summary[strategy] = m
+        halved = all(r["ece_after"] <= r["ece_before"] / 2 for r in rs if r["ece_before"] >= .02)
+        checks += [
+            common.row(NAME, f"{strategy}: ECE after (mean of seeds)", None, "<= 1.5%",
+                       m["ece_after"] <= 0.015, note=f"{m['ece_before']:.2%} -> "
+                                                     f"{m['ece_after']:.2%}"),
+            common.row(NAME, f"{strategy}: ECE halved where >= 2% before (every seed)", None,
+                       ">= 2x", halved, note=", ".join(f"{r['ece_before']:.2%}->"
+                                                       f"{r['ece_after']:.2%}" for r in rs)),
+            common.row(NAME, f"{strategy}: NLL after <= before (every seed)", None, "<= 1x",
+                       all(r["nll_after"] <= r["nll_before"] + 1e-9 for r in rs),
+                       note=f"{m['nll_before']:.4f} -> {m['nll_after']:.4f}"),
+            common.row(NAME, f"{strategy}: AUROC far (digits), msp", None, ">= 0.90",
+                       m["scores"]["msp"]["far_auroc"] >= 0.90,
+                       note=f"{m['scores']['msp']['far_auroc']:.3f}"),
+            common.row(NAME, f"{strategy}: AUROC held-out classes, msp", None, ">= 0.80",
+                       m["scores"]["msp"]["near_auroc"] >= 0.80,
+                       note=f"{m['scores']['msp']['near_auroc']:.3f}"),
+            common.row(NAME, f"{strategy}: error at 90% coverage / full", m["error_at_90"] /
+                       max(m["error_full"], 1e-9), "<= 0.6", m["error_at_90"] <= 0.6 *
+                       m["error_full"], note=f"{m['error_at_90']:.3f} / {m['error_full']:.3f}"),
+            common.row(NAME, f"{strategy}: calibration time / run time", m["cost_ratio"],
+                       "<= 5%", m["cost_ratio"] <= 0.05, note=f"{m['cost_ratio']:.1%}")]
+    for c in checks:
+        print(f"  {c['comparison']}: {c['note']} (target {c['target']}: "
+              f"{'met' if c['met'] else 'NOT met'})")
+    path = common.write(NAME, {"source": info, "seeds": list(seeds), "known": list(KNOWN),
+                               "held_out": list(HELD_OUT), "rows": rows, "summary": summary,
+                               "checks": checks}, args)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
