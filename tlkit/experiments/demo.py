@@ -186,7 +186,7 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
 
     # 2. the matrix ------------------------------------------------------------------------
     log(f"2/4 the matrix: {len(SITUATIONS)} situations x {len(METHODS)} runs "
-        f"({', '.join(METHODS)}), same epochs, batch size and seed per situation")
+        f"({', '.join(METHODS)}), same budget, batch size and seed per situation")
     records = []
     # One feature cache for all runs: the frozen-head phases of the three strategies that start
     # from source.h5 see the same base and images, so they share one entry per situation.
@@ -196,8 +196,8 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
         small = situation.startswith("small")
         epochs = config.small_epochs if small else config.large_epochs
         batch = config.small_batch if small else config.large_batch
-        log(f"{situation}: {_counts(ds)}, {ds.num_classes} classes, {epochs} epochs, "
-            f"batch {batch}")
+        budget = "the default budget by steps" if epochs is None else f"{epochs} epochs"
+        log(f"{situation}: {_counts(ds)}, {ds.num_classes} classes, {budget}, batch {batch}")
         for method in METHODS:
             backbone = init_path if method == "scratch" else source_path
             strategy = "large-dissimilar" if method == "scratch" else method  # auto stays
