@@ -65,7 +65,7 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
             how to add it with `tlkit calibrate`).
     """
     from tlkit import calibrate as calibrate_lib
-    from tlkit.data import folder
+    from tlkit.data import listing
 
     check_choice("on_bad_image", on_bad_image, data_lib.BAD_IMAGE_POLICIES)
     if top_k < 1:
@@ -74,21 +74,8 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     check_reject(model, model_path, reject)
     names = model.class_names
     skipped = [] if skipped is None else skipped
-    good, use_pil = [], []
-    for path in map(str, image_paths(inputs)):
-        probe = folder.probe_file(path)
-        if probe.decoder is None:
-            if on_bad_image == "error" or os.path.isfile(inputs):
-                raise TlkitError(f"Cannot read image {path}: {probe.problem}."
-                                 + (" Pass --on-bad-image skip to skip such files."
-                                    if on_bad_image == "error" else ""))
-            skipped.append((path, probe.problem))
-            continue
-        good.append(path)
-        use_pil.append(probe.decoder == "pil")
-    if not good:
-        raise TlkitError(f"No readable image in {inputs} ({len(skipped)} tried, e.g. "
-                         f"{skipped[0][0]}: {skipped[0][1]}).")
+    readable = listing.readable_images(inputs, on_bad_image, skipped)
+    good, use_pil = [p for p, _ in readable], [pil for _, pil in readable]
     shape = model.input_shape
     files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
     ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1, batch_size=batch_size)
