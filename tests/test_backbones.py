@@ -539,3 +539,17 @@ def test_bad_classifier_files(tmp_path):
     keras.Model(inputs, layers.Dense(2)(inputs)).save(path)
     with pytest.raises(TlkitError, match="not an image model"):
         backbones.build(path)
+
+
+def test_channels_note_names_the_model_and_both_channel_counts():
+    from tlkit.backbones.specs import channels_note
+
+    note = channels_note("zoo:simple_cnn", 3, 1)
+    assert "zoo:simple_cnn" in note and "(1 channel)" in note and "(3 channels)" in note
+    assert "pretrained backbone (e.g. mobilenet_v2)" in note and "zoo:vgg16" in note
+    note = channels_note("zoo:resnet_small", 1, 3)
+    assert note.startswith("zoo:resnet_small takes colour images (3 channels) but the data is "
+                           "grayscale (1 channel)") and "zoo:simple_cnn" in note
+    assert channels_note("gray.h5", 3, 1).startswith("gray.h5 takes grayscale")
+    for args in (("mobilenet_v2", 1, 3), ("zoo:simple_cnn", 1, 1), ("zoo:simple_cnn", None, 1)):
+        assert channels_note(*args) is None

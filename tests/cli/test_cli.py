@@ -148,6 +148,9 @@ def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_p
                              "--out", str(tmp_path / "m.h5"))
     assert code == 0, err
     assert len([w for w in record if "broken.png" in str(w.message)]) == 1
+    # colour photos into zoo:simple_cnn (1 channel): said once, with what to do instead
+    assert len([w for w in record if str(w.message).startswith(
+        "zoo:simple_cnn takes grayscale images (1 channel) but the data is colour")]) == 1
     code, out, err = run(capsys, "finetune", "--data", str(image_folder), "--weights", "none",
                          "--image-size", "32", "--on-bad-image", "error")
     assert code == 2 and len(err.strip().splitlines()) == 1
