@@ -149,14 +149,15 @@ def find_index(model_path, source, metadata=None):
     return None
 
 
-def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val_fraction=0.1,
-                  test_fraction=0.1, on_bad_image="skip", download=False, batch_size=64,
-                  index=None, resize=None, tta=1):
+def evaluate_file(model_path, data=None, *, split="test", out_dir=None, seed=0,
+                  val_fraction=0.1, test_fraction=0.1, on_bad_image="skip", download=False,
+                  batch_size=64, index=None, resize=None, tta=1, source=None):
     """Evaluate a saved model on a data source; the data is converted to the model's input.
 
     Args:
         model_path: a `.h5`/`.keras` model, or any artifact of `tlkit.artifacts`.
-        source: any `tlkit.data.load` source.
+        data: any `tlkit.data.load` source, named as in `tlkit.finetune(data=...)`.
+        source: the old name of `data` (deprecated: a DeprecationWarning).
         split: `"test"` (the same split `finetune` held out), `"val"`, `"train"` or `"all"`.
         out_dir: where report.json and confusion_matrix.png go (None: nothing written).
         index: the run's `index.json`; by default the one in the model's report folder when
@@ -168,6 +169,7 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
     Returns:
         The report dict of `tlkit.report.evaluate`.
     """
+    source = _data_argument(data, source)
     if split not in ("test", "val", "train", "all"):
         raise TlkitError(f"--split {split!r} is not valid: use test, val, train or all.")
     tta_lib.check(tta)
@@ -204,6 +206,22 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
         rep["files"]["risk_coverage"] = rep["selective"].pop("file")
         report_lib.write_json(rep, pathlib.Path(out_dir) / "report.json")
     return rep
+
+
+def _data_argument(data, source):
+    """`data`, or the deprecated `source=` of old callers (not both)."""
+    if source is None:
+        if data is None:
+            raise TlkitError("evaluate_file needs data=: a data source (an image folder, "
+                             "tfds:NAME, npz:PATH, fashion_mnist, digits).")
+        return data
+    import warnings
+
+    if data is not None:
+        raise TlkitError("evaluate_file: give data= only (source= is its old name).")
+    warnings.warn("evaluate_file(source=...) is deprecated: use data=..., as in "
+                  "tlkit.finetune(data=...).", DeprecationWarning, stacklevel=3)
+    return source
 
 
 def selective_report(raw_probs, y, metadata, out_dir=None):
