@@ -182,3 +182,19 @@ def test_worked_example_recipe_runs(capsys, tmp_path):
                          "--out", str(tmp_path / "digits.h5"), "--quiet")
     assert code == 0, err
     assert (tmp_path / "digits.h5").is_file() and "test accuracy" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{photo}", "{photo}"], ["evaluate", "{photo}", "--data", "digits"],
+    ["calibrate", "{photo}", "--data", "digits"],
+    ["finetune", "--data", "digits", "--backbone", "{photo}", "--weights", "none",
+     "--out", "{tmp}/m.h5"],
+])
+def test_a_photo_given_as_the_model_is_one_line(capsys, tmp_path, argv):
+    from PIL import Image
+
+    photo = tmp_path / "cat.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    code, out, err = run(capsys, *[a.format(photo=photo, tmp=tmp_path) for a in argv])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{photo} is not a model file; give a .h5" in err and "TFSMLayer" not in err

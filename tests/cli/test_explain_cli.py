@@ -59,7 +59,8 @@ def test_unreadable_image_in_a_folder_is_skipped_and_counted(capsys, trained, tm
 
 @pytest.mark.parametrize("argv,needle", [
     (["explain", "{model}", "{photos}", "--layer", "nope"], "out_relu"),
-    (["explain", "{model}", "{bad}"], "bad.png"),
+    (["explain", "{model}", "{bad}"], "bad.png: not a readable image"),
+    (["explain", "{bad}", "{photos}"], "bad.png is not a model file; give a .h5 or .keras model."),
     (["explain", "{model}", "{photos}", "--method", "saliency"], "gradcam"),
     (["explain", "{model}", "{photos}", "--alpha", "1.5"], "--alpha"),
 ])
