@@ -60,7 +60,12 @@ def test_finetune_predict_evaluate(capsys, image_folder, tmp_path):
     code, out, err = run(capsys, "evaluate", str(out_path), "--data", str(image_folder),
                          "--split", "all", "--out", str(tmp_path / "eval"))
     assert code == 0, err
-    assert "test accuracy" in out and (tmp_path / "eval" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+    assert "accuracy on all images" in out and "test accuracy" not in out
+    code, out, err = run(capsys, "evaluate", str(out_path), "--data", str(image_folder),
+                         "--split", "val")
+    assert code == 0, err
+    assert "val accuracy" in out and "test accuracy" not in out
 
 
 def test_recipe_fills_flags_and_flags_win(capsys, image_folder, tmp_path):
