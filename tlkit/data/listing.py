@@ -18,10 +18,13 @@ Example:
     >>> open(os.path.join(d, "bad.png"), "w").write("no picture")
     10
     >>> skipped = []
-    >>> [os.path.basename(p) for p, _ in readable_images(d, skipped=skipped)]
-    ['b.png', 'a.jpg']
+    >>> readable = readable_images(d, skipped=skipped)
+    >>> [(os.path.basename(p), probe.height) for p, probe in readable]
+    [('b.png', 4), ('a.jpg', 4)]
     >>> skipped_message(skipped)
     'skipped 1 unreadable image: bad.png'
+    >>> small_images_note(readable, (224, 224))
+    '2 images are much smaller than the model input 224x224 (e.g. b.png: 4x4 px): they are upscaled, and what the model says about them means little.'
 """
 
 import os
@@ -83,7 +86,8 @@ def readable_images(inputs, on_bad_image="skip", skipped=None):
         skipped: a list that receives the skipped files.
 
     Returns:
-        A list of `(path, use_pil)`: path as str, use_pil True where the file needs Pillow.
+        A list of `(path, probe)`: path as str, probe the `tlkit.data.decode.Probe` of its
+        header (`probe.decoder == "pil"` where the file needs Pillow; its height and width).
 
     Raises:
         TlkitError: for an unreadable file (see `on_bad_image`), or when no file is readable.
@@ -104,11 +108,40 @@ def readable_images(inputs, on_bad_image="skip", skipped=None):
                                     if on_bad_image == "error" else ""))
             skipped.append((path, probe.problem))
             continue
-        good.append((path, probe.decoder == "pil"))
+        good.append((path, probe))
     if not good:
         raise TlkitError(f"No readable image in {inputs} ({len(skipped)} tried, e.g. "
                          f"{skipped[0][0]}: {skipped[0][1]}).")
     return good
+
+
+TINY_SIDE = 8  # pixels: an image with a side below this carries almost nothing to classify
+
+
+def small_images_note(readable, image_size):
+    """A warning about images with a side below `TINY_SIDE` pixels, smaller than the model's
+    input `image_size` (height, width), or None when there are none.
+
+    Args:
+        readable: `(path, probe)` pairs, as `readable_images` returns.
+        image_size: the model's input (height, width).
+
+    Returns:
+        One line, naming how many and the first, or None.
+    """
+    h, w = (int(d) for d in image_size[:2])
+    tiny = [(p, pr) for p, pr in readable
+            if min(pr.height, pr.width) < TINY_SIDE and (pr.height < h or pr.width < w)]
+    if not tiny:
+        return None
+    path, probe = tiny[0]
+    from tlkit import fileio
+
+    count = "1 image is" if len(tiny) == 1 else f"{len(tiny)} images are"
+    return (f"{count} much smaller than the model input {h}x{w} (e.g. "
+            f"{fileio.printable_path(os.path.basename(path))}: {probe.width}x{probe.height} px): "
+            f"{'it is' if len(tiny) == 1 else 'they are'} upscaled, and what the model says "
+            f"about {'it' if len(tiny) == 1 else 'them'} means little.")
 
 
 def skipped_message(skipped, shown=3):

@@ -157,7 +157,13 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_b
     _check_input(input_shape)
     # Headers only: with on_bad_image="error" a bad file stops the run before anything is
     # written. Then one image at a time: a folder of any size needs the memory of one image.
-    files = [Path(p) for p, _ in listing.readable_images(inputs, on_bad_image, skipped)]
+    readable = listing.readable_images(inputs, on_bad_image, skipped)
+    note = listing.small_images_note(readable, input_shape[:2])
+    if note:
+        import warnings
+
+        warnings.warn(note, stacklevel=3)
+    files = [Path(p) for p, _ in readable]
     images = _read_images(files, input_shape, on_bad_image, skipped)
     if method == "gradcam":
         return _gradcam_files(model, meta, images, layer, class_name, out_dir, alpha)
