@@ -193,6 +193,17 @@ def _positions(x, n_rows):
     return keep if len(keep) == n_rows else None
 
 
+def _names_at(x, positions):
+    """The file name of each image of `x` at `positions`, or `#position` for arrays."""
+    import os
+
+    if data_lib.is_files(x):
+        from tlkit import fileio
+
+        return [fileio.printable_path(os.path.basename(str(x.paths[p]))) for p in positions]
+    return [f"#{int(p)}" for p in positions]
+
+
 def _images_at(x, positions):
     """The images of `x` at `positions` (in that order) as an array, or None if one fails."""
     if not data_lib.is_files(x):
@@ -232,7 +243,8 @@ def plot_top_losses(x, probs, y_true, class_names, path, k=TOP_LOSSES):
     probs = np.asarray(probs)
     pred = probs[rows].argmax(axis=1)
     fig = plots.top_losses_figure(images, np.asarray(y_true)[rows], pred,
-                                  probs[rows, pred], class_names)
+                                  probs[rows, pred], class_names,
+                                  names=_names_at(x, positions[rows]))
     return plots.save_figure(fig, path)
 
 
