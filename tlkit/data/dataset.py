@@ -36,8 +36,8 @@ class Dataset:
     pass, see `note_failed`), `problems` says why for each; `source_channels` is how many
     channels the source's images have before any conversion (3 when any is colour, 1 when
     all are grayscale; None when unknown, e.g. loaded from an index), so that a model taking
-    other channels can say so (`tlkit.backbones.specs.channels_note`); `origin` holds what the index of
-    a folder source records (root, relative paths, seed and fractions; see
+    other channels can say so (`tlkit.backbones.specs.channels_note`); `origin` holds what
+    the index of a folder source records (root, relative paths, seed and fractions; see
     `tlkit.data.index`); `overrides` what `--exclude` / `--relabel` changed
     (`tlkit.data.overrides`), recorded in `summary()`.
     """

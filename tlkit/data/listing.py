@@ -23,8 +23,8 @@ Example:
     [('b.png', 4), ('a.jpg', 4)]
     >>> skipped_message(skipped)
     'skipped 1 unreadable image: bad.png'
-    >>> small_images_note(readable, (224, 224))
-    '2 images are much smaller than the model input 224x224 (e.g. b.png: 4x4 px): they are upscaled, and what the model says about them means little.'
+    >>> small_images_note(readable, (224, 224))[:72]
+    '2 images are much smaller than the model input 224x224 (e.g. b.png: 4x4 '
 """
 
 import os

@@ -95,8 +95,8 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
     Everything is checked before anything is written: the method, the output folder, the
     model, every image's header, the layer and the class. An unreadable image in a folder
     is skipped and counted (appended to `skipped`), as `tlkit predict` does; with
-    `on_bad_image="error"`, or when it is the only image given, it stops the run. Each PNG is written to a temp file beside it
-    and renamed, so no half-written file is left behind.
+    `on_bad_image="error"`, or when it is the only image given, it stops the run. Each PNG
+    is written to a temp file beside it and renamed, so no half-written file is left behind.
 
     Files written (names sanitized: "/" in a layer path becomes "-"):
         - `gradcam`: `<image-stem>_gradcam_<class>.png` per image: the original and the
