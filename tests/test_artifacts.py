@@ -99,7 +99,7 @@ def test_predict_and_evaluate_name_the_classes(kind, exported, trained, capsys, 
                          "--out", tmp_path / "eval")
     assert code == 0, err
     assert f"classes: {', '.join(CLASSES)}" in out
-    assert "the all split of the run's index" in out  # exported artifacts record the index
+    assert "all splits of the run's index" in out  # exported artifacts record the index
     assert all(c in out for c in CLASSES)
     rep = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert rep["class_names"] == CLASSES and rep["tta"] == 1 and rep["n"] == 24

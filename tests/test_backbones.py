@@ -243,7 +243,7 @@ def test_caffe_layer_is_exactly_preprocess_input(random_init):
 
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")
-def test_imagenet_offline_fails_fast_and_clearly():
+def test_imagenet_offline_fails_fast_and_clearly(capsys):
     if glob.glob(os.path.expanduser("~/.keras/models/mobilenet_v2*")):
         pytest.skip("MobileNetV2 ImageNet weights are cached here")
     try:
@@ -255,9 +255,16 @@ def test_imagenet_offline_fails_fast_and_clearly():
     with pytest.raises(TlkitError) as e:
         backbones.build("mobilenet_v2", (32, 32, 3))  # weights="imagenet" is the default
     assert time.monotonic() - start < 10
-    msg = str(e.value)
-    assert msg.startswith("Could not get ImageNet weights for mobilenet_v2 (no internet?): ")
-    assert "--weights none" in msg and "--weights path/to/file.h5" in msg and "\n" not in msg
+    assert str(e.value) == ("Could not download the ImageNet weights for mobilenet_v2 "
+                            "(offline?). Use weights='none' for random weights, or a local "
+                            "weights file (weights='path/to/file.h5').")
+    assert "Downloading data from" not in capsys.readouterr().out  # the error stands alone
+    from tlkit import errors
+
+    with errors.cli_names({"weights": "--weights"}), pytest.raises(TlkitError) as e:
+        backbones.build("mobilenet_v2", (32, 32, 3))
+    assert "Use --weights none for random weights, or a local weights file (--weights " \
+           "path/to/file.h5)." in str(e.value)
 
 
 @pytest.mark.parametrize("weights", [None, "none", "random", "None"])
@@ -539,3 +546,17 @@ def test_bad_classifier_files(tmp_path):
     keras.Model(inputs, layers.Dense(2)(inputs)).save(path)
     with pytest.raises(TlkitError, match="not an image model"):
         backbones.build(path)
+
+
+def test_channels_note_names_the_model_and_both_channel_counts():
+    from tlkit.backbones.specs import channels_note
+
+    note = channels_note("zoo:simple_cnn", 3, 1)
+    assert "zoo:simple_cnn" in note and "(1 channel)" in note and "(3 channels)" in note
+    assert "pretrained backbone (e.g. mobilenet_v2)" in note and "zoo:vgg16" in note
+    note = channels_note("zoo:resnet_small", 1, 3)
+    assert note.startswith("zoo:resnet_small takes colour images (3 channels) but the data is "
+                           "grayscale (1 channel)") and "zoo:simple_cnn" in note
+    assert channels_note("gray.h5", 3, 1).startswith("gray.h5 takes grayscale")
+    for args in (("mobilenet_v2", 1, 3), ("zoo:simple_cnn", 1, 1), ("zoo:simple_cnn", None, 1)):
+        assert channels_note(*args) is None

@@ -323,16 +323,35 @@ def test_explain_path_errors(tmp_path, saved_transfer):
         explain.explain_path(model_path, tmp_path / "missing.png", out_dir=out)
     with pytest.raises(TlkitError, match=r"alpha must be in \[0, 1\]"):
         explain.explain_path(model_path, good, out_dir=out, alpha=1.5)
-    # One unreadable image: an error naming it, and nothing written for the others either.
-    with pytest.raises(TlkitError, match="Cannot read image .*2_broken.png"):
-        explain.explain_path(model_path, bad, "gradcam", out_dir=out)
+    # One unreadable image with on_bad_image="error": an error naming it, and nothing
+    # written for the others either.
+    with pytest.raises(TlkitError, match="Cannot read image .*2_broken.png: not a readable "
+                                         "image. Pass --on-bad-image skip"):
+        explain.explain_path(model_path, bad, "gradcam", out_dir=out, on_bad_image="error")
     assert not out.exists()  # no empty output folder left behind either
+    with pytest.raises(TlkitError, match="Cannot read image .*2_broken.png: not a readable"):
+        explain.explain_path(model_path, bad / "2_broken.png", "gradcam", out_dir=out)
+    assert not out.exists()
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(TlkitError, match="--out .*a_file.*cannot create"):
         explain.explain_path(model_path, good, out_dir=blocker / "sub")
     with pytest.raises(TlkitError, match="Model file not found: .*none.h5"):
         explain.explain_path(tmp_path / "none.h5", good, out_dir=out)
+
+
+def test_explain_path_skips_and_counts_unreadable_images(tmp_path, saved_transfer):
+    model_path, _ = saved_transfer
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_png(folder / "1_ok.png", np.zeros((64, 64, 3)))
+    (folder / "2_broken.png").write_bytes(b"this is no png")
+    skipped = []
+    paths = explain.explain_path(model_path, folder, "gradcam", out_dir=tmp_path / "out",
+                                 skipped=skipped)
+    assert len(paths) == 1 and os.path.basename(paths[0]).startswith("1_ok_gradcam_")
+    assert [os.path.basename(p) for p, _ in skipped] == ["2_broken.png"]
+    assert skipped[0][1] == "not a readable image"
 
 
 def test_read_class_names(tmp_path, saved_transfer):

@@ -50,3 +50,14 @@ def test_valley_rule_on_a_known_curve():
 def test_bad_range(kwargs, match):
     with pytest.raises(TlkitError, match=match):
         lr_finder.check_range(**kwargs)
+
+
+def test_cli_strategy_choices_leave_out_auto(capsys):
+    from helpers import run_cli
+
+    code, out, _ = run_cli(capsys, "lr-find", "--help")
+    assert code == 0
+    offered = out.split("--strategy {", 1)[1].split("}", 1)[0].split(",")
+    assert offered == list(strategies.STRATEGIES) and "auto" not in offered
+    code, out, err = run_cli(capsys, "lr-find", "--data", "digits", "--strategy", "auto")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "invalid choice: 'auto'" in err

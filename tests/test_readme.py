@@ -222,3 +222,24 @@ def test_links_finds_what_it_must():
     text = ("[a](docs/x.md) ![b](img.png \"t\") <img src=\"c.png\"> `[no](code.md)`\n"
             "```\n[no](block.md)\n```\n")
     assert links(text) == ["docs/x.md", "img.png", "c.png"]
+
+
+def test_every_tlkit_name_in_the_readme_is_an_attribute_after_import_tlkit():
+    """`tlkit.model_card.write(...)` as the README writes it: each `tlkit.NAME` it mentions is
+    reachable after a bare `import tlkit`, which itself imports no TensorFlow."""
+    import subprocess
+
+    names = sorted(set(re.findall(r"(?<![\w.])tlkit\.([a-z_]\w*)", README.read_text())))
+    assert {"model_card", "data", "advise", "finetune"} <= set(names)
+    code = f"""
+import json, sys
+import tlkit
+heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+missing = [n for n in {names!r} if not hasattr(tlkit, n)]
+print(json.dumps({{"heavy": heavy, "missing": missing,
+                   "write": callable(tlkit.model_card.write)}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True, cwd=ROOT).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {"heavy": [], "missing": [],
+                                                        "write": True}

@@ -44,6 +44,7 @@ def spy_top_losses(monkeypatch):
                       "pred": np.asarray(pred), "prob": np.asarray(prob)})
         fig = draw(images, true, pred, prob, class_names, **kw)
         calls[-1]["panels"] = len(fig.axes)
+        calls[-1]["titles"] = [ax.get_title() for ax in fig.axes]
         return fig
 
     monkeypatch.setattr(plots, "top_losses_figure", spy)
@@ -87,6 +88,7 @@ def test_report_writes_top_losses_and_every_file_is_readable(tmp_path, model, sp
     np.testing.assert_array_equal(call["true"], y[rows])
     assert (call["true"] != call["pred"]).all()
     np.testing.assert_allclose(call["prob"], probs[rows].max(axis=1), rtol=1e-6)
+    assert [t.splitlines()[0] for t in call["titles"]] == [f"#{r}" for r in rows]
 
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["confusion_matrix.png", "curves.png", "report.json", "top_losses.png"]
@@ -121,6 +123,9 @@ def test_top_losses_of_files_skip_the_ones_that_failed(tmp_path, model, spy_top_
     (call,) = spy_top_losses
     np.testing.assert_array_equal(call["images"][..., 0], pixels[kept][rows])
     np.testing.assert_array_equal(call["true"], y[kept][rows])
+    # each panel names its file, so a mistake can be found (and relabelled) on disk
+    assert [t.splitlines()[0] for t in call["titles"]] == [f"{kept[r]}.png" for r in rows]
+    assert all(t.splitlines()[1].startswith("true: ") for t in call["titles"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -272,3 +272,20 @@ def test_multiworker_workers_read_disjoint_files(two_folder_workers):
         shards.append(set(shard["paths"]))
     assert shards[0] and shards[1] and not shards[0] & shards[1]
     assert len(shards[0]) == len(shards[1]) == 24 // 2  # 24 training files, equal shards
+
+
+def test_predict_warns_about_a_tiny_image(trained, capsys, tmp_path):
+    root, out = trained
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(folder / "dot.png")
+    Image.new("RGB", (12, 12)).save(folder / "fine.png")  # >= 8 px: no warning for it
+    with pytest.warns(UserWarning, match=r"^1 image is much smaller than the model input "
+                                         r"16x16 \(e\.g\. dot\.png: 1x1 px\): it is upscaled"):
+        code, stdout, err = run(capsys, "predict", out, folder)
+    assert code == 0, err
+    assert len(stdout.strip().splitlines()) == 2  # both are still scored
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert run(capsys, "predict", out, folder / "fine.png")[0] == 0
+    assert not [w for w in record if "much smaller" in str(w.message)]

@@ -83,3 +83,15 @@ def test_bad_tta_is_one_line_exit_2(model_and_data, capsys, value):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("tlkit evaluate: error: --tta")
     with pytest.raises(TlkitError, match="tta must be an integer from 1"):
         predict.evaluate_file(path, photos, tta=int(value))
+
+
+def test_evaluate_file_takes_data_as_finetune_does(model_and_data):
+    import tlkit
+
+    path, photos = model_and_data
+    new = tlkit.evaluate_file(path, data=photos, split="all")
+    with pytest.warns(DeprecationWarning, match="use data="):
+        old = predict.evaluate_file(path, source=photos, split="all")
+    assert new["confusion_matrix"] == old["confusion_matrix"]
+    with pytest.raises(TlkitError, match="data= only"):
+        predict.evaluate_file(path, photos, source=photos)

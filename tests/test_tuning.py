@@ -161,6 +161,19 @@ def test_zoo_search_records_bn_and_dropout_and_keeps_fixed(digits16, tmp_path):
     assert "best.h5" in r.paths["model"] and "0" in tuning.format_table(r.trials)
 
 
+def test_colour_photos_into_a_grayscale_zoo_model_warn_once(tmp_path):
+    from conftest import write_image_folder
+
+    photos = write_image_folder(tmp_path / "photos", per_class=6, size=16)
+    with pytest.warns(UserWarning) as record:
+        tuning.tune(str(photos), out=tmp_path / "run", max_trials=1, tuner="random", **FAST)
+    notes = [str(w.message) for w in record if "channel" in str(w.message)]
+    assert len(notes) == 1, notes
+    assert notes[0].startswith("zoo:fashion_cnn takes grayscale images (1 channel) but the "
+                               "data is colour (3 channels)")
+    assert "mobilenet_v2" in notes[0] and "zoo:resnet_small" in notes[0]
+
+
 def test_small_similar_trials_share_the_base_features(digits16, tmp_path, monkeypatch):
     calls = []
     real = train.extract_features

@@ -6,6 +6,10 @@ stages (`tlkit.backbones`), the four strategies of the size-versus-similarity ma
 
 Importing tlkit keeps TensorFlow's start-up lines (absl, oneDNN, CUDA probing) off stderr when
 TensorFlow is imported after it; `TLKIT_TF_LOGS=1` shows them (`tlkit.console`).
+
+Every submodule is an attribute after `import tlkit` (`tlkit.model_card.write(...)`,
+`tlkit.data.load(...)`): it is imported when first named, so `import tlkit` alone imports
+neither TensorFlow nor Keras.
 """
 
 from tlkit import console as _console
@@ -41,3 +45,26 @@ def curve(data, backbone="mobilenet_v2", **kwargs):
     from tlkit.learning_curve import curve as _curve
 
     return _curve(data, backbone, **kwargs)
+
+
+def evaluate_file(model_path, data=None, **kwargs):
+    """Evaluate a saved model on data; see `tlkit.predict.evaluate_file`."""
+    from tlkit.predict import evaluate_file as _evaluate_file
+
+    return _evaluate_file(model_path, data, **kwargs)
+
+
+def __getattr__(name):
+    """A submodule named as an attribute (`tlkit.model_card`), imported on first use."""
+    import importlib
+    import importlib.util
+
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    import pkgutil
+
+    return sorted(set(globals()) | {m.name for m in pkgutil.iter_modules(__path__)})

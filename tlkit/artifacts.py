@@ -92,9 +92,7 @@ def kind_of(path):
         raise TlkitError(f"Model file not found: {path}")
     suffix = path.suffix.lower()
     kinds = {".h5": "keras", ".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
-    if suffix not in kinds:
-        raise TlkitError(f"Cannot tell what kind of model {path} is from its name: give "
-                         f"{DESCRIPTION}.")
+    fileio.check_model_name(path, tuple(kinds), DESCRIPTION)
     return kinds[suffix]
 
 

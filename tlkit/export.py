@@ -131,6 +131,10 @@ def _load(model_or_path):
     path = Path(model_or_path)
     if not path.exists():
         raise TlkitError(f"Model file {str(path)!r} does not exist.")
+    from tlkit import fileio
+
+    fileio.check_model_name(path, saving.KERAS_SUFFIXES, "a .h5 or .keras model (export "
+                            "converts Keras models)")
     try:
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError) as e:

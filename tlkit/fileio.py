@@ -59,6 +59,31 @@ def printable_path(path):
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def check_model_name(path, suffixes, accepted, folders=False):
+    """Refuse a path that by its name is no model file (a photo given as the model), before
+    a loader answers with a paragraph about formats it cannot read.
+
+    Args:
+        path: the path the user gave as a model.
+        suffixes: the model file suffixes accepted here (lower case, with the dot).
+        accepted: what to give instead, for the message (`"a .h5 or .keras model"`).
+        folders: whether a folder is accepted (a SavedModel): then a folder passes.
+
+    Raises:
+        TlkitError: `"X is not a model file; give ACCEPTED."` (one line).
+
+    Example:
+        >>> check_model_name("photos/cat.jpg", (".h5", ".keras"), "a .h5 or .keras model")
+        Traceback (most recent call last):
+        ...
+        tlkit.errors.TlkitError: photos/cat.jpg is not a model file; give a .h5 or .keras model.
+    """
+    p = pathlib.Path(path)
+    if (folders and p.is_dir()) or p.suffix.lower() in suffixes:
+        return p
+    raise TlkitError(f"{printable_path(os.fspath(path))} is not a model file; give {accepted}.")
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -72,6 +72,12 @@ def _short(name, n=16):
     return name if len(name) <= n else name[:n - 1] + "…"
 
 
+def _middle(name, n=24):
+    """`name` cut in the middle to at most `n` characters, keeping its end (a file's suffix)."""
+    name = str(name)
+    return name if len(name) <= n else name[:n // 2 - 1] + "…" + name[-(n - n // 2):]
+
+
 def confusion_figure(cm, class_names):
     """The confusion matrix (rows: true class, columns: predicted) as a `Figure`.
 
@@ -175,8 +181,8 @@ def curves_figure(history):
     return fig
 
 
-def top_losses_figure(images, true, pred, prob, class_names, cols=4):
-    """A grid of images titled "true / predicted (probability)", in the order given.
+def top_losses_figure(images, true, pred, prob, class_names, cols=4, names=None):
+    """A grid of images titled "name / true / predicted (probability)", in the order given.
 
     Args:
         images: (k, h, w, c) raw pixels 0..255 (c is 1 or 3).
@@ -184,6 +190,8 @@ def top_losses_figure(images, true, pred, prob, class_names, cols=4):
         prob: the predicted class's probability (k,).
         class_names: names by index.
         cols: most images per row.
+        names: what each image is (its file name, or `#position` in its split), shown on
+            the first line of its title so it can be found; None leaves the line out.
 
     Returns:
         A `Figure` with one axes per image.
@@ -191,7 +199,7 @@ def top_losses_figure(images, true, pred, prob, class_names, cols=4):
     k = len(images)
     cols = max(1, min(cols, k))
     rows = max(1, -(-k // cols))
-    fig = new_figure(2.3 * cols, 2.6 * rows + 0.5)
+    fig = new_figure(2.3 * cols, (2.6 if names is None else 2.8) * rows + 0.5)
     for i in range(k):
         ax = fig.add_subplot(rows, cols, i + 1)
         img = np.clip(np.asarray(images[i], dtype="float32"), 0, 255)
@@ -199,7 +207,8 @@ def top_losses_figure(images, true, pred, prob, class_names, cols=4):
             ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         else:
             ax.imshow(img.astype("uint8"), interpolation="nearest")
-        ax.set_title(f"true: {_short(class_names[true[i]], 14)}\n"
+        ax.set_title((f"{_middle(names[i], 24)}\n" if names is not None else "")
+                     + f"true: {_short(class_names[true[i]], 14)}\n"
                      f"pred: {_short(class_names[pred[i]], 14)} ({prob[i]:.2f})", fontsize=9)
         ax.set_axis_off()
     fig.suptitle(f"Top losses: the {k} most confidently misclassified test images "

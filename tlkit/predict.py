@@ -65,7 +65,7 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
             how to add it with `tlkit calibrate`).
     """
     from tlkit import calibrate as calibrate_lib
-    from tlkit.data import folder
+    from tlkit.data import listing
 
     check_choice("on_bad_image", on_bad_image, data_lib.BAD_IMAGE_POLICIES)
     if top_k < 1:
@@ -74,22 +74,14 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     check_reject(model, model_path, reject)
     names = model.class_names
     skipped = [] if skipped is None else skipped
-    good, use_pil = [], []
-    for path in map(str, image_paths(inputs)):
-        probe = folder.probe_file(path)
-        if probe.decoder is None:
-            if on_bad_image == "error" or os.path.isfile(inputs):
-                raise TlkitError(f"Cannot read image {path}: {probe.problem}."
-                                 + (" Pass --on-bad-image skip to skip such files."
-                                    if on_bad_image == "error" else ""))
-            skipped.append((path, probe.problem))
-            continue
-        good.append(path)
-        use_pil.append(probe.decoder == "pil")
-    if not good:
-        raise TlkitError(f"No readable image in {inputs} ({len(skipped)} tried, e.g. "
-                         f"{skipped[0][0]}: {skipped[0][1]}).")
+    readable = listing.readable_images(inputs, on_bad_image, skipped)
+    good, use_pil = [p for p, _ in readable], [pr.decoder == "pil" for _, pr in readable]
     shape = model.input_shape
+    note = listing.small_images_note(readable, shape[:2])
+    if note:
+        import warnings
+
+        warnings.warn(note, stacklevel=2)
     files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
     ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1, batch_size=batch_size)
     k = min(top_k, max(2, model.output_shape[-1]))
@@ -162,14 +154,15 @@ def find_index(model_path, source, metadata=None):
     return None
 
 
-def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val_fraction=0.1,
-                  test_fraction=0.1, on_bad_image="skip", download=False, batch_size=64,
-                  index=None, resize=None, tta=1):
+def evaluate_file(model_path, data=None, *, split="test", out_dir=None, seed=0,
+                  val_fraction=0.1, test_fraction=0.1, on_bad_image="skip", download=False,
+                  batch_size=64, index=None, resize=None, tta=1, source=None):
     """Evaluate a saved model on a data source; the data is converted to the model's input.
 
     Args:
         model_path: a `.h5`/`.keras` model, or any artifact of `tlkit.artifacts`.
-        source: any `tlkit.data.load` source.
+        data: any `tlkit.data.load` source, named as in `tlkit.finetune(data=...)`.
+        source: the old name of `data` (deprecated: a DeprecationWarning).
         split: `"test"` (the same split `finetune` held out), `"val"`, `"train"` or `"all"`.
         out_dir: where report.json and confusion_matrix.png go (None: nothing written).
         index: the run's `index.json`; by default the one in the model's report folder when
@@ -181,6 +174,7 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
     Returns:
         The report dict of `tlkit.report.evaluate`.
     """
+    source = _data_argument(data, source)
     if split not in ("test", "val", "train", "all"):
         raise TlkitError(f"--split {split!r} is not valid: use test, val, train or all.")
     tta_lib.check(tta)
@@ -217,6 +211,22 @@ def evaluate_file(model_path, source, *, split="test", out_dir=None, seed=0, val
         rep["files"]["risk_coverage"] = rep["selective"].pop("file")
         report_lib.write_json(rep, pathlib.Path(out_dir) / "report.json")
     return rep
+
+
+def _data_argument(data, source):
+    """`data`, or the deprecated `source=` of old callers (not both)."""
+    if source is None:
+        if data is None:
+            raise TlkitError("evaluate_file needs data=: a data source (an image folder, "
+                             "tfds:NAME, npz:PATH, fashion_mnist, digits).")
+        return data
+    import warnings
+
+    if data is not None:
+        raise TlkitError("evaluate_file: give data= only (source= is its old name).")
+    warnings.warn("evaluate_file(source=...) is deprecated: use data=..., as in "
+                  "tlkit.finetune(data=...).", DeprecationWarning, stacklevel=3)
+    return source
 
 
 def selective_report(raw_probs, y, metadata, out_dir=None):

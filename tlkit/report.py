@@ -122,12 +122,23 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
 
 
 def format_report(rep):
-    """A printable summary: overall metrics and the per-class table."""
+    """A printable summary: overall metrics and the per-class table.
+
+    The accuracy is named by the split it was measured on (`rep["split"]`, set by
+    `tlkit.predict.evaluate_file`; a training run's report is on its test split).
+
+    Example:
+        >>> rep = {"accuracy": 0.5, "macro_f1": 0.5, "n": 40, "per_class": [], "split": "all"}
+        >>> format_report(rep).splitlines()[0]
+        'accuracy on all images 0.5000   macro F1 0.5000   (n=40)'
+    """
+    split = rep.get("split") or "test"
+    what = "accuracy on all images" if split == "all" else f"{split} accuracy"
     topk = next((k for k in rep if k.startswith("top_") and k.endswith("_accuracy")), None)
     ci = rep.get("accuracy_ci95")
     interval = (f" (95% interval {ci[0]:.3f}-{ci[1]:.3f})"
                 if ci and rep.get("n", 0) < SMALL_TEST else "")
-    lines = [f"test accuracy {rep['accuracy']:.4f}{interval}" + (f"   {topk.replace('_', '-')} "
+    lines = [f"{what} {rep['accuracy']:.4f}{interval}" + (f"   {topk.replace('_', '-')} "
              f"{rep[topk]:.4f}" if topk else "") + f"   macro F1 {rep['macro_f1']:.4f}   "
              f"(n={rep['n']})",
              f"{'class':<20} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}"]
@@ -182,6 +193,17 @@ def _positions(x, n_rows):
     return keep if len(keep) == n_rows else None
 
 
+def _names_at(x, positions):
+    """The file name of each image of `x` at `positions`, or `#position` for arrays."""
+    import os
+
+    if data_lib.is_files(x):
+        from tlkit import fileio
+
+        return [fileio.printable_path(os.path.basename(str(x.paths[p]))) for p in positions]
+    return [f"#{int(p)}" for p in positions]
+
+
 def _images_at(x, positions):
     """The images of `x` at `positions` (in that order) as an array, or None if one fails."""
     if not data_lib.is_files(x):
@@ -221,7 +243,8 @@ def plot_top_losses(x, probs, y_true, class_names, path, k=TOP_LOSSES):
     probs = np.asarray(probs)
     pred = probs[rows].argmax(axis=1)
     fig = plots.top_losses_figure(images, np.asarray(y_true)[rows], pred,
-                                  probs[rows, pred], class_names)
+                                  probs[rows, pred], class_names,
+                                  names=_names_at(x, positions[rows]))
     return plots.save_figure(fig, path)
 
 

@@ -42,6 +42,7 @@ from tlkit.errors import TlkitError
 METADATA_ATTR = "tlkit_metadata"
 METADATA_ENTRY = "tlkit_metadata.json"  # in a .keras zip
 SUFFIXES = (".h5", ".keras")
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")  # what keras.models.load_model reads
 INPUT_CONTRACT = {"dtype": "float32", "range": [0, 255], "layout": "NHWC",
                   "preprocessing": "inside the model: feed raw pixels"}
 
@@ -211,7 +212,7 @@ def load(path, compile=False):
     Returns:
         `(model, metadata)`; metadata is `{}` for files tlkit did not write.
     """
-    path = _existing(path)
+    path = fileio.check_model_name(_existing(path), KERAS_SUFFIXES, "a .h5 or .keras model")
     try:
         model = keras.models.load_model(path, compile=compile)
     except (OSError, ValueError, TypeError) as e:

@@ -13,6 +13,7 @@ Example:
 import contextlib
 import dataclasses
 import math
+import os
 import numbers
 import pathlib
 import warnings
@@ -194,6 +195,9 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                                 resize=resize, index=index, exclude=exclude, relabel=relabel,
                                 verbose=verbose)
     split_notes = check_splits(dataset)  # warned with the run's other notes
+    channels = channels_note(backbone, data, dataset, input_shape)
+    if channels:
+        split_notes = [*split_notes, channels]
     calibrate, note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
     if note:
         split_notes = [*split_notes, note]
@@ -263,6 +267,18 @@ def data_folder(data):
     except TlkitError:
         return None
     return arg if kind == "folder" else None
+
+
+def channels_note(backbone, data, dataset, input_shape):
+    """`tlkit.backbones.specs.channels_note` for `dataset` (loaded from `data`) and a model
+    taking `input_shape`: the channels of the source images; for a `Dataset` given as data,
+    colour only when its images are colour and its source was (digits made RGB are gray)."""
+    from tlkit.backbones.specs import channels_note as note
+
+    have = dataset.source_channels
+    if isinstance(data, data_lib.Dataset):
+        have = min(data.source_channels or data.image_shape[2], data.image_shape[2])
+    return note(os.fspath(backbone), have, int(input_shape[2]))
 
 
 def check_splits(dataset):

@@ -60,7 +60,12 @@ def test_finetune_predict_evaluate(capsys, image_folder, tmp_path):
     code, out, err = run(capsys, "evaluate", str(out_path), "--data", str(image_folder),
                          "--split", "all", "--out", str(tmp_path / "eval"))
     assert code == 0, err
-    assert "test accuracy" in out and (tmp_path / "eval" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+    assert "accuracy on all images" in out and "test accuracy" not in out
+    code, out, err = run(capsys, "evaluate", str(out_path), "--data", str(image_folder),
+                         "--split", "val")
+    assert code == 0, err
+    assert "val accuracy" in out and "test accuracy" not in out
 
 
 def test_recipe_fills_flags_and_flags_win(capsys, image_folder, tmp_path):
@@ -148,6 +153,9 @@ def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_p
                              "--out", str(tmp_path / "m.h5"))
     assert code == 0, err
     assert len([w for w in record if "broken.png" in str(w.message)]) == 1
+    # colour photos into zoo:simple_cnn (1 channel): said once, with what to do instead
+    assert len([w for w in record if str(w.message).startswith(
+        "zoo:simple_cnn takes grayscale images (1 channel) but the data is colour")]) == 1
     code, out, err = run(capsys, "finetune", "--data", str(image_folder), "--weights", "none",
                          "--image-size", "32", "--on-bad-image", "error")
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -179,3 +187,19 @@ def test_worked_example_recipe_runs(capsys, tmp_path):
                          "--out", str(tmp_path / "digits.h5"), "--quiet")
     assert code == 0, err
     assert (tmp_path / "digits.h5").is_file() and "test accuracy" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{photo}", "{photo}"], ["evaluate", "{photo}", "--data", "digits"],
+    ["calibrate", "{photo}", "--data", "digits"],
+    ["finetune", "--data", "digits", "--backbone", "{photo}", "--weights", "none",
+     "--out", "{tmp}/m.h5"],
+])
+def test_a_photo_given_as_the_model_is_one_line(capsys, tmp_path, argv):
+    from PIL import Image
+
+    photo = tmp_path / "cat.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    code, out, err = run(capsys, *[a.format(photo=photo, tmp=tmp_path) for a in argv])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{photo} is not a model file; give a .h5" in err and "TFSMLayer" not in err

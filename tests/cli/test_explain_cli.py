@@ -40,9 +40,27 @@ def test_gradcam_feature_maps_filters(capsys, trained, tmp_path):
     assert code == 0 and "out_relu" in out
 
 
+def test_unreadable_image_in_a_folder_is_skipped_and_counted(capsys, trained, tmp_path):
+    model, photos = trained
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for p in sorted((photos / "square").glob("*.png"))[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not a jpeg at all")
+    code, out, err = run(capsys, "explain", model, folder, "--out", tmp_path / "g")
+    assert code == 0, err
+    assert "2 PNG" in out and len(list((tmp_path / "g").glob("*.png"))) == 2
+    assert err.strip() == "tlkit: skipped 1 unreadable image: corrupt.jpg"
+    code, out, err = run(capsys, "explain", model, folder, "--on-bad-image", "error",
+                         "--out", tmp_path / "e")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "corrupt.jpg: not a readable image" in err and "Unidentified" not in err
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["explain", "{model}", "{photos}", "--layer", "nope"], "out_relu"),
-    (["explain", "{model}", "{bad}"], "bad.png"),
+    (["explain", "{model}", "{bad}"], "bad.png: not a readable image"),
+    (["explain", "{bad}", "{photos}"], "bad.png is not a model file; give a .h5 or .keras model."),
     (["explain", "{model}", "{photos}", "--method", "saliency"], "gradcam"),
     (["explain", "{model}", "{photos}", "--alpha", "1.5"], "--alpha"),
 ])

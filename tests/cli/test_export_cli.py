@@ -47,6 +47,11 @@ def test_export(capsys, small_trained, tmp_path, fmt, out, extra):
     (["export", "{model}", "--format", "tflite", "--quantize", "int4", "--out", "{tmp}/m.tflite"],
      "dynamic"),
     (["export", "{model}", "--format", "keras", "--out", "/proc/nope/m.keras"], "/proc/nope"),
+    (["export", "{model}", "--format", "keras", "--quantize", "dynamic", "--out",
+      "{tmp}/m.keras"], "--quantize dynamic needs --format tflite. Received: --format keras; "
+                        "use --quantize none for keras."),
+    (["export", "{bad}", "--format", "keras", "--out", "{tmp}/m.keras"],
+     "bad.png is not a model file; give a .h5 or .keras model"),
 ])
 def test_bad_input(capsys, small_trained, tmp_path, argv, needle):
     model, photos = small_trained

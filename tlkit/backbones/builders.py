@@ -1,7 +1,9 @@
 """`build`: a backbone from a registry name, a zoo model or a classifier file."""
 
+import contextlib
 import inspect
 import os
+import sys
 import warnings
 
 import keras
@@ -18,7 +20,7 @@ from tlkit.backbones.stages import _as_functional, compute_stages
 from tlkit.backbones.surgery import (
     _copy_weights, _flatten, _head_entrance, _nested_base, _standard_layers,
 )
-from tlkit.errors import TlkitError
+from tlkit.errors import TlkitError, setting
 
 
 def build(name, input_shape=None, weights="imagenet"):
@@ -105,6 +107,39 @@ def _is_download_error(exc):
             or "URL fetch failure" in text or "corrupted" in text)
 
 
+@contextlib.contextmanager
+def _download_notice_held():
+    """Keras prints "Downloading data from URL" before it tries: the line is held back until
+    the download writes its progress bar (then both go out as usual) and dropped when the
+    download fails at once (offline), so that tlkit's one-line error stands alone."""
+    real, state = sys.stdout, {"line": None, "passing": False}
+
+    class _Held:
+        def write(self, text):
+            if not state["passing"] and str(text).startswith("Downloading data from"):
+                state["line"] = text
+                return len(text)
+            if text == "\n" and state["line"] is not None and not state["passing"]:
+                state["line"] += text  # print() writes the newline on its own
+                return len(text)
+            self.release()
+            return real.write(text)
+
+        def release(self):
+            state["passing"] = True
+            if state["line"] is not None:
+                real.write(state.pop("line"))
+                state["line"] = None
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    writer = _Held()
+    with contextlib.redirect_stdout(writer):
+        yield
+    writer.release()
+
+
 def _build_application(sp, input_shape, weights):
     input_shape = _check_input_shape(input_shape or default_input_shape(sp.name), sp.name,
                                      sp.min_size, channels=3)
@@ -114,15 +149,15 @@ def _build_application(sp, input_shape, weights):
     kwargs = dict(include_top=False, input_tensor=x, input_shape=input_shape, pooling=None)
     if weights == "imagenet":
         try:
-            app = ctor(weights="imagenet", **kwargs)
+            with _download_notice_held():
+                app = ctor(weights="imagenet", **kwargs)
         except Exception as e:  # keras raises a bare Exception for a failed download
             if not _is_download_error(e):
                 raise
-            reason = " ".join(str(e).split())
             raise TlkitError(
-                f"Could not get ImageNet weights for {sp.name} (no internet?): {reason}. "
-                f"Use weights=None (--weights none) or a local weights file "
-                f"(--weights path/to/file.h5).") from e
+                f"Could not download the ImageNet weights for {sp.name} (offline?). Use "
+                f"{setting('weights', 'none')} for random weights, or a local weights file "
+                f"({setting('weights', 'path/to/file.h5')}).") from e
     else:
         app = ctor(weights=None, **kwargs)
     model = _standard_layers(keras.Model(inputs, app.output, name=sp.name))
@@ -190,6 +225,11 @@ def _load_file(path):
         raise TlkitError(f"Backbone file {path!r} not found. Give an existing "
                          f"{'/'.join(MODEL_EXTENSIONS)} classifier, a registry name "
                          f"({', '.join(names())}) or zoo:NAME.")
+    from tlkit import fileio
+
+    fileio.check_model_name(path, MODEL_EXTENSIONS, f"a {'/'.join(MODEL_EXTENSIONS)} "
+                            f"classifier, a registry backbone ({', '.join(names())}) or "
+                            f"zoo:NAME")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:

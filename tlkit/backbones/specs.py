@@ -154,3 +154,50 @@ def default_input_shape(name):
         return tuple(_load_file(name).inputs[0].shape[1:])
     s = spec(name).default_size
     return (s, s, 3)
+
+
+def channels_note(name, data_channels, model_channels):
+    """The warning for images of `data_channels` fed to backbone `name` taking `model_channels`.
+
+    Colour data into a 1-channel model (the small zoo nets, a grayscale `.h5`) loses its
+    colour: every image is converted to grayscale. Grayscale data into a from-scratch zoo
+    model taking RGB gets three copies of one channel. Grayscale into a pretrained RGB
+    backbone is the usual practice (the channel is copied) and gets no note.
+
+    Args:
+        name: the backbone or zoo model as the user named it (`zoo:simple_cnn`).
+        data_channels: channels of the source images (1 or 3; None: unknown, no note).
+        model_channels: channels the model takes.
+
+    Returns:
+        One line to warn, or None.
+
+    Example:
+        >>> channels_note("zoo:simple_cnn", 3, 1)[:80]
+        'zoo:simple_cnn takes grayscale images (1 channel) but the data is colour (3 chan'
+        >>> channels_note("mobilenet_v2", 1, 3) is None
+        True
+    """
+    if not data_channels or data_channels == model_channels:
+        return None
+    zoo = kind(name) == "zoo"
+    if data_channels == 3 and model_channels == 1:
+        others = _zoo_names(3) if zoo else []
+        return (f"{name} takes grayscale images (1 channel) but the data is colour "
+                f"(3 channels): every image is converted to grayscale and its colour is lost. "
+                f"To use the colour, choose a model that takes RGB: a pretrained backbone "
+                f"(e.g. mobilenet_v2)" + (f" or a zoo model built for 3 channels "
+                                          f"({', '.join(others)})" if others else "") + ".")
+    if data_channels == 1 and model_channels == 3 and zoo:
+        others = _zoo_names(1)
+        return (f"{name} takes colour images (3 channels) but the data is grayscale "
+                f"(1 channel): each image is copied into 3 identical channels, which costs "
+                f"compute and adds nothing. A zoo model built for 1 channel takes it as it "
+                f"is ({', '.join(others)}).")
+    return None
+
+
+def _zoo_names(channels):
+    from tlkit import zoo
+
+    return [ZOO_PREFIX + n for n in zoo.names() if zoo.entry(n).input_shape[2] == channels]

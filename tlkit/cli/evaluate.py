@@ -43,7 +43,8 @@ def cmd_evaluate(args):
           f"{', '.join(rep['class_names'])}" + (f"; TTA over {args.tta} variants"
                                                 if args.tta > 1 else ""))
     if rep.get("index"):
-        print(f"tlkit: the {args.split} split of the run's index {rep['index']}")
+        which = "all splits" if args.split == "all" else f"the {args.split} split"
+        print(f"tlkit: {which} of the run's index {rep['index']}")
     if rep.get("failed_files"):
         print(f"tlkit: {len(rep['failed_files'])} file(s) could not be decoded and were not "
               f"scored, e.g. {rep['failed_files'][0]}")

@@ -36,24 +36,34 @@ def _configure_explain(p):
     p.add_argument("--alpha", type=_alpha, default=0.4,
                    help="weight of the heatmap colour in the Grad-CAM overlay, 0..1 "
                    "(default: 0.4)")
+    p.add_argument("--on-bad-image", choices=("skip", "error"), default="skip",
+                   help="unreadable image files: skip them (counted on stderr at the end) or "
+                        "stop at the first (default: skip)")
     p.add_argument("--list-layers", action="store_true",
                    help="print the usable conv layers and exit (default: off)")
 
 
 @subcommand("explain", "Grad-CAM, feature maps and first-layer filters as labelled PNGs")
 def cmd_explain(args):
+    import sys
+
     from tlkit import explain, saving
+    from tlkit.data.listing import skipped_message
 
     if args.list_layers:
         model, _ = saving.load(args.model)
         for name in explain.conv_layers(model):
             print(name)
         return 0
+    skipped = []
     paths = explain.explain_path(args.model, args.inputs, method=args.method, layer=args.layer,
-                                 class_name=args.class_name, out_dir=args.out, alpha=args.alpha)
+                                 class_name=args.class_name, out_dir=args.out, alpha=args.alpha,
+                                 on_bad_image=args.on_bad_image, skipped=skipped)
     for path in paths:
         print(path)
     print(f"{len(paths)} PNG file(s) written")
+    if skipped:
+        print(f"tlkit: {skipped_message(skipped)}", file=sys.stderr)
     return 0
 
 

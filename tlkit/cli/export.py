@@ -60,3 +60,4 @@ def _input_shape(model_path):
 
 
 cmd_export.configure = _configure_export
+cmd_export.cli_names = {"fmt": "--format"}  # export.export(model, fmt, ...) is --format

@@ -19,9 +19,10 @@ DEFAULT_WARMUP = settings.RECIPE.warmup  # tlkit.schedules.DEFAULT_WARMUP
 MODELS_DIR = pathlib.Path("saved_models")
 
 
-def add_model_flags(g):
-    """Backbone, weights, strategy and head flags (finetune and lr-find)."""
-    return settings.add_fields(g, settings.ModelSettings)
+def add_model_flags(g, **overrides):
+    """Backbone, weights, strategy and head flags (finetune and lr-find); `overrides` as in
+    `settings.add_fields` (lr-find's --strategy has no auto)."""
+    return settings.add_fields(g, settings.ModelSettings, **overrides)
 
 
 def add_recipe_flags(g):

@@ -2,7 +2,7 @@
 
 import pathlib
 
-from tlkit import settings
+from tlkit import choices, settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
 from tlkit.cli.finetune import add_model_flags, console_verbosity, data_name
@@ -13,7 +13,9 @@ DEFAULT_STEPS = 200  # tlkit.lr_finder.DEFAULT_STEPS (kept here: --help imports 
 
 def _configure(p):
     add_data_flags(p.add_argument_group("data"))
-    add_model_flags(p.add_argument_group("model and strategy"))
+    add_model_flags(p.add_argument_group("model and strategy"), strategy={
+        "choices": choices.STRATEGIES,
+        "help": "the strategy whose phase is swept (auto is not: tlkit advise recommends one)"})
     g = p.add_argument_group("sweep")
     g.add_argument("--phase", type=int, default=1,
                    help="the phase of the strategy to sweep, 1-based; a later phase is swept "
@@ -40,9 +42,6 @@ def cmd_lr_find(args):
     if not args.data:
         raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "
                          "digits).")
-    if args.strategy == "auto":
-        raise TlkitError("--strategy auto is not swept: name the strategy (tlkit advise "
-                         "recommends one).")
     out = pathlib.Path(args.out) if args.out else (
         pathlib.Path("saved_models") / "lr-find" / f"{data_name(args.data)}-{args.strategy}")
     result = lr_find(args.data, args.backbone, args.strategy, weights=args.weights,

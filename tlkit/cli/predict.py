@@ -71,8 +71,9 @@ def cmd_predict(args):
     if args.out:
         print(f"wrote {args.out}")
     if skipped:
-        shown = ", ".join(fileio.printable_path(p) for p, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        print(f"tlkit: skipped {len(skipped)} unreadable file(s): {shown}", file=sys.stderr)
+        from tlkit.data.listing import skipped_message
+
+        print(f"tlkit: {skipped_message(skipped)}", file=sys.stderr)
     return 0
 
 

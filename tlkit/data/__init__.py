@@ -196,6 +196,7 @@ def _load_source(source, *, image_size, channels, val_fraction, test_fraction, s
     loaders = {"npz": lambda: arrays.load_npz(arg), "fashion_mnist": arrays.load_fashion_mnist,
                "digits": arrays.load_digits}
     parts, names = loaders[kind]()
+    native = max(_array_channels(x) for x, _ in parts.values())
     if size or channels:
         parts = {k: (convert_images(x, size, channels), y) for k, (x, y) in parts.items()}
     chosen = splits.assign({k: y for k, (x, y) in parts.items()}, val_fraction, test_fraction,
@@ -204,7 +205,13 @@ def _load_source(source, *, image_size, channels, val_fraction, test_fraction, s
     for k, (origin, pos) in chosen.items():
         x, y = parts[origin]
         fields[f"x_{k}"], fields[f"y_{k}"] = x[pos], y[pos]
-    return Dataset(class_names=list(names), source=name, **fields)
+    return Dataset(class_names=list(names), source=name, source_channels=native, **fields)
+
+
+def _array_channels(x):
+    """1 for grayscale arrays (N, H, W) or (N, H, W, 1), else 3 (RGB, or RGBA made RGB)."""
+    shape = np.shape(x)
+    return 1 if len(shape) == 3 or shape[-1] == 1 else 3
 
 
 def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction, seed,
@@ -215,8 +222,8 @@ def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction
     for note in found.notes:
         warnings.warn(note, stacklevel=3)
     probes = [p for items in found.items.values() for _, _, p in items]
-    if channels is None:
-        channels = 3 if any(p.channels == 3 for p in probes) else 1
+    native = 3 if any(p.channels == 3 for p in probes) else 1
+    channels = channels or native
     if size is None:
         seen = {}
         for items in found.items.values():
@@ -242,7 +249,7 @@ def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction
               "val_fraction": val_fraction, "test_fraction": test_fraction}
     return Dataset(class_names=found.class_names, source=name,
                    skipped=[p for p, _ in found.skipped], problems=dict(found.skipped),
-                   origin=origin, **fields)
+                   origin=origin, source_channels=native, **fields)
 
 
 def _load_tfds(tfds_name, split, name, size, channels, resize, val_fraction, test_fraction,
@@ -287,15 +294,15 @@ def _load_tfds(tfds_name, split, name, size, channels, resize, val_fraction, tes
             raise TlkitError(f"tfds:{tfds_name} images differ in size; pass image_size "
                              f"(--image-size), e.g. image_size=224.")
         size = tuple(int(s) for s in shape[:2])
-    if channels is None:
-        channels = 1 if shape is not None and shape[-1] == 1 else 3
+    native = None if shape is None or shape[-1] is None else (1 if shape[-1] == 1 else 3)
+    channels = channels or native or 3
     chosen = splits.assign(labels, val_fraction, test_fraction, seed, name)
     fields = {}
     for k, (origin, pos) in chosen.items():
         fields[f"x_{k}"] = tfds_source.TfdsRecords(
             tfds_name, parts[origin], pos, len(labels[origin]), size, channels, keys, resize)
         fields[f"y_{k}"] = labels[origin][pos]
-    return Dataset(class_names=names, source=name, **fields)
+    return Dataset(class_names=names, source=name, source_channels=native, **fields)
 
 
 __all__ = ["Dataset", "ImageFiles", "load", "parse_source", "convert_images", "augmentation",

@@ -33,8 +33,11 @@ class Dataset:
     """Images (uint8 arrays or `ImageFiles`, raw 0..255) and int64 labels, split three ways.
 
     `skipped` lists the files left out (unreadable at the scan, or failing to decode in a
-    pass, see `note_failed`), `problems` says why for each; `origin` holds what the index of
-    a folder source records (root, relative paths, seed and fractions; see
+    pass, see `note_failed`), `problems` says why for each; `source_channels` is how many
+    channels the source's images have before any conversion (3 when any is colour, 1 when
+    all are grayscale; None when unknown, e.g. loaded from an index), so that a model taking
+    other channels can say so (`tlkit.backbones.specs.channels_note`); `origin` holds what
+    the index of a folder source records (root, relative paths, seed and fractions; see
     `tlkit.data.index`); `overrides` what `--exclude` / `--relabel` changed
     (`tlkit.data.overrides`), recorded in `summary()`.
     """
@@ -51,6 +54,7 @@ class Dataset:
     problems: dict = dataclasses.field(default_factory=dict)
     origin: dict = None
     overrides: dict = None  # what --exclude / --relabel changed (tlkit.data.overrides)
+    source_channels: int = None  # channels of the source images before conversion
 
     @property
     def num_classes(self):
@@ -177,7 +181,7 @@ class Dataset:
         x_test, y_test = take(self.x_test, self.y_test, eval_per_class)
         return Dataset(x_train, y_train, x_val, y_val, x_test, y_test,
                        [self.class_names[i] for i in ids], self.source, list(self.skipped),
-                       dict(self.problems), None)
+                       dict(self.problems), None, source_channels=self.source_channels)
 
     def subset(self, train=None, val=None, test=None):
         """A new `Dataset` holding only the items at the given positions of each split.

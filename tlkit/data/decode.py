@@ -106,10 +106,28 @@ def probe(path):
             native = orientation == 1 and _tf_native(img)
             channels = 1 if img.mode in _GRAY_MODES else 3
     except Exception as e:  # noqa: BLE001 - any failure to read the header means "unreadable"
-        return Probe(None, f"{type(e).__name__}: {e}")
+        return Probe(None, problem(e))
     if orientation in _SWAPS_AXES:
         height, width = width, height
     return Probe("tf" if native else "pil", None, height, width, channels)
+
+
+def problem(error):
+    """What a Pillow failure means to a user, without the exception's class name.
+
+    Example:
+        >>> from PIL import UnidentifiedImageError
+        >>> problem(UnidentifiedImageError("cannot identify image file 'x.jpg'"))
+        'not a readable image'
+        >>> problem(OSError("image file is truncated"))
+        'not a readable image (image file is truncated)'
+    """
+    from PIL import UnidentifiedImageError
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, UnidentifiedImageError) or not text:
+        return "not a readable image"
+    return f"not a readable image ({text})"
 
 
 def _orientation(img):
@@ -282,7 +300,7 @@ def _pil_array(path, data, channels):
             img = ImageOps.exif_transpose(img)
             image = _pil_to_uint8(img)
     except Exception as e:  # noqa: BLE001 - any decoder failure: a TF error for ignore_errors
-        raise ValueError(f"Cannot decode image {path}: {type(e).__name__}: {e}") from None
+        raise ValueError(f"Cannot decode image {path}: {problem(e)}") from None
     if image.shape[-1] == channels:
         return image
     if channels == 3:

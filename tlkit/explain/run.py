@@ -1,8 +1,9 @@
 """`explain_path`, the library side of `tlkit explain`: a saved model and images in, PNGs out.
 
 Files and models come from the data layer and `tlkit.saving`: `tlkit.data.listing` lists the
-images, `tlkit.data.folder.probe_file` checks them, `tlkit.data.decode.read_image` decodes
-them as training did, and `tlkit.saving` loads the model and its metadata.
+images and skips the unreadable ones (`readable_images`, as `tlkit predict` does),
+`tlkit.data.decode.read_image` decodes them as training did, and `tlkit.saving` loads the
+model and its metadata.
 
 Example:
     >>> explain_path("saved_models/pets.h5", "photos/", "gradcam")   # doctest: +SKIP
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tlkit import saving
-from tlkit.data.listing import image_files
+from tlkit.data import listing
 from tlkit.errors import TlkitError, check_choice, suggest
 from tlkit.explain.cam import GradCam, check_index
 from tlkit.explain.figures import safe_name, save_feature_maps, save_filter_grid, save_gradcam
@@ -56,12 +57,17 @@ def load_image(path, input_shape):
     """
     from tlkit.data import decode
 
+    h, w, c = _check_input(input_shape)
+    x = decode.read_image(str(path), image_size=(h, w), channels=c)
+    return x.astype("float32").reshape(h, w, c)
+
+
+def _check_input(input_shape):
     h, w, c = (int(d) for d in input_shape)
     if c not in (1, 3):
         raise TlkitError(f"Only 1- or 3-channel models can read image files. "
                          f"Received: input_shape={tuple(input_shape)}.")
-    x = decode.read_image(str(path), image_size=(h, w), channels=c)
-    return x.astype("float32").reshape(h, w, c)
+    return h, w, c
 
 
 def class_index(class_name, class_names, n):
@@ -83,12 +89,14 @@ def class_index(class_name, class_names, n):
 
 
 def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_name=None,
-                 out_dir=None, alpha=0.4):
+                 out_dir=None, alpha=0.4, on_bad_image="skip", skipped=None):
     """Load a saved model and write explanation PNGs for images.
 
     Everything is checked before anything is written: the method, the output folder, the
-    model, every image, the layer and the class. Each PNG is written to a temp file beside it
-    and renamed, so no half-written file is left behind.
+    model, every image's header, the layer and the class. An unreadable image in a folder
+    is skipped and counted (appended to `skipped`), as `tlkit predict` does; with
+    `on_bad_image="error"`, or when it is the only image given, it stops the run. Each PNG
+    is written to a temp file beside it and renamed, so no half-written file is left behind.
 
     Files written (names sanitized: "/" in a layer path becomes "-"):
         - `gradcam`: `<image-stem>_gradcam_<class>.png` per image: the original and the
@@ -108,6 +116,8 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
             predicted class of each image.
         out_dir: output folder; default `<model-stem>_explain` beside the model.
         alpha: Grad-CAM overlay weight, in [0, 1].
+        on_bad_image: `"skip"` or `"error"` (see `tlkit.data.listing.readable_images`).
+        skipped: a list that receives the skipped files as (path, reason).
 
     Returns:
         The written paths.
@@ -121,7 +131,8 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
     made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         saving.check_folder_writable(out_dir, "--out")
-        return _explain(model_path, inputs, method, layer, class_name, out_dir, alpha)
+        return _explain(model_path, inputs, method, layer, class_name, out_dir, alpha,
+                        on_bad_image, [] if skipped is None else skipped)
     except BaseException:
         for folder in made:  # an error leaves no empty output folders behind
             if folder.is_dir() and not any(folder.iterdir()):
@@ -129,7 +140,9 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
         raise
 
 
-def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha):
+def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_bad_image,
+             skipped):
+    check_choice("on_bad_image", on_bad_image, ("skip", "error"))
     model, meta = saving.load(model_path)
 
     if method == "filters":
@@ -141,15 +154,17 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha):
     if inputs is None:
         raise TlkitError(f"--method {method} needs images: give an image file or a folder.")
     input_shape = tuple(model.inputs[0].shape[1:])
-    files = image_files(inputs)
-    from tlkit.data import folder
+    _check_input(input_shape)
+    # Headers only: with on_bad_image="error" a bad file stops the run before anything is
+    # written. Then one image at a time: a folder of any size needs the memory of one image.
+    readable = listing.readable_images(inputs, on_bad_image, skipped)
+    note = listing.small_images_note(readable, input_shape[:2])
+    if note:
+        import warnings
 
-    for p in files:  # headers only: a bad file stops the run before anything is written
-        probe = folder.probe_file(str(p))
-        if probe.decoder is None:
-            raise TlkitError(f"Cannot read image {str(p)!r}: {probe.problem}.")
-    # One image at a time: a folder of any size needs the memory of one image.
-    images = ((p, load_image(p, input_shape)) for p in files)
+        warnings.warn(note, stacklevel=3)
+    files = [Path(p) for p, _ in readable]
+    images = _read_images(files, input_shape, on_bad_image, skipped)
     if method == "gradcam":
         return _gradcam_files(model, meta, images, layer, class_name, out_dir, alpha)
     maps = FeatureMaps(model, default_layers(model) if layer is None else [layer])
@@ -157,6 +172,20 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha):
     for path, x in images:
         written.extend(save_feature_maps(maps(x), out_dir, path.stem))
     return written
+
+
+def _read_images(files, input_shape, on_bad_image, skipped):
+    """(path, pixels) per file; a file that fails to decode after its header was read is
+    skipped and counted as well (or raises, see `explain_path`)."""
+    for path in files:
+        try:
+            x = load_image(path, input_shape)
+        except TlkitError as e:
+            if on_bad_image == "error" or len(files) == 1:
+                raise
+            skipped.append((str(path), str(e)))
+            continue
+        yield path, x
 
 
 def _gradcam_files(model, meta, images, layer, class_name, out_dir, alpha):

@@ -15,7 +15,8 @@ def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, 
         raise TlkitError("--strategy auto needs --backbone (it measures a pretrained base).")
     from tlkit.tuning.run import _load_data
 
-    dataset = _load_data(data, resolve_input_shape(backbone, image_size), **load_options)
+    dataset = _load_data(data, resolve_input_shape(backbone, image_size), backbone,
+                         **load_options)
     advice = advise_lib.advise(dataset, backbone, weights=weights, image_size=image_size,
                                batch_size=batch_size, seed=seed, verbose=0)
     choice = advice.choice

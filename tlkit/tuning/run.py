@@ -149,7 +149,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         wait_for_chief(host, port, connect_timeout)
 
     # 2. The data.
-    dataset = _load_data(data, hm.input_shape, val_fraction=val_fraction,
+    dataset = _load_data(data, hm.input_shape, model or backbone, val_fraction=val_fraction,
                          test_fraction=test_fraction, seed=seed, on_bad_image=on_bad_image,
                          resize=resize, download=download, index=index, exclude=exclude,
                          relabel=relabel)
@@ -312,13 +312,19 @@ def make_hypermodel(*, model=None, backbone=None, strategy=None, weights="imagen
     return hm.override(fix=fix, space=space)
 
 
-def _load_data(data, input_shape, **kwargs):
-    if isinstance(data, data_lib.Dataset):
-        from tlkit.transfer import convert_dataset
+def _load_data(data, input_shape, name, **kwargs):
+    """`data` at `input_shape`, with a warning when its channels are not the model's."""
+    import warnings
 
-        return convert_dataset(data, input_shape)
-    return data_lib.load(data, image_size=tuple(input_shape[:2]), channels=input_shape[2],
-                         **kwargs)
+    from tlkit.transfer import channels_note, convert_dataset
+
+    dataset = (convert_dataset(data, input_shape) if isinstance(data, data_lib.Dataset) else
+               data_lib.load(data, image_size=tuple(input_shape[:2]), channels=input_shape[2],
+                             **kwargs))
+    note = channels_note(name, data, dataset, input_shape)
+    if note:
+        warnings.warn(note, stacklevel=3)
+    return dataset
 
 
 def _data_id(data, dataset):
