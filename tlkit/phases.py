@@ -133,7 +133,7 @@ def cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
             return None
         if aug is not None and o["verbose"]:
             print("tlkit: feature cache on: the head phase trains on un-augmented features "
-                  "(augment_passes=K caches K-1 augmented copies too; cache_features=False "
+                  "(--augment-passes K caches K-1 augmented copies too; --no-cache "
                   "augments live)")
         return feature_extractor(model), head_model(model)
     if aug is not None:
