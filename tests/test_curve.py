@@ -15,7 +15,7 @@ from tlkit import curve_plot, data, learning_curve, transfer
 from tlkit.errors import TlkitError
 
 SIZES, SEEDS, STRATEGIES = (2, 4), 2, ("small-similar", "scratch")
-RUN = dict(backbone="zoo:simple_cnn", image_size=16, epochs=6, batch_size=4, learning_rate=1e-2,
+RUN = dict(backbone="zoo:simple_cnn", image_size=16, epochs=20, batch_size=4, learning_rate=1e-2,
            augment=False, verbose=0)
 
 

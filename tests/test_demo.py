@@ -222,3 +222,21 @@ def test_table_markdown_and_heatmap(tmp_path):
     with Image.open(path) as img:
         assert img.format == "PNG"
 
+
+
+def test_a_rerun_reuses_the_source_and_baseline_only_when_everything_matches(tmp_path):
+    from tlkit.experiments import config, reuse
+
+    key = reuse.source_key([0, 1, 4], config.FULL, 0)
+    assert key != reuse.source_key([0, 1, 4], config.FULL, 1)  # another seed
+    assert key != reuse.source_key([0, 1, 5], config.FULL, 0)  # another split
+    assert key != reuse.source_key([0, 1, 4], config.QUICK, 0)  # other settings
+    assert reuse.baseline_key(config.FULL, 0) != reuse.baseline_key(config.QUICK, 0)
+    model = tmp_path / "source.h5"
+    (tmp_path / "source.json").write_text(json.dumps({"key": key, "test_accuracy": 0.9}))
+    assert reuse.cached(tmp_path, "source.json", key, [model]) is None  # the model is gone
+    model.write_bytes(b"h5")
+    assert reuse.cached(tmp_path, "source.json", key, [model])["test_accuracy"] == 0.9
+    assert reuse.cached(tmp_path, "source.json", "0" * 16, [model]) is None
+    (tmp_path / "source.json").write_text("{broken")
+    assert reuse.cached(tmp_path, "source.json", key, [model]) is None

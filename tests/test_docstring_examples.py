@@ -20,6 +20,7 @@ MODULES = [
     "tlkit.tuning.hypermodel", "tlkit.tuning.zoo_hypermodel", "tlkit.tuning.backbone_hypermodel",
     "tlkit.demo", "tlkit.experiments.config", "tlkit.experiments.classes",
     "tlkit.experiments.table", "tlkit.experiments.networks", "tlkit.experiments.demo",
+    "tlkit.experiments.reuse",
     "tlkit.data.dataset", "tlkit.data.listing", "tlkit.learning_curve", "tlkit.curve_plot",
     "tlkit.calibrate.temperature", "tlkit.calibrate.metrics", "tlkit.calibrate.unknown",
     "tlkit.calibrate.run",

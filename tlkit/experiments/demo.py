@@ -61,6 +61,7 @@ from tlkit.experiments.config import (
     DEFAULT_OUT, DEFAULT_SOURCE_CLASSES, DEFAULT_TARGET_CLASSES, FASHION_CLASSES, FULL,
     IMAGE_SHAPE, METHODS, QUICK, SITUATIONS, STRATEGIES, DemoConfig, DemoResult,
 )
+from tlkit.experiments import reuse
 from tlkit.experiments.matrix_plot import plot_matrix
 from tlkit.experiments.networks import build_source_net, train_baseline
 from tlkit.experiments.situations import _counts, _names, _subset, situations
@@ -151,8 +152,8 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
 
     # 1. the source net --------------------------------------------------------------------
     source_path, init_path = out / "source.h5", out / "source_init.h5"
-    key = _source_key(src_ids, config, seed)
-    cached = _cached_source(out, key)
+    key = reuse.source_key(src_ids, config, seed)
+    cached = reuse.cached(out, reuse.SOURCE_RECORD, key, [source_path, init_path])
     widths = "-".join(map(str, config.widths))
     if cached is not None:
         source = cached
@@ -178,7 +179,7 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
                   "epochs_run": len(res.history.get("loss", [])),
                   "test_accuracy": res.report["accuracy"], "seconds": round(secs, 2),
                   "model": str(source_path), "report": str(out / "source"), "key": key}
-        fileio.write_json(source, out / SOURCE_RECORD)
+        fileio.write_json(source, out / reuse.SOURCE_RECORD)
         log(f"source net: test accuracy {source['test_accuracy']:.4f} on its "
             f"{len(src_ids)} classes ({secs:.0f} s) -> {source_path}")
         del res
@@ -243,9 +244,17 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
     # 4. the fashion_cnn baseline ----------------------------------------------------------
     baseline = None
     if config.baseline_per_class != 0:
-        baseline = train_baseline(fashion, config, seed, out / "baseline", log,
-                                  verbose=2 if verbose else 0)
-        _free()
+        key = reuse.baseline_key(config, seed)
+        baseline = reuse.cached(out, reuse.BASELINE_RECORD, key,
+                                [out / "baseline" / "fashion_cnn.h5"])
+        if baseline is not None:
+            log(f"4/4 the seeds' baseline: reusing {out / 'baseline' / 'fashion_cnn.h5'} (same "
+                f"settings and seed; test accuracy {baseline['test_accuracy']:.4f}); delete it "
+                f"to retrain")
+        else:
+            baseline = {**train_baseline(fashion, config, seed, out / "baseline", log,
+                                         verbose=2 if verbose else 0), "key": key}
+            _free()
 
     # outputs ------------------------------------------------------------------------------
     total = log.elapsed()
@@ -300,40 +309,6 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
         print(f"total {_clock(total)} ({total:.0f} s)")
         sys.stdout.flush()
     return DemoResult(records, baseline, source, out, round(total, 1), files, curves or None)
-
-
-SOURCE_RECORD = "source.json"
-
-
-def _source_key(src_ids, config, seed):
-    """What makes two demos' source nets the same: its classes, settings, seed, versions."""
-    import hashlib
-    import json
-
-    import keras
-
-    import tlkit
-
-    fields = {k: getattr(config, k) for k in ("widths", "convs", "source_per_class",
-                                              "source_epochs", "large_batch", "patience",
-                                              "pooling", "test_per_class")}
-    return hashlib.sha1(json.dumps([list(src_ids), fields, seed, tlkit.__version__,
-                                    keras.__version__], default=str).encode()).hexdigest()[:16]
-
-
-def _cached_source(out, key):
-    """The source record of an earlier demo in `out` with the same key, or None."""
-    import json
-
-    record = out / SOURCE_RECORD
-    try:
-        source = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return None
-    if source.get("key") != key or not (out / "source.h5").is_file() or \
-            not (out / "source_init.h5").is_file():
-        return None
-    return source
 
 
 def _curve(ds, source_path, target, config, seed, out, log):
