@@ -53,10 +53,13 @@ def run_tlkit(ds, source, epochs, batch_size, seed, strategy="small-similar"):
 
         train.fit = fit_spy
         with common.Timer() as t:
+            # patience = epochs: every epoch runs, as on the keras side; epochs=None: the
+            # default budget by steps with its default patience (bench_head_budget.py)
+            extra = {} if epochs is None else {"patience": epochs}
             res = tlkit.finetune(data=ds, backbone=str(source), strategy=strategy,
                                  epochs=epochs, weights=None, batch_size=batch_size,
                                  augment=False, cache_features=True, autotune=False,
-                                 patience=epochs, seed=seed, verbose=0)
+                                 seed=seed, verbose=0, **extra)
     info = res.report["fit"]
     out = {"total_s": t.seconds, "eval_s": sum(evals), "fit_s": sum(fits),
            "train_s": t.seconds - sum(evals),
