@@ -98,23 +98,23 @@ def main():
             runs["logreg"] = {"accuracy": acc, "C": c}
             del res
             common.free()
-            for name, backbone, strategy, kw in (
+            for run_name, backbone, strategy, kw in (
                     ("small-similar converged", source, "small-similar", CONVERGED),
                     ("large-similar", source, "large-similar", {}),
                     ("large-dissimilar", source, "large-dissimilar", {}),
                     ("scratch", init, "large-dissimilar", {})):
-                res, runs[name] = one_run(ds, backbone, strategy, seed, **kw)
+                res, runs[run_name] = one_run(ds, backbone, strategy, seed, **kw)
                 del res
                 common.free()
-            for name, r in runs.items():
-                rows.append({"k": k, "seed": seed, "run": name, **r})
+            for run_name, r in runs.items():
+                rows.append({"k": k, "seed": seed, "run": run_name, **r})
             print(f"k={k} seed {seed}: " + ", ".join(f"{n} {r['accuracy']:.3f}"
                                                      for n, r in runs.items()), flush=True)
     table, checks = {}, []
     for k in sizes:
-        for name in dict.fromkeys(r["run"] for r in rows):
-            accs = [r["accuracy"] for r in rows if r["k"] == k and r["run"] == name]
-            table[(k, name)] = (statistics.mean(accs), statistics.pstdev(accs))
+        for run_name in dict.fromkeys(r["run"] for r in rows):
+            accs = [r["accuracy"] for r in rows if r["k"] == k and r["run"] == run_name]
+            table[(k, run_name)] = (statistics.mean(accs), statistics.pstdev(accs))
 
         def gap(a, b):
             return 100 * (table[(k, a)][0] - table[(k, b)][0])
@@ -133,8 +133,9 @@ def main():
                                      ">= 10", gap("large-similar", "scratch") >= 10,
                                      note=f"{gap('large-similar', 'scratch'):+.1f} pp"))
     print(f"\n{'run':<26}" + "".join(f"{'k=' + str(k):>16}" for k in sizes))
-    for name in dict.fromkeys(r["run"] for r in rows):
-        print(f"{name:<26}" + "".join(f"{table[(k, name)][0]:>10.3f} ±{table[(k, name)][1]:.3f}"
+    for run_name in dict.fromkeys(r["run"] for r in rows):
+        print(f"{run_name:<26}" + "".join(f"{table[(k, run_name)][0]:>10.3f} "
+                                          f"±{table[(k, run_name)][1]:.3f}"
                                       for k in sizes))
     for c in checks:
         print(f"  {c['comparison']}: {c['note']} (target {c['target']}: "

@@ -13,10 +13,11 @@ demo's matrix.json were measured with every phase trained to convergence, issue 
    `SMALL_PARAMS_PER_IMAGE` parameters per training image (it could fit the training set
    many times over, so training all of it overfits); else "large". The textbook's "small"
    is about the same question; counting images alone ignores that a 100k-parameter base and
-   a 25M one need very different amounts of data. Measured: at 11,600 parameters per image
-   (5 Fashion-MNIST images per class, a 290k-parameter source net) training every stage was
-   1.6 points behind fine-tuning the last stage; at 2,900 they tied (80.8% / 80.9%); at 622
-   and below (the demo's rows, a 93k base) training every stage was best or within 1 point.
+   a 25M one need very different amounts of data. Measured: at 11,600 and 2,900 parameters
+   per image (5 and 20 Fashion-MNIST images per class, a 290k-parameter source net) training
+   every stage was 1.3 and 1.0 points behind fine-tuning the last stage; at 622 and below
+   (the demo's eight rows on two class splits, a 93k base) it was within 1.3 points of the
+   best of the four strategies in every row.
 3. Similarity from the probes: the data is "similar" when the last stage probes within
    `PROBE_MARGIN` of the best stage and well above chance (`SIMILAR_SKILL` of the way from
    chance to perfect); otherwise "dissimilar" (an earlier stage probes better, or nothing
@@ -24,9 +25,9 @@ demo's matrix.json were measured with every phase trained to convergence, issue 
 4. Small and similar: `large-similar`, not the textbook's feature extraction. With the head
    trained to convergence first and then the last stage(s) fine-tuned at a tenth of its rate
    (LP-FT: Kumar et al., ICLR 2022, "Fine-Tuning can Distort Pretrained Features"), and the
-   better phase's weights kept, fine-tuning never lost to the frozen base: 76.3% against
-   73.5% at 5 images per class, 80.9% against 77.2% at 20 (3 seeds each,
-   bench/bench_small_data.py). Feature extraction stays the fastest choice (`--strategy
+   better phase's weights kept, fine-tuning beat the frozen base: 75.1% against 71.4% at 5
+   images per class, 82.7% against 79.1% at 20 (3 seeds each, bench/bench_small_data.py,
+   bench/results/small-data.json). Feature extraction stays the fastest choice (`--strategy
    small-similar`), not the most accurate one.
 5. Small and dissimilar: `small-dissimilar`, fine-tuning the stages above the earliest one
    that probes within `PROBE_MARGIN` of the best (the features below it still fit).
@@ -109,7 +110,7 @@ def recommend(stages, facts, stage_names=None, strategy_defaults=None):
         strategy = "large-similar"
         reasons.append("with few images for the base and similar data, a converged head and "
                        "then the last stage(s) fine-tuned at a low rate beat feature "
-                       "extraction (76.3% against 73.5% at 5 images per class, "
+                       "extraction (75.1% against 71.4% at 5 images per class, "
                        "bench/results/small-data.json)")
     elif size == "small":
         strategy = "small-dissimilar"
