@@ -56,12 +56,13 @@ SLOW = ("--data", "digits", "--backbone", "zoo:simple_cnn", "--weights", "none",
 ])
 def test_interrupted_run_resumes_and_the_epochs_add_up(tmp_path, how, strategy, epochs):
     out = tmp_path / "m.h5"
-    argv = _cli("finetune", *SLOW, "--strategy", strategy, "--epochs", epochs, "--out", out)
+    # at 24x24 px an epoch on images takes seconds (at the digits' 8x8, 0.25 s: the run
+    # could end before the signal landed)
+    argv = _cli("finetune", *SLOW, "--image-size", "24", "--strategy", strategy, "--epochs",
+                epochs, "--out", out)
     folder = tmp_path / "m"
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # sigint: in the fine-tune phase, with 4 of its 5 epochs to go (an 8x8 digits epoch is
-    # under a second: with 2 to go, the run could finish before the signal arrived)
-    stop_after = 2 if how == "kill" else 6
+    stop_after = 2 if how == "kill" else 6  # sigint: in the fine-tune phase, 4 epochs to go
     _wait_for_rows(folder, stop_after, proc)
     time.sleep(0.3)  # inside the next epoch
     if how == "kill":
