@@ -1,5 +1,3 @@
-import doctest
-
 import numpy as np
 import pytest
 from scipy.optimize import minimize, minimize_scalar
@@ -181,8 +179,3 @@ def test_knn_rejects_a_bad_k():
     split = _split(signal=1.0, n=20)
     with pytest.raises(TlkitError, match="k must be a positive integer"):
         knn_accuracy(*split, k=0)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(scores, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 4 and result.failed == 0

@@ -1,6 +1,5 @@
 """tlkit.data.decode: the probe, both decoders inside tf.data, the eager reader, resizing."""
 
-import doctest
 import re
 import struct
 import zlib
@@ -240,8 +239,3 @@ def test_invalid_arguments_name_what_is_valid(files):
         decode.read_image(files["rgb.png"], channels=4)
     with pytest.raises(TlkitError, match="image_size must be"):
         decode.read_image(files["rgb.png"], image_size=(0, 5))
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(decode, optionflags=doctest.ELLIPSIS)
-    assert result.attempted and not result.failed

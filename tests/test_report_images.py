@@ -233,12 +233,3 @@ def test_advice_figure(tmp_path):
     assert not fig.axes[2].yaxis.get_major_formatter().get_offset()  # LogME: no "+1.386"
     path = plot.save_scores(advice, tmp_path / "advice.png")
     assert file_mode(path) == expected_mode()
-
-
-@pytest.mark.parametrize("module", ["tlkit.plots", "tlkit.report", "tlkit.tuning.reports"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -45,6 +45,15 @@ def _wait_for_rows(folder, n, proc, timeout=240):
     raise AssertionError("the run did not reach its epochs in time")
 
 
+def _ctrl_c_as_in_a_terminal():
+    """In the child before exec: SIGINT delivered and handled by default, as for a command
+    typed in a terminal. A pytest worker that ran other tests may have SIGINT ignored or
+    blocked, and a child inherits both: its Python then never raises KeyboardInterrupt (the
+    run finished with exit code 0 in the full suite, and passed alone)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 # Small and slow enough per epoch to be stopped inside one: 1,437 digits in batches of 8.
 SLOW = ("--data", "digits", "--backbone", "zoo:simple_cnn", "--weights", "none",
         "--batch-size", "8", "--no-augment", "--quiet", "--seed", "0", "--patience", "20")
@@ -61,7 +70,8 @@ def test_interrupted_run_resumes_and_the_epochs_add_up(tmp_path, how, strategy, 
     argv = _cli("finetune", *SLOW, "--image-size", "24", "--strategy", strategy, "--epochs",
                 epochs, "--out", out)
     folder = tmp_path / "m"
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
     stop_after = 2 if how == "kill" else 6  # sigint: in the fine-tune phase, 4 epochs to go
     _wait_for_rows(folder, stop_after, proc)
     time.sleep(0.3)  # inside the next epoch

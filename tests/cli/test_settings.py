@@ -82,12 +82,3 @@ def test_add_fields_switches_and_overrides():
     assert actions[-1].metavar == "N" and actions[-1].default == settings.RUN.seed
     assert p.parse_args([]).autotune is None and p.parse_args(["--no-autotune"]).autotune is False
     assert p.parse_args(["--no-augment"]).augment is False
-
-
-@pytest.mark.parametrize("module", ["tlkit.settings", "tlkit.train_settings", "tlkit.recipes"])
-def test_docstring_examples(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

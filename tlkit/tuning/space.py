@@ -165,6 +165,7 @@ def parse_fix(items, hypermodel):
             outside the declared domain.
 
     Example:
+        >>> from tlkit.tuning.zoo_hypermodel import ZooHyperModel
         >>> hm = ZooHyperModel("fashion_cnn", (16, 16, 1))
         >>> parse_fix(["bn=none", "dropout=0.3"], hm)
         {'block1_bn': 'none', 'block2_bn': 'none', 'dropout': 0.3}
@@ -194,6 +195,7 @@ def parse_space(items, hypermodel):
         TlkitError: unknown name, or a value outside the valid set.
 
     Example:
+        >>> from tlkit.tuning.zoo_hypermodel import ZooHyperModel
         >>> hm = ZooHyperModel("fashion_cnn", (16, 16, 1))
         >>> parse_space(["bn=before,after"], hm)["block1_bn"]
         {'values': ['before', 'after']}
