@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tlkit import backbones, feature_cache, strategies, train
+from tlkit import backbones, feature_cache, frozen, strategies, train
 from tlkit.errors import TlkitError
 
 
@@ -12,7 +12,7 @@ def model():
 
 
 def test_reuse_by_content_key(model, tiny_digits, tmp_path):
-    ext = train.feature_extractor(model)
+    ext = frozen.feature_extractor(model)
     x = tiny_digits.x_train
     f1, i1 = feature_cache.get(ext, x, cache_dir=tmp_path, name="train", verbose=0)
     f2, i2 = feature_cache.get(ext, x, cache_dir=tmp_path, name="train", verbose=0)
@@ -47,21 +47,21 @@ def test_disk_when_over_memory_limit_trains_the_same(tiny_digits, tmp_path):
     assert disk.info["cache"]["train"]["where"] == "disk"
     assert list((tmp_path / "c").glob("train-*.npy"))
     x = tiny_digits.x_test.astype("float32")
-    feats = train.extract_features(disk.model, tiny_digits.x_test, verbose=0)
-    np.testing.assert_allclose(train.head_model(disk.model).predict(feats, verbose=0),
+    feats = frozen.extract_features(disk.model, tiny_digits.x_test, verbose=0)
+    np.testing.assert_allclose(frozen.head_model(disk.model).predict(feats, verbose=0),
                                disk.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def test_cached_and_uncached_paths_predict_the_same(model, tiny_digits):
     """Same weights: the assembled model equals the head on cached features."""
-    feats = train.extract_features(model, tiny_digits.x_val, verbose=0)
-    np.testing.assert_allclose(train.head_model(model).predict(feats, verbose=0),
+    feats = frozen.extract_features(model, tiny_digits.x_val, verbose=0)
+    np.testing.assert_allclose(frozen.head_model(model).predict(feats, verbose=0),
                                model.predict(tiny_digits.x_val.astype("float32"), verbose=0),
                                rtol=1e-5, atol=1e-6)
 
 
 def test_unwritable_cache_dir(model, tiny_digits, capsys):
-    ext = train.feature_extractor(model)
+    ext = frozen.feature_extractor(model)
     f, info = feature_cache.get(ext, tiny_digits.x_val, cache_dir="/proc/nope", verbose=0)
     assert info["where"] == "memory" and "/proc/nope" in capsys.readouterr().out
     with pytest.raises(TlkitError, match="/proc/nope"):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tlkit import backbones, strategies, train
+from tlkit import backbones, frozen, strategies, train
 
 
 def test_fine_tune_phase_from_disk_and_without_a_folder(tiny_digits, tmp_path, capsys):
@@ -18,7 +18,7 @@ def test_fine_tune_phase_from_disk_and_without_a_folder(tiny_digits, tmp_path, c
     fine = disk.info["phases"][1]
     assert fine["cached"] and fine["cache"]["train"]["where"] == "disk"
     assert len(fine["cache"]["train_features"]) == 4  # a feature map, not pooled features
-    extractor, trainer = train.frozen_prefix_split(disk.model)
+    extractor, trainer = frozen.frozen_prefix_split(disk.model)
     x = tiny_digits.x_test.astype("float32")
     np.testing.assert_allclose(trainer.predict(extractor.predict(x, verbose=0), verbose=0),
                                disk.model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlkit import backbones, optimizers, strategies, train
+from tlkit import backbones, optimizers, phases, strategies
 from tlkit.errors import TlkitError
 
 
@@ -16,7 +16,7 @@ def stage_updates(decay, tiny_digits):
     model = p.build_model(tiny_digits.num_classes)
     p.apply(model, p.phases[0])
     mult = optimizers.stage_multipliers(p, p.phases[0], model, decay)
-    train.compile_phase(model, p, p.phases[0], multipliers=mult)
+    phases.compile_phase(model, p, p.phases[0], multipliers=mult)
     base = p.base_of(model)
     kernels = {s.index: [base.get_layer(n).kernel for n in s.layers
                          if hasattr(base.get_layer(n), "kernel")] for s in bb.stages}

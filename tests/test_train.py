@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlkit import backbones, strategies, train
+from tlkit import backbones, frozen, strategies, train
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_seed_repeats(seeded_small_similar):
 def test_cached_head_equals_full_model(seeded_small_similar, tiny_digits):
     model = seeded_small_similar[0].model
     assert seeded_small_similar[0].info["phases"][0]["cached"] is True
-    feats = train.extract_features(model, tiny_digits.x_test, verbose=0)
-    head = train.head_model(model)
+    feats = frozen.extract_features(model, tiny_digits.x_test, verbose=0)
+    head = frozen.head_model(model)
     np.testing.assert_allclose(head.predict(feats, verbose=0),
                                model.predict(tiny_digits.x_test.astype("float32"), verbose=0),
                                rtol=1e-5, atol=1e-6)
@@ -140,7 +140,7 @@ def test_frozen_prefix_split_equals_full_model(name, unfreeze, tiny_digits, requ
     p = strategies.plan("large-similar", bb, epochs=2, unfreeze=unfreeze)
     model = p.build_model(tiny_digits.num_classes)
     p.apply(model, p.phases[1])
-    extractor, trainer = train.frozen_prefix_split(model)
+    extractor, trainer = frozen.frozen_prefix_split(model)
     # Everything below the cut is frozen; every trainable weight is above it.
     assert not extractor.trainable_weights
     assert {v.path for v in trainer.trainable_weights} == {
@@ -156,7 +156,7 @@ def test_frozen_prefix_split_refuses_a_cut_inside_a_residual_block(resnet50, tin
     base = p.base_of(model)
     base.trainable = False
     base.get_layer("conv5_block1_2_conv").trainable = True  # its block's shortcut reads below
-    assert train.frozen_prefix_split(model) is None
+    assert frozen.frozen_prefix_split(model) is None
 
 
 def test_best_val_loss_across_phases_is_the_final_model():

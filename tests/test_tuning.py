@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from helpers import predict_in_fresh_process
-from tlkit import compat, data, saving, train, tuning, zoo
+from tlkit import compat, data, frozen, saving, tuning, zoo
 from tlkit.errors import TlkitError
 
 # keras-tuner 1.4.8's oracle calls threading.currentThread().getName() on every call.
@@ -176,8 +176,8 @@ def test_colour_photos_into_a_grayscale_zoo_model_warn_once(tmp_path):
 
 def test_small_similar_trials_share_the_base_features(digits16, tmp_path, monkeypatch):
     calls = []
-    real = train.extract_features
-    monkeypatch.setattr(train, "extract_features",
+    real = frozen.extract_features
+    monkeypatch.setattr(frozen, "extract_features",
                         lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
     r = tuning.tune(digits16, out=tmp_path / "run", backbone="zoo:fashion_cnn",
                     strategy="small-similar", weights=None, image_size=16, max_trials=3,

@@ -30,11 +30,9 @@ import numpy as np
 from tlkit import data as data_lib
 from tlkit import bn as bn_lib
 from tlkit import feature_cache, optimizers, phases
-from tlkit.callbacks import make_callbacks  # noqa: F401 (tlkit.train.make_callbacks)
-from tlkit.phases import compile_phase, image_cache_prefix, worker_shard  # noqa: F401
+from tlkit.callbacks import make_callbacks
 from tlkit.errors import TlkitError
-from tlkit.frozen import (CACHE_CUT_LAYERS, extract_features, feature_cut,  # noqa: F401
-                          feature_extractor, frozen_prefix_split, head_model)
+from tlkit.phases import compile_phase
 
 
 

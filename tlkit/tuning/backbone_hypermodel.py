@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tlkit import backbones as backbones_lib
-from tlkit import compat, phases, strategies, train
+from tlkit import compat, frozen, phases, strategies
 from tlkit.blocks import BN_PLACEMENTS, classifier_head
 from tlkit.errors import TlkitError, check_choice
 from tlkit.tuning.constants import (
@@ -141,10 +141,10 @@ class BackboneHyperModel(TlkitHyperModel):
         model = self._plan({}).build_model(self.num_classes)
         kw = {"batch_size": self.batch_size, "verbose": 0, "autotune": self.autotune}
         # (features, labels of the rows): a file that fails to decode has no row
-        self.features = (train.extract_features(model, self.dataset.x_train,
-                                                labels=self.dataset.y_train, **kw),
-                         train.extract_features(model, self.dataset.x_val,
-                                                labels=self.dataset.y_val, **kw))
+        self.features = (frozen.extract_features(model, self.dataset.x_train,
+                                                 labels=self.dataset.y_train, **kw),
+                         frozen.extract_features(model, self.dataset.x_val,
+                                                 labels=self.dataset.y_val, **kw))
         del model
         keras.backend.clear_session()
 
@@ -193,7 +193,7 @@ class BackboneHyperModel(TlkitHyperModel):
         if initial_epoch < head_end:
             if self.cache_features:
                 self.prepare()
-                trainer = model if self.head_only else train.head_model(model)
+                trainer = model if self.head_only else frozen.head_model(model)
                 # `build` compiled the model for the head phase (a continued Hyperband
                 # trial has its optimizer state loaded): only a separate head is compiled.
                 merge(phases.fit_features(trainer, plan, plan.phases[0], *self.features,
