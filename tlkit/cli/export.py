@@ -35,8 +35,9 @@ def cmd_export(args):
 
     sample = None
     if args.sample:
-        sample = calibration.folder_images(args.sample, _input_shape(args.model),
-                                           limit=SAMPLE_LIMIT)
+        shape, resize = _input_contract(args.model)
+        sample = calibration.folder_images(args.sample, shape, limit=SAMPLE_LIMIT,
+                                           resize=resize)
     r = export.export(args.model, args.format, args.out, quantize=args.quantize, sample=sample)
     print(f"exported {r.path}")
     for extra in r.files[1:]:
@@ -47,16 +48,19 @@ def cmd_export(args):
     return 0
 
 
-def _input_shape(model_path):
-    """The model's (H, W, C): from its tlkit metadata, else by loading it."""
+def _input_contract(model_path):
+    """The model's (H, W, C) and the resize mode it records (None: none): from its tlkit
+    metadata, else by loading it."""
     from tlkit import saving
+    from tlkit.data import decode
 
     meta = saving.read_metadata(model_path) if str(model_path).endswith(
         saving.SUFFIXES) else {}
+    resize = decode.recorded_resize(meta, str(model_path))
     if meta.get("input_shape"):
-        return tuple(meta["input_shape"])
+        return tuple(meta["input_shape"]), resize
     model, _ = saving.load(model_path)
-    return tuple(model.input_shape[1:])
+    return tuple(model.input_shape[1:]), resize
 
 
 cmd_export.configure = _configure_export
