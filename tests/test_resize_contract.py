@@ -164,3 +164,25 @@ def test_a_contract_tlkit_cannot_apply_is_refused(trained, tmp_path, capsys):
                           "records input resize 'squash', interpolation 'bicubic'")
     code, _, err = run_cli(capsys, "evaluate", odd, "--data", images.parent / "photos")
     assert code == 2 and "interpolation 'bicubic'" in err
+
+
+def test_card_code_of_a_calibrated_model(trained, tmp_path):
+    """With a temperature in the metadata, the card's code prints predict's calibrated
+    probability."""
+    from tlkit import model_card
+
+    models, _, images = trained
+    model = shutil.copy(models["squash"], tmp_path / "cal.h5")
+    meta = saving.read_metadata(model)
+    meta["calibration"] = {"temperature": 0.5, "n_val": 6, **{
+        f"{k}_{when}": 0.1 for k in ("ece", "nll", "brier") for when in ("before", "after")}}
+    saving.write_metadata(model, meta)
+    card = model_card.write(model, models["squash"].with_suffix(""),
+                            out=tmp_path / "cal" / model_card.FILENAME)
+    code = re.search(r"```python\n(.*?)```", card.read_text(), re.S).group(1)
+    image = images / "img1.png"
+    name, prob, _ = _run_card(code, card.parent, image)
+    (top_name, top_prob), = predict.predict_files(model, image, top_k=1)[0]["top"]
+    raw = predict.predict_files(models["squash"], image, top_k=1)[0]["top"][0][1]
+    assert name == top_name and prob == pytest.approx(top_prob, abs=1e-4)
+    assert abs(top_prob - raw) > 1e-3  # T = 0.5 sharpens: the check can tell
