@@ -129,20 +129,21 @@ def test_tflite_files_beside_it(exported):
     assert meta["class_names"] == CLASSES
 
 
-def test_int8_cli_prints_agreement_on_the_training_images(trained, capsys, tmp_path):
+def test_int8_cli_prints_agreement_on_the_test_images(trained, capsys, tmp_path):
+    """int8 calibrates on the run's training images and is compared on its test images."""
     model, photos = trained
     code, out, err = run(capsys, "export", model, "--format", "tflite", "--quantize", "int8",
                          "--out", tmp_path / "q.tflite")
     assert code == 0, err
     assert err == ""  # the quantizer's own C++ line is kept off the console
-    index = json.loads((model.with_suffix("") / "index.json").read_text())
-    n_train = len(index["splits"]["train"]["paths"])  # the run's training images
-    assert "top-1 agreement:" in out and f"({n_train} images)" in out
+    index = model.with_suffix("") / "index.json"
+    n_test = len(json.loads(index.read_text())["splits"]["test"]["paths"])
+    assert f"top-1 agreement: 100.0% ({n_test} images: the run's test images ({index}))" in out
     assert f"wrote {tmp_path / 'q.labels.txt'}" in out
     code, out, err = run(capsys, "export", model, "--format", "tflite", "--quantize", "int8",
                          "--sample", photos / "circle", "--out", tmp_path / "q2.tflite")
     assert code == 0, err
-    assert "(8 images)" in out
+    assert "(8 images: the given sample)" in out
 
 
 def test_not_an_artifact(tmp_path):

@@ -116,7 +116,7 @@ def test_nan_run_saves_nothing_over_a_good_model(tmp_path, capsys):
             "--out", out)
     assert run(capsys, *base)[0] == 0
     before = out.read_bytes()
-    code, _, err = run(capsys, *base[:-2], "--lr", "1e12", "--out", out, "--restart")
+    code, _, err = run(capsys, *base[:-2], "--lr", "1e12", "--out", out, "--overwrite")
     assert code == cli.DIVERGED, err
     line = err.strip()
     assert len(line.splitlines()) == 1 and "diverged in phase 'full' at epoch 1" in line

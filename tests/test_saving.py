@@ -99,7 +99,8 @@ def test_keras_format_keeps_metadata_and_loads_in_plain_keras(trained, tmp_path,
                        {"class_names": tiny_digits.class_names, "strategy": "large-similar"})
     model, meta = saving.load(path)
     assert meta["class_names"] == tiny_digits.class_names and meta["strategy"] == "large-similar"
-    assert meta["input"] == {"shape": [32, 32, 3], **saving.INPUT_CONTRACT}
+    assert meta["input"] == {"shape": [32, 32, 3], **saving.INPUT_CONTRACT, "resize": "squash",
+                             "interpolation": "bilinear", "antialias": False}
     import zipfile
 
     with zipfile.ZipFile(path) as zf:  # Keras's own entries, and tlkit's beside them

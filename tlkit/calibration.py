@@ -22,6 +22,7 @@ import numpy as np
 from tlkit.errors import TlkitError
 
 REPRESENTATIVE_SIZE = 128  # TensorFlow's guide: "around 100-500 samples"
+CHECK_SIZE = 256  # test images of the run an export is compared on, at most
 SEED = 0
 ARRAY_SOURCES = ("digits", "fashion_mnist", "npz")
 
@@ -76,6 +77,38 @@ def training_images(model_path, metadata, input_shape, limit=REPRESENTATIVE_SIZE
     raise TlkitError(f"int8 quantization needs representative images: pass --sample DIR (a "
                      f"folder of training-like images; in Python representative=); no record "
                      f"of the training data was found ({where}).")
+
+
+def test_images(model_path, input_shape, limit=CHECK_SIZE, resize=None):
+    """Up to `limit` test images of the run that saved `model_path` (its report folder's
+    `index.json`, see the module doc), a seeded choice in index order, as float32 raw
+    pixels; files that no longer read are left out.
+
+    Args:
+        resize: how files are fitted (the model's recorded mode); None: the index's.
+
+    Returns:
+        `(images, index path)`, or `(None, reason)` when there is no index or none of its
+        test files can be read.
+    """
+    from tlkit.data import index as index_lib
+
+    if model_path is None:
+        return None, "the model was not loaded from a file"
+    index = pathlib.Path(model_path).with_suffix("") / index_lib.FILENAME
+    if not index.is_file():
+        return None, f"no {index_lib.FILENAME} of the run in {index.parent}"
+    h, w, c = input_shape
+    ds = index_lib.load(index, image_size=(h, w), channels=c, resize=resize)
+    images = []
+    for i in _choose(range(len(ds.x_test)), limit):
+        try:
+            images.append(ds.x_test[i])
+        except TlkitError:  # moved or changed since the run: the others still count
+            continue
+    if not images:
+        return None, f"none of the {len(ds.x_test)} test files of {index} can be read"
+    return np.stack(images).astype("float32"), index
 
 
 def _choose(items, limit):

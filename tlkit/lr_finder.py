@@ -298,6 +298,9 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", *, weights=
         from tlkit.transfer import data_folder
 
         fileio.check_outside(out_dir, data_folder(data), "--out")
+        from tlkit.runs import check_not_a_run
+
+        check_not_a_run(out_dir, "--out")
     strategies.get(strategy)  # validated before any data is read
     shape = resolve_input_shape(backbone, image_size)
     if isinstance(data, data_lib.Dataset):

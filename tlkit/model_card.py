@@ -239,13 +239,21 @@ def _limitations(meta, rep, names):
     contract = meta.get("input") or {}
     shape = contract.get("shape") or meta.get("input_shape")
     lines.append(f"- Input: raw pixels 0..255 ({contract.get('dtype', 'float32')}, NHWC) of "
-                 f"shape {tuple(shape or ())}; preprocessing is inside the model.")
+                 f"shape {tuple(shape or ())}; preprocessing is inside the model. Image files "
+                 f"are fitted to it by resize `{contract.get('resize', 'squash')}`, "
+                 f"{contract.get('interpolation', 'bilinear')}, antialias "
+                 f"{contract.get('antialias', False)} (see the code below).")
     return "\n".join(lines)
+
+
+_FIT = {"squash": "stretched to the input, the aspect ratio ignored",
+        "crop": "the largest centred crop of the input's aspect ratio, then resized",
+        "pad": "resized to fit inside the input, aspect ratio kept, black bars around"}
 
 
 def _usage(model_path, rel, meta, names):
     shape = meta.get("input_shape") or (meta.get("input") or {}).get("shape") or [224, 224, 3]
-    mode = "grayscale" if shape[-1] == 1 else "rgb"
+    mode = (meta.get("input") or {}).get("resize", "squash")  # files before it: squash
     if model_path.suffix == ".keras":
         read = (f'with zipfile.ZipFile("{rel}") as zf:  # tlkit\'s metadata entry in the zip\n'
                 f'    meta = json.loads(zf.read("tlkit_metadata.json"))')
@@ -254,17 +262,45 @@ def _usage(model_path, rel, meta, names):
         read = (f'with h5py.File("{rel}", "r") as f:  # tlkit\'s metadata attribute\n'
                 f'    meta = json.loads(f.attrs["tlkit_metadata"])')
         imports = "import json\n\nimport h5py\nimport keras\nimport numpy as np"
-    return (f"The path is relative to this card's folder. No tlkit needed:\n\n```python\n"
-            f"{imports}\n\n"
-            f'model = keras.models.load_model("{rel}")  # safe_mode stays on\n'
-            f"{read}\n"
-            f'class_names = meta["class_names"]  # {json.dumps(names[:5])[:-1]}'
-            f'{", ..." if len(names) > 5 else ""}]\n'
-            f'image = keras.utils.load_img("photo.jpg", target_size=({shape[0]}, {shape[1]}),\n'
-            f'                             color_mode="{mode}", interpolation="bilinear")\n'
-            f"x = keras.utils.img_to_array(image)[None]  # raw pixels 0..255, float32\n"
-            f"probs = model.predict(x, verbose=0)[0]\n"
-            f"print(class_names[int(np.argmax(probs))], float(probs.max()))\n```")
+    lines = [imports, "",
+             f'model = keras.models.load_model("{rel}")  # safe_mode stays on', read,
+             f'class_names = meta["class_names"]  # {json.dumps(names[:5])[:-1]}'
+             f'{", ..." if len(names) > 5 else ""}]',
+             f"H, W = {shape[0]}, {shape[1]}  # the input; meta[\"input\"]: resize \"{mode}\", "
+             f"bilinear, no antialias",
+             f"# {mode}: {_FIT.get(mode, mode)}",
+             'image = keras.utils.load_img("photo.jpg")  # any size (target_size= would '
+             'resize with PIL)',
+             "x = keras.utils.img_to_array(image)  # (h, w, 3), raw pixels 0..255"]
+    if shape[-1] == 1:
+        lines.append("x = np.round(x @ np.float32([0.2989, 0.5870, 0.1140]))[..., None]  "
+                     "# gray: ITU-R 601 luma")
+    if mode == "pad":
+        lines += ["h, w = (np.float32(d) for d in x.shape[:2])  # tf.image.resize_with_pad's "
+                  "float32 sizes",
+                  "r = max(w / np.float32(W), h / np.float32(H))",
+                  "top, left = int((np.float32(H) - h / r) / 2), int((np.float32(W) - w / r) / 2)",
+                  'x = keras.ops.image.resize(x, (int(h / r), int(w / r)), '
+                  'interpolation="bilinear",\n                           antialias=False)',
+                  "x = keras.ops.convert_to_numpy(x)",
+                  "x = np.pad(x, ((top, H - len(x) - top), (left, W - x.shape[1] - left), "
+                  "(0, 0)))"]
+    else:
+        crop = ",\n                           crop_to_aspect_ratio=True" if mode == "crop" else ""
+        lines.append(f'x = keras.ops.image.resize(x, (H, W), interpolation="bilinear", '
+                     f'antialias=False{crop})')
+    lines += ["x = np.floor(keras.ops.convert_to_numpy(x) + 0.5)[None]  # whole pixel values, "
+              "as tlkit's",
+              "probs = model.predict(x, verbose=0)[0]"]
+    if float((meta.get("calibration") or {}).get("temperature") or 1.0) != 1.0:
+        lines += ['z = np.log(np.clip(probs, 1e-12, 1.0)) / meta["calibration"]["temperature"]'
+                  "  # calibrated",
+                  "probs = np.exp(z - z.max()) / np.exp(z - z.max()).sum()"]
+    lines.append("print(class_names[int(np.argmax(probs))], float(probs.max()))")
+    return ("The path is relative to this card's folder. No tlkit needed; this gives the "
+            "probabilities `tlkit predict` gives (on JPEGs up to small decoder differences: "
+            "tlkit decodes them with TensorFlow's fast integer DCT, Pillow with its accurate "
+            "one):\n\n```python\n" + "\n".join(lines) + "\n```")
 
 
 def _cell(text):

@@ -40,8 +40,7 @@ def image_paths(path):
 
 
 def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image="skip",
-                     resize=data_lib.DEFAULT_RESIZE, skipped=None, progress=None,
-                     reject=False):
+                     resize=None, skipped=None, progress=None, reject=False):
     """Yield `{"path", "top": [(class, probability), ...], "unknown_score", "rejected"}` per
     image, batch by batch.
 
@@ -58,7 +57,9 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
         batch_size: images per model call.
         on_bad_image: `"skip"`: unreadable files are left out (appended to `skipped` as
             (path, reason)); `"error"`: the first one raises `TlkitError` naming it.
-        resize: how images are fitted to the model's input (see `tlkit.data.load`).
+        resize: how images are fitted to the model's input (see `tlkit.data.load`); default
+            the mode the artifact's metadata records (`input`, `tlkit.data.decode.
+            recorded_resize`), squash for artifacts that record none.
         skipped: a list that receives the skipped files.
         progress: called as `progress(done, total)` after each batch (e.g. a progress bar).
         reject: require the artifact's unknown threshold (`TlkitError` without one, saying
@@ -82,6 +83,7 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
         import warnings
 
         warnings.warn(note, stacklevel=2)
+    resize = resize or model_resize(model) or data_lib.DEFAULT_RESIZE
     files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
     ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1, batch_size=batch_size)
     k = min(top_k, max(2, model.output_shape[-1]))
@@ -103,6 +105,13 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
         skipped.append((path, "could not be decoded"))
 
 
+def model_resize(model):
+    """The resize mode an `artifacts.Artifact` records (None: none recorded)."""
+    from tlkit.data import decode
+
+    return decode.recorded_resize(model.metadata, model.path)
+
+
 def check_reject(model, model_path, reject):
     """Refuse `--reject` for an artifact whose metadata holds no unknown threshold."""
     if reject and not ((model.metadata.get("calibration") or {}).get("unknown") or {}).get(
@@ -113,7 +122,7 @@ def check_reject(model, model_path, reject):
 
 
 def predict_files(model_path, inputs, top_k=3, batch_size=32, on_bad_image="skip",
-                  resize=data_lib.DEFAULT_RESIZE):
+                  resize=None):
     """Top-k class names and probabilities for an image file or a folder of images.
 
     Returns:
@@ -170,6 +179,8 @@ def evaluate_file(model_path, data=None, *, split="test", out_dir=None, seed=0,
             only its files are opened; without one, the folder is split again by `seed`.
         tta: average the probabilities over this many test-time augmentation variants
             (1: none; see `tlkit.tta`); recorded as `tta` in the report.
+        resize: how files are fitted to the model's input; default the mode the artifact
+            records (see `iter_predictions`), else the index's, else squash.
 
     Returns:
         The report dict of `tlkit.report.evaluate`.
@@ -260,6 +271,7 @@ def load_run_data(model, model_path, source, *, index=None, seed=0, val_fraction
     from tlkit.data import index as index_lib
 
     shape = model.input_shape
+    resize = resize or model_resize(model)
     index = index or find_index(model_path, source, model.metadata)
     if index is not None:
         kind, arg, _ = data_lib.parse_source(source)

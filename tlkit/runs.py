@@ -18,6 +18,12 @@
   nothing to resume and is discarded without a word.
 - **No mixing.** A fresh run removes the files an earlier run left in the folder (report,
   history, curves, checkpoints), and temporary files of saves that were killed.
+- **Finished runs.** A run that finishes records its settings in `run.json` and, once its
+  model file is saved, removes `checkpoints/` (each phase's best weights, kept only while a
+  run can still be interrupted; the model holds the best). A later run with other settings
+  in that folder (or onto that model file) is refused, naming the model and the settings
+  that differ, unless `overwrite=True` (`--overwrite`); the same settings run again.
+  `check_not_a_run` keeps other commands' files (lr-find's) out of run folders.
 
 Example:
     >>> import tempfile
@@ -42,8 +48,9 @@ from tlkit.errors import TlkitError
 LOCK_NAME = fileio.RUN_LOCK
 STATE = "state"
 # Files a run writes into its folder: removed before a fresh run, so folders never mix runs.
+RECORD = "run.json"  # a finished run's settings: what a later run in its folder is checked against
 RUN_FILES = ("report.json", "history.csv", "curves.png", "confusion_matrix.png",
-             "top_losses.png", "settings.yaml", "index.json", "model_card.md")
+             "top_losses.png", "settings.yaml", "index.json", "model_card.md", RECORD)
 RUN_DIRS = ("checkpoints", "feature_cache", "image_cache", "tensorboard")
 
 
@@ -191,8 +198,78 @@ class RunFolder:
         return self.state / "features"
 
     def complete(self):
-        """The run finished: its resume state is no longer needed."""
+        """The run finished: record its settings (`RECORD`); its resume state, and once its
+        model file is saved the phases' checkpoints, are no longer needed."""
+        fileio.write_json({"settings": self.settings,
+                           "model": str(self.model_path) if self.model_path else None},
+                          self.path / RECORD)
+        if self.model_path is not None and self.model_path.is_file():
+            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def check_finished(folder, settings, model_path=None, *, overwrite=False):
+    """Refuse to replace a finished run with one of other settings (one line, naming the model
+    and what differs; `--overwrite` replaces it). Called before any data is read.
+
+    Args:
+        folder: the run's report folder (None: no folder, nothing to check).
+        settings: the new run's settings (as `RunFolder` takes them).
+        model_path: the model file the run will save, if any.
+        overwrite: replace a finished run whatever its settings.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with RunFolder(folder, {"epochs": 2}) as run:
+        ...     run.complete()
+        >>> check_finished(folder, {"epochs": 2})  # the same run again: fine
+        >>> check_finished(folder, {"epochs": 3})
+        Traceback (most recent call last):
+        ...
+        tlkit.errors.TlkitError: ... is a finished run with other settings (epochs: 2 -> 3); ...
+    """
+    if overwrite or folder is None:
+        return
+    folder = pathlib.Path(folder)
+    probe = RunFolder(folder, settings)
+    if probe.has_progress():  # an interrupted run: resumed or refused by RunFolder
+        return
+    model = pathlib.Path(model_path) if model_path else None
+    name = model if model is not None and model.is_file() else folder
+    record = folder / RECORD
+    if record.is_file():
+        try:
+            before = json.loads(record.read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            before = None
+        if before == probe.settings:
+            return
+        if isinstance(before, dict):
+            diff = [f"{k}: {json.dumps(before.get(k))} -> {json.dumps(probe.settings.get(k))}"
+                    for k in sorted(set(before) | set(probe.settings))
+                    if before.get(k) != probe.settings.get(k)]
+            shown = "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
+            raise TlkitError(f"{name} is a finished run with other settings ({shown}); pass "
+                             f"--overwrite to replace it, or give another --out.")
+    elif name == folder and not (folder / "report.json").is_file():
+        return
+    raise TlkitError(f"{name} holds a finished run whose settings are not recorded (no "
+                     f"readable {folder / RECORD}: an older tlkit, or not a tlkit run); pass "
+                     f"--overwrite to replace it, or give another --out.")
+
+
+def check_not_a_run(folder, what="--out"):
+    """Refuse to write into a tlkit run's folder (finished or interrupted; see
+    `fileio.is_run_folder`): its files would mix with another command's.
+
+    Example:
+        >>> import tempfile
+        >>> check_not_a_run(tempfile.mkdtemp())  # an empty folder is fine
+    """
+    if fileio.is_run_folder(folder):
+        raise TlkitError(f"{what} {folder} is the folder of a tlkit run (its report or resume "
+                         f"state); give another folder.")
 
 
 def remove_stale_temporaries(folder, name=None):

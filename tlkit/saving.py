@@ -72,15 +72,23 @@ check_folder_writable = fileio.check_folder_writable  # one home for output chec
 
 def full_metadata(model, metadata=None):
     """`metadata` with what every tlkit artifact records added when missing: the versions,
-    the time, `input_shape` and the `input` contract (dtype, pixel range, layout)."""
+    the time, `input_shape` and the `input` contract (dtype, pixel range, layout, and how
+    image files are fitted to the input: `resize`, `interpolation`, `antialias`, see
+    `tlkit.data.decode.resize_contract`; the mode is the data summary's `resize`, else
+    squash, what tlkit did before it recorded one)."""
     from tlkit import __version__
+    from tlkit.data import decode
 
     meta = dict(metadata or {})
     meta.setdefault("tlkit_version", __version__)
     meta.setdefault("keras_version", keras.__version__)
     meta.setdefault("saved_at", datetime.datetime.now(datetime.timezone.utc).isoformat())
     meta.setdefault("input_shape", list(model.input_shape[1:]))
-    meta.setdefault("input", {"shape": list(meta["input_shape"]), **INPUT_CONTRACT})
+    contract = dict(meta.get("input") or {"shape": list(meta["input_shape"]), **INPUT_CONTRACT})
+    mode = (meta.get("data") or {}).get("resize") or decode.DEFAULT_RESIZE
+    for key, value in decode.resize_contract(mode).items():
+        contract.setdefault(key, value)
+    meta["input"] = contract
     return meta
 
 

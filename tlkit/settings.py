@@ -258,6 +258,9 @@ class OutputSettings:
     restart: bool = setting(False, "discard the saved state of an interrupted run in the "
                                    "report folder and start over (default: the same command "
                                    "continues it)")
+    overwrite: bool = setting(False, "replace a finished run in --out (its model and report) "
+                                     "trained with other settings (default: refuse; the same "
+                                     "settings run again)")
 
 
 @dataclasses.dataclass

@@ -73,6 +73,7 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
              tensorboard=RUN.tensorboard, cache_dir=RUN.cache_dir, distribute=RUN.distribute,
              jit_compile=RUN.jit_compile, mixed_precision=RUN.mixed_precision,
              resize=DATA.resize, image_cache=RUN.image_cache, restart=OUTPUT.restart,
+             overwrite=OUTPUT.overwrite,
              deterministic=RUN.deterministic, schedule=RECIPE.schedule, warmup=RECIPE.warmup,
              lr_decay_per_stage=RECIPE.lr_decay_per_stage,
              label_smoothing=RECIPE.label_smoothing, class_weight=RECIPE.class_weight,
@@ -119,6 +120,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
             already; see the README for the measured cost).
         restart: discard the saved state of an interrupted run in the report folder and start
             over (without it, the same call continues that run; a different one is refused).
+        overwrite: replace a finished run in the report folder (and its model at `out`)
+            that had other settings; without it that is refused (`tlkit.runs`).
         schedule: `"constant"`, `"cosine"` (warm-up in fine-tuning phases) or `"onecycle"`
             (`tlkit.schedules`); `warmup`: the share of a fine-tuning phase's steps `cosine`
             warms up over.
@@ -172,6 +175,7 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
     data_root = data_folder(data)
     for what, where in (("--out", path), (report_what, report_dir), ("--cache-dir", cache_dir)):
         fileio.check_outside(where, data_root, what)
+    runs.check_finished(report_dir, settings, path, overwrite=overwrite)
     if strategy not in strategies.STRATEGIES + ("auto",):
         raise suggest(strategy, strategies.STRATEGIES + ("auto",), "strategy")
     if image_cache and report_dir is None:
@@ -329,7 +333,7 @@ def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
 def _run_settings(args):
     """What makes a run the same run (for resuming): every argument but output and verbosity."""
     out = {k: v for k, v in args.items()
-           if k not in ("verbose", "restart", "out", "report_dir", "data")}
+           if k not in ("verbose", "restart", "overwrite", "out", "report_dir", "data")}
     data = args["data"]
     out["data"] = ({"source": data.source, "counts": data.summary()["counts"]}
                    if isinstance(data, data_lib.Dataset) else str(data))

@@ -76,3 +76,41 @@ def test_export_keeps_class_names(capsys, small_trained, tmp_path):
     assert code == 0, err
     assert f"wrote {tmp_path / 'm.labels.txt'}" in stdout
     assert (tmp_path / "m.labels.txt").read_text().split() == ["circle", "square", "stripes"]
+
+
+def test_export_check_runs_on_the_run_test_images(capsys, small_trained, tmp_path):
+    """Without --sample, a model with its report folder is compared on its run's test images
+    (index.json): the printed difference and agreement are the ones on those images."""
+    import json
+    import re
+    import shutil
+
+    import numpy as np
+
+    from tlkit import calibration, saving
+    from tlkit.export import run_tflite
+
+    model, photos = small_trained
+    code, stdout, err = run(capsys, "export", model, "--format", "tflite", "--quantize",
+                            "dynamic", "--out", tmp_path / "m.tflite")
+    assert code == 0, err
+    index = model.with_suffix("") / "index.json"
+    n_test = len(json.loads(index.read_text())["splits"]["test"]["paths"])
+    assert f"({n_test} images: the run's test images ({index}))" in stdout
+    assert "note:" not in stdout and "random" not in stdout
+    keras_model, _ = saving.load(model)
+    x, _ = calibration.test_images(model, keras_model.input_shape[1:])
+    want = keras_model.predict(x, verbose=0)
+    got = run_tflite(tmp_path / "m.tflite", x)
+    printed = float(re.search(r"difference vs Keras: (\S+)", stdout).group(1))
+    assert printed == pytest.approx(float(np.abs(got - want).max()), rel=5e-3, abs=1e-12)
+    agree = float(np.mean(got.argmax(1) == want.argmax(1)))
+    assert f"top-1 agreement: {agree:.1%}" in stdout
+
+    alone = shutil.copy(model, tmp_path / "alone.h5")  # no report folder beside it
+    code, stdout, err = run(capsys, "export", alone, "--format", "keras", "--out",
+                            tmp_path / "alone.keras")
+    assert code == 0, err
+    assert "(8 images: random images)" in stdout
+    assert "note: compared on 8 random images, not real ones (no index.json of the run" in stdout
+    assert "pass --sample DIR" in stdout

@@ -24,9 +24,10 @@ def _configure_export(p):
                         "(full-integer: uint8 input pixels and output, calibrated on --sample "
                         "or the model's recorded training images) (default: none)")
     p.add_argument("--sample", help="image file or folder to compare the export on, and to "
-                   f"calibrate int8 on (at most {SAMPLE_LIMIT} of its images) (default: 8 "
-                   "seeded random images; for int8, up to 128 of the training images in the "
-                   "model's report folder index.json)")
+                   f"calibrate int8 on (at most {SAMPLE_LIMIT} of its images) (default: up to "
+                   "256 test images of the run, from the index.json in the model's report "
+                   "folder, else 8 seeded random images; int8 calibrates on up to 128 of its "
+                   "training images)")
 
 
 @subcommand("export", "export to SavedModel / TFLite / .keras / ONNX and check it against Keras")
@@ -35,28 +36,34 @@ def cmd_export(args):
 
     sample = None
     if args.sample:
-        sample = calibration.folder_images(args.sample, _input_shape(args.model),
-                                           limit=SAMPLE_LIMIT)
+        shape, resize = _input_contract(args.model)
+        sample = calibration.folder_images(args.sample, shape, limit=SAMPLE_LIMIT,
+                                           resize=resize)
     r = export.export(args.model, args.format, args.out, quantize=args.quantize, sample=sample)
     print(f"exported {r.path}")
     for extra in r.files[1:]:
         print(f"wrote {extra}")
     print(f"size: {r.size_bytes:,} bytes ({r.size_bytes / 2**20:.2f} MiB)")
     print(f"largest output difference vs Keras: {r.max_abs_diff:.3g} (tolerance {r.tolerance:g})")
-    print(f"top-1 agreement: {r.top1_agreement:.1%} ({r.n_compared} images)")
+    print(f"top-1 agreement: {r.top1_agreement:.1%} ({r.n_compared} images: {r.compared_on})")
+    if r.note:
+        print(f"note: {r.note.replace('sample= (--sample DIR)', '--sample DIR')}")
     return 0
 
 
-def _input_shape(model_path):
-    """The model's (H, W, C): from its tlkit metadata, else by loading it."""
+def _input_contract(model_path):
+    """The model's (H, W, C) and the resize mode it records (None: none): from its tlkit
+    metadata, else by loading it."""
     from tlkit import saving
+    from tlkit.data import decode
 
     meta = saving.read_metadata(model_path) if str(model_path).endswith(
         saving.SUFFIXES) else {}
+    resize = decode.recorded_resize(meta, str(model_path))
     if meta.get("input_shape"):
-        return tuple(meta["input_shape"])
+        return tuple(meta["input_shape"]), resize
     model, _ = saving.load(model_path)
-    return tuple(model.input_shape[1:])
+    return tuple(model.input_shape[1:]), resize
 
 
 cmd_export.configure = _configure_export

@@ -83,7 +83,8 @@ class Dataset:
         return _pipeline(x, y, **kwargs)
 
     def summary(self):
-        """A JSON-able dict: source, classes, image shape, split counts, train count per class.
+        """A JSON-able dict: source, classes, image shape, split counts, train count per class,
+        and `resize`: how files were fitted to the image shape (None for arrays).
 
         Example:
             >>> from tlkit import data
@@ -100,6 +101,7 @@ class Dataset:
                        "test": len(self.y_test)},
             "train_per_class": {n: int(c) for n, c in zip(self.class_names, per_class)},
             "streamed": self.streams,
+            "resize": getattr(self.x_train, "resize", None) if self.streams else None,
             "skipped": len(self.skipped),
             "skipped_files": [{"path": p, "reason": self.problems.get(p, "")}
                               for p in self.skipped],

@@ -57,6 +57,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 RESIZE_MODES = ("squash", "crop", "pad")
 DEFAULT_RESIZE = "squash"
 ANTIALIAS = False             # measured: see the module docstring
+INTERPOLATION = "bilinear"    # tf.image.resize's default, Keras's image_dataset_from_directory's
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 _SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L")
 _LUMA = (0.2989, 0.5870, 0.1140)   # ITU-R 601, as tf.image.rgb_to_grayscale
@@ -80,6 +81,44 @@ class Probe:
 def check_resize(resize):
     """Return `resize` if it is one of `RESIZE_MODES`, else raise `TlkitError` listing them."""
     return check_choice("resize", resize, RESIZE_MODES)
+
+
+def resize_contract(resize=DEFAULT_RESIZE):
+    """How image files are fitted to a model's input, as its metadata's `input` records it.
+
+    Example:
+        >>> resize_contract("pad")
+        {'resize': 'pad', 'interpolation': 'bilinear', 'antialias': False}
+    """
+    return {"resize": check_resize(resize), "interpolation": INTERPOLATION,
+            "antialias": ANTIALIAS}
+
+
+def recorded_resize(metadata, name="the model"):
+    """The resize mode an artifact's metadata records in `input` (`resize_contract`), or None
+    when it records none (files written before tlkit recorded it: squash, bilinear, no
+    antialias, as then).
+
+    Raises:
+        TlkitError: for a contract tlkit cannot apply (another mode, interpolation or
+            antialias), naming `name`.
+
+    Example:
+        >>> recorded_resize({"input": resize_contract("crop")}), recorded_resize({})
+        ('crop', None)
+    """
+    contract = (metadata or {}).get("input") or {}
+    if not isinstance(contract, dict) or "resize" not in contract:
+        return None
+    mode = contract["resize"]
+    interpolation = contract.get("interpolation", INTERPOLATION)
+    antialias = contract.get("antialias", ANTIALIAS)
+    if mode not in RESIZE_MODES or interpolation != INTERPOLATION or antialias is not ANTIALIAS:
+        raise TlkitError(f"{name} records input resize {mode!r}, interpolation "
+                         f"{interpolation!r}, antialias {antialias!r}; tlkit fits images by "
+                         f"{', '.join(RESIZE_MODES)}, {INTERPOLATION}, antialias "
+                         f"{ANTIALIAS} only.")
+    return mode
 
 
 def probe(path):

@@ -42,7 +42,7 @@ def read_class_names(path):
     return [str(n) for n in names] if isinstance(names, list) else None
 
 
-def load_image(path, input_shape):
+def load_image(path, input_shape, resize="squash"):
     """Read an image file as raw pixels at the model's input size.
 
     Decoded as tlkit's data pipeline does (`tlkit.data.decode.read_image`: EXIF orientation,
@@ -51,6 +51,7 @@ def load_image(path, input_shape):
     Args:
         path: image file (anything Pillow reads).
         input_shape: (height, width, channels) with channels 1 or 3.
+        resize: `"squash"`, `"crop"` or `"pad"` (the mode the model's metadata records).
 
     Returns:
         float32 array (height, width, channels).
@@ -58,7 +59,7 @@ def load_image(path, input_shape):
     from tlkit.data import decode
 
     h, w, c = _check_input(input_shape)
-    x = decode.read_image(str(path), image_size=(h, w), channels=c)
+    x = decode.read_image(str(path), image_size=(h, w), channels=c, resize=resize)
     return x.astype("float32").reshape(h, w, c)
 
 
@@ -164,7 +165,10 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_b
 
         warnings.warn(note, stacklevel=3)
     files = [Path(p) for p, _ in readable]
-    images = _read_images(files, input_shape, on_bad_image, skipped)
+    from tlkit.data import decode
+
+    resize = decode.recorded_resize(meta, str(model_path)) or decode.DEFAULT_RESIZE
+    images = _read_images(files, input_shape, on_bad_image, skipped, resize)
     if method == "gradcam":
         return _gradcam_files(model, meta, images, layer, class_name, out_dir, alpha)
     maps = FeatureMaps(model, default_layers(model) if layer is None else [layer])
@@ -174,12 +178,12 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_b
     return written
 
 
-def _read_images(files, input_shape, on_bad_image, skipped):
+def _read_images(files, input_shape, on_bad_image, skipped, resize="squash"):
     """(path, pixels) per file; a file that fails to decode after its header was read is
     skipped and counted as well (or raises, see `explain_path`)."""
     for path in files:
         try:
-            x = load_image(path, input_shape)
+            x = load_image(path, input_shape, resize)
         except TlkitError as e:
             if on_bad_image == "error" or len(files) == 1:
                 raise
