@@ -346,7 +346,7 @@ def _finetune(ds, backbone, strategy, epochs, batch, patience, seed, path, pooli
     res = finetune(data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs,
                    weights=None, out=path, batch_size=batch, augment=False, seed=seed,
                    patience=patience, pooling=pooling, autotune=False, cache_dir=cache_dir,
-                   verbose=verbose)
+                   overwrite=True, verbose=verbose)  # the demo owns its --out: a rerun replaces
     return res, time.perf_counter() - t0
 
 
