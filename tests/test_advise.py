@@ -31,7 +31,7 @@ def test_advise_writes_scores_per_stage_and_recommends(tmp_path, capsys, source_
     out = tmp_path / "advice"
     code, stdout, err = run(capsys, "advise", "--data", "digits", "--image-size", "32",
                             "--backbone", f"zoo:simple_cnn,{source_model}", "--weights",
-                            "none", "--out", out, "--quiet")
+                            "none", "--out", out)
     assert code == 0, err
     doc = json.loads((out / "advice.json").read_text())
     assert (out / "advice.png").stat().st_size > 10_000
@@ -57,6 +57,7 @@ def test_advise_writes_scores_per_stage_and_recommends(tmp_path, capsys, source_
     near_perfect = (top - 0.1) / 0.9 >= NEAR_PERFECT_SKILL
     assert doc["choice"]["strategy"] == ("large-similar" if near_perfect else "large-dissimilar")
     assert "LogME" in stdout and "no absolute scale" in stdout and "recommendation" in stdout
+    assert "\r" not in stdout and "━" not in stdout  # not a terminal: no redrawn bars
     assert doc["data"]["per_class_min"] >= 2 and doc["data"]["num_classes"] == 10
 
 

@@ -234,6 +234,8 @@ def test_predict_skips_bad_files_and_streams_csv(trained, capsys, tmp_path):
 
     assert classes(csv_path.read_text().splitlines()) == classes(lines)
     assert f"wrote {csv_path}" in stdout
+    # stdout is not a terminal here: Keras's one-line progress (verbose=2), no redrawn bar
+    assert "\r" not in stdout and "\b" not in stdout and "━" not in stdout, stdout
 
 
 def _free_port():

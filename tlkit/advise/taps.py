@@ -8,6 +8,8 @@ Example:
     [(None, 10), (None, 20)]
 """
 
+import sys
+
 import keras
 import numpy as np
 
@@ -36,7 +38,9 @@ def features(tapped, x, y, *, batch_size=32, verbose=0):
     n = len(x)
     outs = [np.empty((n, int(o.shape[-1])), "float32") for o in tapped.outputs]
     labels, row = [], 0
-    bar = keras.utils.Progbar(n, unit_name="image") if verbose else None
+    # Keras's bar on a terminal; off one (a log, a pipe) Keras's verbose=2: one line at the end
+    bar = keras.utils.Progbar(n, unit_name="image", verbose=1 if sys.stdout.isatty() else 2) \
+        if verbose else None
     for images, batch_labels in data_lib.pipeline(x, y, batch_size=batch_size):
         got = tapped.predict_on_batch(images)
         got = got if isinstance(got, (list, tuple)) else [got]

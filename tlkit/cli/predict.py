@@ -88,7 +88,9 @@ def _predict_progress(to_file):
         if "bar" not in state:
             import keras
 
-            state["bar"] = keras.utils.Progbar(total, unit_name="image")
+            # off a terminal (a log, a pipe) Keras's verbose=2: one line when done
+            state["bar"] = keras.utils.Progbar(total, unit_name="image",
+                                               verbose=1 if sys.stdout.isatty() else 2)
         state["bar"].update(done)
 
     def counter(done, total):
