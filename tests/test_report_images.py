@@ -233,3 +233,12 @@ def test_advice_figure(tmp_path):
     assert not fig.axes[2].yaxis.get_major_formatter().get_offset()  # LogME: no "+1.386"
     path = plot.save_scores(advice, tmp_path / "advice.png")
     assert file_mode(path) == expected_mode()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["stage0", "stage1",
+                                                                     "stage2"]
+    # two backbones of 2 and 3 stages: both last stages at depth 1, not "stage1" under both
+    advice.backbones.append({"backbone": "zoo:lenet5", "stages": stages[:2]})
+    fig = plot.advice_figure(advice)
+    fig.canvas.draw()
+    lines = fig.axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines] == [[0, 0.5, 1], [0, 1]]
+    assert "relative depth" in fig.axes[0].get_xlabel()

@@ -116,8 +116,8 @@ def install():
 def quiet_runtime():
     """Keep TensorFlow's C++ ERROR lines that are not errors off stderr for this process.
 
-    Inference and export commands (`predict`, `evaluate`, `export`) print nothing TensorFlow's
-    runtime logs: on some CPUs each one printed `E0000 ... util.cc:131] oneDNN supports
+    No command prints what TensorFlow's runtime logs (`tlkit.cli.main` calls this first): on
+    some CPUs every run printed `E0000 ... util.cc:131] oneDNN supports
     DT_UINT8 only on platforms with AVX-512. Falling back to the default Eigen-based
     implementation`, a notice logged at ERROR level, and libjpeg's "Premature end of JPEG
     data" for a truncated file that tlkit skips and counts anyway. Their real failures reach

@@ -18,15 +18,24 @@ def advice_figure(advice):
     panels = (("linear_probe_accuracy", "linear probe, val accuracy"),
               ("knn_accuracy", "cosine kNN, val accuracy"),
               ("logme", "LogME (per sample; compare within this data only)"))
+    counts = {len(b["stages"]) for b in advice.backbones}
+    same = len(counts) == 1  # else each backbone's stages on a shared depth axis, 0 to 1
     for ax, (key, title) in zip(axes, panels):
         for b in advice.backbones:
             stages = b["stages"]
-            ax.plot(range(len(stages)), [s[key] for s in stages], marker="o",
-                    label=b["backbone"])
-            ax.set_xticks(range(len(stages)))
-            ax.set_xticklabels([s["name"] for s in stages], rotation=30)
+            n = len(stages)
+            x = list(range(n)) if same else [i / max(1, n - 1) for i in range(n)]
+            ax.plot(x, [s[key] for s in stages], marker="o", label=b["backbone"])
+        if same:
+            names = [s["name"] for s in advice.backbones[0]["stages"]]
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=30)
+            ax.set_xlabel("stage (input -> output)")
+        else:
+            ax.set_xticks([0, 0.5, 1])
+            ax.set_xticklabels(["first stage", "middle", "last stage"])
+            ax.set_xlabel("relative depth (each backbone's stages spread from 0 to 1)")
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("stage (input -> output)")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)

@@ -44,8 +44,6 @@ def subcommand(name, help):
     return wrap
 
 
-# Commands whose TensorFlow runtime lines are all noise (`tlkit.console.quiet_runtime`).
-QUIET_RUNTIME = ("predict", "evaluate", "export")
 
 COMMAND_MODULES = ("zoo", "finetune", "plan", "evaluate", "predict", "advise", "tune",
                    "explain", "export", "lr_find", "demo", "audit", "curve", "calibrate")
@@ -179,8 +177,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     fn = SUBCOMMANDS[args.command][0]
-    if args.command in QUIET_RUNTIME:
-        console.quiet_runtime()
+    console.quiet_runtime()  # every command: TensorFlow's runtime ERROR lines are notices
     names = cli_names(args.command)
     try:
         if getattr(args, "recipe", None):
