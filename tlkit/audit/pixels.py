@@ -306,7 +306,7 @@ def near_pairs(pixels, boxes, threshold=DEFAULT_THRESHOLD, k=CANDIDATES):
         k: candidates per image.
 
     Returns:
-        A list of `(i, j, score)`, sorted, each pair once (its higher score of the two ways).
+        A list of `(i, j, score)`, sorted, each pair once.
     """
     n = len(pixels)
     if n < 2:
@@ -317,11 +317,13 @@ def near_pairs(pixels, boxes, threshold=DEFAULT_THRESHOLD, k=CANDIDATES):
     keep = r >= MIN_CORRELATION
     i = np.repeat(np.arange(n), cand.shape[1])[keep.ravel()]
     j = cand.ravel()[keep.ravel()]
-    d = difference(pixels, boxes, i, j, ey[keep], ex[keep])
-    score = np.clip(1 - d / 255, 0, 1)
-    found = {}
-    for a, b, v in zip(i.tolist(), j.tolist(), score.tolist()):
-        if v >= threshold:
-            key = (min(a, b), max(a, b))
-            found[key] = max(found.get(key, 0.0), round(v, 4))
-    return [(a, b, v) for (a, b), v in sorted(found.items())]
+    e = np.stack([ey[keep], ex[keep]], 1)
+    # a pair found from both images' lists is compared once: (i < j), b[y + e] ~ a[y]
+    flip = i > j
+    i, j, e[flip] = np.where(flip, j, i), np.where(flip, i, j), -e[flip]
+    _, first = np.unique(i * n + j, return_index=True)
+    i, j, e = i[first], j[first], e[first]
+    d = difference(pixels, boxes, i, j, e[:, 0], e[:, 1])
+    score = np.round(np.clip(1 - d / 255, 0, 1), 4)
+    hit = score >= threshold
+    return [(a, b, v) for a, b, v in zip(i[hit].tolist(), j[hit].tolist(), score[hit].tolist())]
