@@ -13,16 +13,19 @@ can be undone or measured on the pixels:
    pixels (resampling a 28 px image to 32 px turned its integer shifts into sub-pixel ones and
    more than doubled the difference of true copies); larger ones are scaled to fit. It is made
    in the pass that reads every image for the property checks (`properties.scan`): 1 KB an
-   image, the only per-image memory besides the features.
+   image (2.3 KB with the signatures and candidate lists while `near_pairs` runs; everything
+   else is per batch).
 2. `signatures`: the thumbnail moved so that the centroid of its squared intensity sits at the
    centre (a shift moves the centroid with the content; what the shift crops off moves it back
    by up to 2 px), high-passed (minus a Gaussian blur of sigma 2: the outline of a garment is
    what look-alikes share, the print and seams are what a copy keeps), blurred (sigma 1, to
-   forgive the centroid's error) and averaged 2 x 2: 256 numbers, mean-subtracted, unit length.
-   The original was among a copy's 20 nearest signatures for 95-99% of the copies (97-99% when
-   a pair may come from either image's list, as it does here). Measured worse: the same without
-   the centring 19-23%, the magnitude of the Fourier transform (shift invariant) 82%, HOG 27%,
-   alignment to k-means cluster templates 92%, this signature cut to 64 dimensions by PCA 96%.
+   forgive the centroid's error), averaged 2 x 2, and cut to the central 12 x 12 (the outer
+   4 px ring is background for images smaller than the canvas, and where a shift crops): 144
+   numbers, mean-subtracted, unit length. The original was among a copy's 20 nearest
+   signatures for 97-99% of the copies (98-99% when a pair may come from either image's list,
+   as it does here). Measured worse: the same without the centring 17-19%, the magnitude of
+   the Fourier transform (shift invariant) 82%, HOG 27%, alignment to k-means cluster
+   templates 92%, the whole 16 x 16 cut to 64 dimensions by PCA 96%.
 3. `candidates`: each image's `CANDIDATES` nearest signatures, with the brute-force batched
    search of `tlkit.audit.duplicates.neighbours` (memory `batch` x N).
 4. `correlate`: for every candidate pair, the Pearson correlation of the two thumbnails over
@@ -30,7 +33,7 @@ can be undone or measured on the pixels:
    the best shift is kept. Matrix products (a query's shifted copies against its candidates,
    for the cross sums and, with box masks, the sums over the overlap), in batches. Pairs under
    `MIN_CORRELATION` stop here: planted copies scored 0.96-0.98, 97.5% of the other candidates
-   less than 0.95. On all 60,000 Fashion-MNIST images, 8 pairs between 0.90 and 0.95 passed
+   less than 0.95. On all 60,000 Fashion-MNIST images, 7 pairs between 0.90 and 0.95 passed
    the next test: low-contrast images (where 12 grey levels is much), some of them different
    garments by eye.
 5. `difference`: at that shift, the brightness of one image is fitted to the other (gain and
@@ -44,8 +47,8 @@ can be undone or measured on the pixels:
 
 `DEFAULT_THRESHOLD` 0.95 (d <= 12.75 grey levels) sits in that gap; bench/results/audit.json
 has recall and precision by threshold and the time at 6,150 images. On 60,000 Fashion-MNIST
-images (two cores): thumbnails 0.3 s, signatures 3 s, candidate search 20 s, correlations 15 s,
-differences 4 s.
+images (two cores) `near_pairs` takes 23 s: signatures 3 s, candidate search 8 s, correlations
+9 s, differences 2 s (the thumbnails, made in the property pass, 0.3 s).
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -66,7 +69,7 @@ MAX_OFFSET = SIDE // 4
 MIN_CORRELATION = 0.95
 DEFAULT_THRESHOLD = 0.95
 PERCENTILE = 99
-BATCH = 128
+BATCH = 32
 _HIGHPASS_SIGMA = 2.0
 _BLUR_SIGMA = 1.0
 
@@ -128,15 +131,15 @@ def _shift1d(x, shift, axis):
 
 
 def signatures(pixels, batch=4096):
-    """The candidate signatures (N, 256) float32 (unit rows) and the centroids (N, 2).
+    """The candidate signatures (N, 144) float32 (unit rows) and the centroids (N, 2).
 
     See the module docstring: centred on the centroid of the squared intensity, high-passed,
-    blurred, averaged 2 x 2.
+    blurred, averaged 2 x 2, the central 12 x 12 kept.
     """
     n = len(pixels)
-    g_high, g_blur = _gauss(_HIGHPASS_SIGMA), _gauss(_BLUR_SIGMA)
+    half, ring = SIDE // 2, SIDE // 8
     grid = np.arange(SIDE, dtype=np.float64)
-    sig = np.zeros((n, (SIDE // 2) ** 2), np.float32)
+    sig = np.zeros((n, (half - 2 * ring) ** 2), np.float32)
     cen = np.zeros((n, 2), np.float64)
     for s in range(0, n, batch):
         t = pixels[s:s + batch].astype(np.float32)
@@ -147,8 +150,9 @@ def signatures(pixels, batch=4096):
         cen[s:s + batch] = c
         off = (SIDE - 1) / 2 - c
         centred = _shift1d(_shift1d(t, off[:, 0], 1), off[:, 1], 2)
-        v = _blur(centred - _blur(centred, g_high), g_blur)
-        v = v.reshape(len(t), SIDE // 2, 2, SIDE // 2, 2).mean((2, 4)).reshape(len(t), -1)
+        v = _blur(centred - _blur(centred, _HIGHPASS_SIGMA), _BLUR_SIGMA)
+        v = v.reshape(len(t), half, 2, half, 2).mean((2, 4))
+        v = v[:, ring:half - ring, ring:half - ring].reshape(len(t), -1)
         v -= v.mean(1, keepdims=True)
         sig[s:s + batch] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
     return sig, cen
@@ -162,13 +166,14 @@ def candidates(sig, k=CANDIDATES):
 
 
 def _windows(x, pad):
-    """x (B, S, S) zero-padded by `pad`, as a view (B, 2 pad + 1, 2 pad + 1, S, S) of every
-    S x S window: [b, u, v][y, x] = x[b, y + u - pad, x + v - pad] (zero outside)."""
+    """x (B, H, W) zero-padded by `pad`, as a view (B, 2 pad + 1, 2 pad + 1, H, W) of every
+    H x W window: [b, u, v][y, x] = x[b, y + u - pad, x + v - pad] (zero outside)."""
     from numpy.lib.stride_tricks import sliding_window_view
 
-    padded = np.zeros((len(x), SIDE + 2 * pad, SIDE + 2 * pad), x.dtype)
-    padded[:, pad:pad + SIDE, pad:pad + SIDE] = x
-    return sliding_window_view(padded, (SIDE, SIDE), axis=(1, 2))
+    h, w = x.shape[1:]
+    padded = np.zeros((len(x), h + 2 * pad, w + 2 * pad), x.dtype)
+    padded[:, pad:pad + h, pad:pad + w] = x
+    return sliding_window_view(padded, (h, w), axis=(1, 2))
 
 
 def _moved(x, ey, ex):
@@ -177,25 +182,27 @@ def _moved(x, ey, ex):
     return w[np.arange(len(x)), ey + MAX_OFFSET, ex + MAX_OFFSET]
 
 
-def _gauss(sigma):
-    """The (SIDE, SIDE) matrix of a Gaussian blur along one axis, zero outside the canvas:
-    `G @ x @ G.T` blurs images x (B, SIDE, SIDE) (a matrix product, faster than a filter on
+def _gauss(sigma, n=SIDE):
+    """The (n, n) matrix of a Gaussian blur along one axis, zero outside the image:
+    `Gh @ x @ Gw.T` blurs images x (B, h, w) (a matrix product, faster than a filter on
     32 px images)."""
-    d = np.arange(SIDE)[:, None] - np.arange(SIDE)[None, :]
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
     g = np.exp(-0.5 * (d / sigma) ** 2) * (np.abs(d) <= 4 * sigma)
-    return (g / g[SIDE // 2].sum()).astype(np.float32)
+    full = np.exp(-0.5 * (np.arange(-4 * sigma, 4 * sigma + 1) / sigma) ** 2).sum()
+    return (g / full).astype(np.float32)
 
 
-def _blur(x, g):
-    return np.matmul(np.matmul(g, x), g.T)
+def _blur(x, sigma):
+    h, w = x.shape[-2:]
+    return np.matmul(np.matmul(_gauss(sigma, h), x), _gauss(sigma, w).T)
 
 
-def _box_masks(boxes, ey=0, ex=0):
-    """Float masks (..., SIDE, SIDE) of `boxes` (..., 4) moved by -e: m[y] = box[y + e]."""
-    grid = np.arange(SIDE)
+def _box_masks(boxes, ey=0, ex=0, shape=(SIDE, SIDE)):
+    """Float masks (..., h, w) of `boxes` (..., 4) moved by -e: m[y] = box[y + e]."""
     ey, ex = np.asarray(ey), np.asarray(ex)
-    rows = (grid >= (boxes[..., 0] - ey)[..., None]) & (grid < (boxes[..., 1] - ey)[..., None])
-    cols = (grid >= (boxes[..., 2] - ex)[..., None]) & (grid < (boxes[..., 3] - ex)[..., None])
+    gy, gx = np.arange(shape[0]), np.arange(shape[1])
+    rows = (gy >= (boxes[..., 0] - ey)[..., None]) & (gy < (boxes[..., 1] - ey)[..., None])
+    cols = (gx >= (boxes[..., 2] - ex)[..., None]) & (gx < (boxes[..., 3] - ex)[..., None])
     return (rows[..., :, None] & cols[..., None, :]).astype(np.float32)
 
 
@@ -223,6 +230,7 @@ def correlate(pixels, boxes, cand, centroids, search=SEARCH, batch=BATCH):
         shift at which b[y + e] matches a[y].
     """
     n, k = cand.shape
+    shape = pixels.shape[1:]
     span = 2 * search + 1
     r = np.full((n, k), -1.0, np.float32)
     ey = np.zeros((n, k), np.int64)
@@ -240,13 +248,13 @@ def correlate(pixels, boxes, cand, centroids, search=SEARCH, batch=BATCH):
         # each image minus its mean over its box, zero outside (float32 sums stay accurate);
         # the query moved by every s (q_s[y] = a[y - s]) against b moved by -e0 (b[y + e0]):
         # sum_y q_s[y] b'[y] = sum_u a[u] b[u + e0 + s]
-        ma = _box_masks(boxes[rows])
+        ma = _box_masks(boxes[rows], shape=shape)
         za = (pixels[rows] - means[rows, None, None].astype(np.float32)) * ma
-        flat = (len(rows), span * span, SIDE * SIDE)
+        flat = (len(rows), span * span, shape[0] * shape[1])
         q = _windows(za, search)[:, ::-1, ::-1].reshape(flat)
         qm = _windows(ma, search)[:, ::-1, ::-1].reshape(flat)
         b_flat, ey0, ex0 = b_rows.ravel(), e0[..., 0].ravel(), e0[..., 1].ravel()
-        bm = _box_masks(boxes[b_flat], ey0, ex0)
+        bm = _box_masks(boxes[b_flat], ey0, ex0, shape)
         bz = (_moved(pixels[b_flat], ey0, ex0) - means[b_flat, None, None].astype(np.float32)) * bm
         bz = bz.reshape(len(rows), k, -1).transpose(0, 2, 1)
         bm = bm.reshape(len(rows), k, -1).transpose(0, 2, 1)
@@ -267,14 +275,13 @@ def correlate(pixels, boxes, cand, centroids, search=SEARCH, batch=BATCH):
     return r, ey, ex
 
 
-def difference(pixels, boxes, i, j, ey, ex, batch=4096):
+def difference(pixels, boxes, i, j, ey, ex, batch=2048):
     """The difference `d` (grey levels) of each pair: b = pixels[j] against a = pixels[i] at
     b[y + e] ~ a[y], after a gain and offset fit, the residual blurred, its `PERCENTILE`th
     percentile over the overlap (see the module docstring)."""
     out = np.full(len(i), np.inf)
-    yy = np.arange(SIDE)[None, :, None]
-    xx = np.arange(SIDE)[None, None, :]
-    g = _gauss(_BLUR_SIGMA)
+    yy = np.arange(pixels.shape[1])[None, :, None]
+    xx = np.arange(pixels.shape[2])[None, None, :]
     for s in range(0, len(i), batch):
         p = slice(s, s + batch)
         a = pixels[i[p]].astype(np.float32)
@@ -286,8 +293,8 @@ def difference(pixels, boxes, i, j, ey, ex, batch=4096):
         ac = (a - (a * w).sum((1, 2))[:, None, None] / cnt) * w
         bc = (b - (b * w).sum((1, 2))[:, None, None] / cnt) * w
         gain = (ac * bc).sum((1, 2)) / np.maximum((ac * ac).sum((1, 2)), 1e-6)
-        res = _blur(bc - gain[:, None, None] * ac, g)
-        norm = _blur(w, g)  # normalised convolution: the blur of the overlap only
+        res = _blur(bc - gain[:, None, None] * ac, _BLUR_SIGMA)
+        norm = _blur(w, _BLUR_SIGMA)  # normalised convolution: the blur of the overlap only
         res = np.where(w > 0, np.abs(res) / np.maximum(norm, 1e-3), -1).reshape(len(a), -1)
         # the PERCENTILE-th percentile over the overlap: the k-th largest value
         k = np.maximum(np.rint((1 - PERCENTILE / 100) * cnt[:, 0, 0]).astype(np.int64), 1)
@@ -313,6 +320,11 @@ def near_pairs(pixels, boxes, threshold=DEFAULT_THRESHOLD, k=CANDIDATES):
         return []
     sig, cen = signatures(pixels)
     cand = candidates(sig, k=min(k, n - 1))
+    # every image is zero outside its box: the rest of the canvas can go (28 px images: 23%
+    # fewer pixels to compare); centroids only enter as differences
+    y0, x0 = boxes[:, 0].min(), boxes[:, 2].min()
+    pixels = pixels[:, y0:boxes[:, 1].max(), x0:boxes[:, 3].max()]
+    boxes = boxes - np.array([y0, y0, x0, x0])
     r, ey, ex = correlate(pixels, boxes, cand, cen)
     keep = r >= MIN_CORRELATION
     i = np.repeat(np.arange(n), cand.shape[1])[keep.ravel()]
