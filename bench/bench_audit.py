@@ -241,7 +241,8 @@ def main():
                   "ratio_to_forward_pass": round(statistics.mean(cached) / fwd, 2),
                   "breakdown_last_run": last.summary["seconds"],
                   "features_megabytes": last.summary["features"]["megabytes"],
-                  "features_shape": last.summary["features"]["shape"]},
+                  "features_shape": last.summary["features"]["shape"],
+                  "thumbnails_megabytes": last.summary["thumbnails"]["megabytes"]},
     }
     path = common.write("audit", {"source": source, "cleanlab": cl, "seeds": args.seeds,
                                   "summary": summary, "records": records}, args)

@@ -3,10 +3,13 @@
 Two classes of 16x16 colour textures, red and blue: random-weight conv features separate them
 by colour, so a red image filed under blue is a planted wrong label the out-of-fold probe
 must find. Also planted: an exact copy of a training image in test (a leak), a constant image,
-a dark image, a tiny image (upscaled by the loader, small at its stored size).
+a dark image, a tiny image (upscaled by the loader, small at its stored size). Near duplicates
+have their own garments: 28 px silhouettes filled with a print, copied JPEG-re-encoded, shifted
+and brightened, next to look-alikes (the same silhouette, another print).
 """
 
 import csv
+import io
 import doctest
 import importlib
 import inspect
@@ -56,11 +59,10 @@ def audited(photos, tmp_path_factory):
 
     keras.utils.set_random_seed(0)  # the random base weights, the same every run
     out = tmp_path_factory.mktemp("audit_out") / "audit"
-    # near_threshold 1: random-weight features put unrelated textures close together, so
-    # only the exact copy (found by its pixel hash) pairs images here
+    # random textures: no two are alike in their pixels, so only the exact copy (found by its
+    # pixel hash) pairs images here
     result = audit(str(photos), "mobilenet_v2", weights=None, image_size=32, out=out,
-                   fix_splits=True, min_side=12, outlier_share=0.05, near_threshold=1.0,
-                   verbose=0)
+                   fix_splits=True, min_side=12, outlier_share=0.05, verbose=0)
     return result, out
 
 
@@ -168,8 +170,95 @@ def test_a_trained_model_gives_the_features(photos, tmp_path):
     assert r.summary["audited"] == 2 * (N + 4) + 5
 
 
+SHIRT = np.zeros((28, 28), bool)
+SHIRT[3:26, 7:21] = True  # body
+SHIRT[3:13, 2:26] = True  # sleeves
+
+
+def _garment(rng, mask=SHIRT):
+    """A silhouette filled with a smooth print: look-alikes share the silhouette (a global
+    correlation of about 0.98, as Fashion-MNIST's do), copies also the print."""
+    from scipy import ndimage
+
+    print_ = ndimage.gaussian_filter(rng.normal(size=mask.shape), 1.2)
+    return (mask * np.clip(170 + 20 * print_ / print_.std(), 0, 255)).astype(np.uint8)
+
+
+def _altered(img, quality=50, shift=(2, -3), gain=1.1):
+    """`img` JPEG-re-encoded, moved by `shift` px (zero fill) and brightness-scaled by `gain`,
+    the alterations of bench/bench_audit.py's planted copies at their strongest."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    img = np.asarray(Image.open(io.BytesIO(buf.getvalue())), np.float32)
+    out = np.zeros_like(img)
+    (dy, dx), h, w = shift, *img.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        img[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return np.clip(out * gain, 0, 255).astype(np.uint8)
+
+
+def test_an_altered_copy_is_a_near_duplicate_and_a_look_alike_is_not():
+    from tlkit.audit import pixels
+
+    rng = np.random.default_rng(3)
+    garments = [_garment(rng) for _ in range(12)]
+    original, look_alike = garments[0], garments[1]
+    # as alike as a copy by their global correlation: the local difference must decide
+    assert np.corrcoef(original.ravel(), look_alike.ravel())[0, 1] > pixels.MIN_CORRELATION
+    copies = [_altered(original), _altered(original, quality=90, shift=(-3, 3), gain=0.9)]
+    thumbs, boxes = pixels.stack([pixels.thumbnail(g) for g in garments + copies])
+    found = {(i, j): s for i, j, s in pixels.near_pairs(thumbs, boxes)}
+    assert set(found) == {(0, 12), (0, 13), (12, 13)}, found
+    assert all(s >= pixels.DEFAULT_THRESHOLD for s in found.values())
+    everything = {(i, j): s for i, j, s in pixels.near_pairs(thumbs, boxes, threshold=0)}
+    assert everything[(0, 1)] < pixels.DEFAULT_THRESHOLD - 0.05, everything
+
+
+def test_thumbnails_keep_small_images_and_scale_large_ones():
+    from tlkit.audit import pixels
+
+    img = (np.arange(28 * 28) % 251).astype(np.uint8).reshape(28, 28)
+    small, box = pixels.thumbnail(img)
+    assert box == (2, 30, 2, 30) and np.array_equal(small[2:30, 2:30], img)
+    big, box = pixels.thumbnail(np.zeros((400, 200, 3), np.uint8))
+    assert big.shape == (32, 32) and box == (0, 32, 8, 24)
+
+
+def test_audit_reports_altered_copies_as_leaks_and_near_duplicates(tmp_path):
+    """End to end: an altered copy in test is a leak, one in train a near duplicate, and a
+    look-alike in test is neither."""
+    from tlkit.audit import audit
+
+    rng = np.random.default_rng(5)
+    root = tmp_path / "garments"
+    for split, n in (("train", 6), ("test", 2)):
+        for cls, tint in (("warm", (1.0, 0.7, 0.5)), ("cold", (0.5, 0.7, 1.0))):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                g = _garment(rng)[..., None] * np.array(tint)
+                Image.fromarray(g.astype(np.uint8)).save(root / split / cls / f"{i}.png")
+    with Image.open(root / "train/warm/0.png") as im:
+        original = np.asarray(im.convert("L"))
+    Image.fromarray(_altered(original)).save(root / "test/warm/copy.png")
+    again = _altered(original, shift=(-1, 2), gain=0.92)
+    Image.fromarray(again).save(root / "train/warm/again.png")
+    Image.fromarray(_garment(rng)).save(root / "test/warm/look_alike.png")
+    r = audit(str(root), "zoo:simple_cnn", weights=None, image_size=16, folds=2,
+              val_fraction=0, verbose=0)
+    pairs = {(row["kind"], row["path"], row["other"]) for row in r.issues
+             if row["kind"] in ("near_duplicate", "leak")}
+    # the copy in test pairs with both training images it copies (within a split, which one
+    # is called the copy follows the order of the data)
+    assert pairs == {("leak", "test/warm/copy.png", "train/warm/0.png"),
+                     ("leak", "test/warm/copy.png", "train/warm/again.png"),
+                     ("near_duplicate", "train/warm/0.png", "train/warm/again.png")}, pairs
+    assert r.summary["leak_rates"]["train-test"]["images"] == 1
+    assert r.summary["thumbnails"]["shape"] == [r.summary["audited"], 32, 32]
+
+
 MODULES = ["tlkit.audit", "tlkit.audit.properties", "tlkit.audit.labels",
-           "tlkit.audit.duplicates", "tlkit.audit.outliers", "tlkit.data.overrides"]
+           "tlkit.audit.duplicates", "tlkit.audit.pixels", "tlkit.audit.outliers",
+           "tlkit.data.overrides"]
 
 
 @pytest.mark.parametrize("module", MODULES)

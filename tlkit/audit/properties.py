@@ -2,7 +2,8 @@
 
 Each image is read once, at its stored size (a file is decoded from its bytes; an array row
 is used as it is), and gives a content hash of its pixels (exact duplicates, see
-`tlkit.audit.duplicates`) and a few statistics computed on a thumbnail of at most
+`tlkit.audit.duplicates`), the grey 32 px thumbnail that near duplicates are matched on
+(`tlkit.audit.pixels.thumbnail`), and a few statistics computed on a thumbnail of at most
 `THUMBNAIL` px a side, so that a 4000 px photo costs as little as a 96 px one:
 
 - `small`: the shorter side is under `min_side` px;
@@ -13,7 +14,8 @@ is used as it is), and gives a content hash of its pixels (exact duplicates, see
 - `aspect_ratio`: the longer side is more than `MAX_ASPECT` times the shorter one;
 - `grayscale`: an RGB image whose three channels are equal (stored as colour, holds grey).
 
-Memory is one image at a time. Files that cannot be read are counted, not fatal.
+Memory is one image at a time, plus 1 KB an image for the near-duplicate thumbnails. Files that
+cannot be read are counted, not fatal.
 
 Example:
     >>> import numpy as np
@@ -131,10 +133,15 @@ def scan(images, *, paths=None, min_side=MIN_SIDE, progress=None):
         progress: a callable taking the count done so far, or None.
 
     Returns:
-        `(hashes, found, unreadable)`: a list of N pixel hashes (None where unreadable),
-        a list of N `{kind: score}` dicts, and {position: reason} of the unreadable ones.
+        `(hashes, found, unreadable, thumbs)`: a list of N pixel hashes (None where
+        unreadable), a list of N `{kind: score}` dicts, {position: reason} of the unreadable
+        ones, and the near-duplicate thumbnails `(pixels (N, 32, 32) uint8, boxes (N, 4))` of
+        `tlkit.audit.pixels.stack` (blank where unreadable).
     """
-    hashes, found, unreadable = [], [], {}
+    from tlkit.audit import pixels
+
+    hashes, found, unreadable, thumbs = [], [], {}, []
+    blank = pixels.thumbnail(np.zeros((1, 1), np.uint8))
     n = 0
     for i, item in enumerate(paths if paths is not None else images):
         n = i + 1
@@ -144,12 +151,14 @@ def scan(images, *, paths=None, min_side=MIN_SIDE, progress=None):
             if image is None:
                 hashes.append(None)
                 found.append({})
+                thumbs.append(blank)
                 unreadable[i] = reason
                 continue
         hashes.append(pixel_hash(image))
         found.append(check(stats(image), min_side))
+        thumbs.append(pixels.thumbnail(image))
         if progress is not None and (i + 1) % 256 == 0:
             progress(i + 1)
     if progress is not None:
         progress(n)
-    return hashes, found, unreadable
+    return hashes, found, unreadable, pixels.stack(thumbs)

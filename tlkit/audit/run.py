@@ -2,12 +2,13 @@
 
 The order: arguments are checked, then the model (a named backbone, or a trained `--model`)
 is built or loaded, then the data is indexed; nothing is written before all three succeed.
-One pass reads every image at its stored size for the properties and pixel hashes
-(`properties`), one pass of the frozen model gives its pooled features (through the feature
-cache, so a second audit, or a `finetune --cache-dir` on the same data, skips it), and the
-rest works on the features: the K-fold probe (`labels`), the neighbour search (`duplicates`,
-`outliers`). Files are written into a hidden staging folder inside `out` and moved into place
-at the end, so an error leaves no partial audit.
+One pass reads every image at its stored size for the properties, pixel hashes and the 32 px
+thumbnails of near duplicates (`properties`), one pass of the frozen model gives its pooled
+features (through the feature cache, so a second audit, or a `finetune --cache-dir` on the same
+data, skips it); the K-fold probe (`labels`) and the outliers' neighbour search (`duplicates`,
+`outliers`) work on the features, near duplicates and leaks on the thumbnails (`pixels`).
+Files are written into a hidden staging folder inside `out` and moved into place at the end, so
+an error leaves no partial audit.
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ import time
 
 import numpy as np
 
-from tlkit.audit import duplicates, labels as labels_lib, outliers, properties
+from tlkit.audit import duplicates, labels as labels_lib, outliers, pixels, properties
 from tlkit.errors import TlkitError, check_choice, suggest
 from tlkit.settings import DATA, MODEL, RUN
 
@@ -161,7 +162,7 @@ def _images(x):
 def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
           image_size=DATA.image_size, out=None, folds=labels_lib.DEFAULT_FOLDS,
           max_issues=None, outlier_share=outliers.DEFAULT_SHARE,
-          near_threshold=duplicates.DEFAULT_THRESHOLD, neighbours=duplicates.DEFAULT_K,
+          near_threshold=pixels.DEFAULT_THRESHOLD, neighbours=duplicates.DEFAULT_K,
           label_score="self_confidence", min_side=properties.MIN_SIDE, fix_splits=False,
           batch_size=RUN.batch_size, seed=RUN.seed, val_fraction=DATA.val_fraction,
           test_fraction=DATA.test_fraction, on_bad_image=DATA.on_bad_image, cache_dir=None,
@@ -179,8 +180,9 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         folds: K of the out-of-fold probe; every class needs K images.
         max_issues: report at most this many issues of each kind (None: all).
         outlier_share: the share of images flagged as outliers.
-        near_threshold: cosine similarity of features from which a pair is a near duplicate.
-        neighbours: k of the kNN search (outlier score, duplicate candidates).
+        near_threshold: the pixel similarity (1 - the aligned, brightness-matched difference
+            / 255, `tlkit.audit.pixels`) from which a pair is a near duplicate or a leak.
+        neighbours: k of the feature kNN search (the outlier score).
         label_score: `"self_confidence"` or `"normalized_margin"` (label_scores.csv, ranks).
         min_side: images with a shorter side below this many px are `small`.
         fix_splits: write `out/index.json`, the data's index with every duplicate group in
@@ -221,7 +223,7 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
     labels_lib.check_folds(y_all, dataset.class_names, folds)
     feat_data = dataset.converted(input_shape)
 
-    names, splits, hashes, found, keep, feats = [], [], [], [], [], []
+    names, splits, hashes, found, keep, feats, thumbs = [], [], [], [], [], [], []
     t_props = t_feats = 0.0
     for split in SPLITS:
         x, y = dataset.split(split)
@@ -231,7 +233,7 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         images, paths = _images(x)
         if verbose:
             print(f"tlkit: audit: image checks, {split} ({len(y):,} images)")
-        h, f, bad = properties.scan(images, paths=paths, min_side=min_side)
+        h, f, bad, th = properties.scan(images, paths=paths, min_side=min_side)
         t1 = time.perf_counter()
         xf = feat_data.split(split)[0]
         got, _ = feature_cache.get(extractor, xf, labels=y, cache_dir=cache_dir, name=split,
@@ -251,6 +253,7 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         splits += [split] * len(y)
         hashes += h
         found += f
+        thumbs.append(th)
         keep.append(ok)
     keep = np.concatenate(keep)
     features = np.concatenate(feats).astype(np.float32)
@@ -268,13 +271,18 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
     suggested = probs.argmax(axis=1)
     t3 = time.perf_counter()
     dist, idx = duplicates.neighbours(features, k=neighbours)
+    out_score = outliers.scores(dist)
+    t4 = time.perf_counter()
+    if verbose:
+        print(f"tlkit: audit: near duplicates ({len(pos):,} images)")
+    thumb_px = np.concatenate([t[0] for t in thumbs])[pos]
+    thumb_box = np.concatenate([t[1] for t in thumbs])[pos]
     exact_pairs = [(g[0], j) for g in duplicates.exact_groups([hashes[i] for i in pos])
                    for j in g[1:]]
     same = {(min(a, b), max(a, b)) for a, b in exact_pairs}
-    near = [(i, j, s) for i, j, s in duplicates.near_pairs(dist, idx, near_threshold)
+    near = [(i, j, s) for i, j, s in pixels.near_pairs(thumb_px, thumb_box, near_threshold)
             if (i, j) not in same and hashes[pos[i]] != hashes[pos[j]]]
-    out_score = outliers.scores(dist)
-    t4 = time.perf_counter()
+    t5 = time.perf_counter()
 
     cls = dataset.class_names
     issues = {k: [] for k in KINDS}
@@ -313,12 +321,15 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         "leak_rates": duplicates.leak_rates(all_pairs, sp),
         "features": {"model": model_name, "shape": list(features.shape),
                      "megabytes": round(features.nbytes / 2**20, 2)},
+        "thumbnails": {"shape": list(thumb_px.shape),
+                       "megabytes": round((thumb_px.nbytes + thumb_box.nbytes) / 2**20, 2)},
         "probe_accuracy": round(float((suggested == y).mean()), 4),
         "settings": {"folds": folds, "label_score": label_score, "near_threshold": near_threshold,
                      "neighbours": neighbours, "outlier_share": outlier_share,
                      "min_side": min_side, "max_issues": max_issues, "seed": seed},
         "seconds": {"image_checks": round(t_props, 2), "features": round(t_feats, 2),
-                    "labels": round(t3 - t2, 2), "neighbours": round(t4 - t3, 2)},
+                    "labels": round(t3 - t2, 2), "neighbours": round(t4 - t3, 2),
+                    "near_duplicates": round(t5 - t4, 2)},
     }
     scores = [{"path": names[pos[r]], "label_quality": round(float(qual[r]), 6),
                "split": sp[r], "given": cls[y[r]], "suggested": cls[suggested[r]],

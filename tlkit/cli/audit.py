@@ -5,7 +5,7 @@ from tlkit.cli import subcommand
 
 # the library's defaults, written here without importing it (tlkit --help imports no TF):
 # tests/test_audit.py checks that they equal tlkit.audit.run.audit's
-DEFAULTS = {"folds": 5, "outlier_share": 0.01, "near_threshold": 0.97, "neighbours": 10,
+DEFAULTS = {"folds": 5, "outlier_share": 0.01, "near_threshold": 0.95, "neighbours": 10,
             "label_score": "self_confidence", "min_side": 32}
 LABEL_SCORES = ("self_confidence", "normalized_margin")  # tlkit.audit.labels.SCORES
 
@@ -31,10 +31,10 @@ def _configure_audit(p):
     g.add_argument("--max-issues", type=int, default=None,
                    help="report at most N issues of each kind (default: all)")
     g.add_argument("--near-threshold", type=float, default=DEFAULTS["near_threshold"],
-                   help="cosine similarity of features from which two images are near "
-                        "duplicates")
+                   help="pixel similarity (1 - the difference of the aligned, brightness-"
+                        "matched images / 255) from which two images are near duplicates")
     g.add_argument("--neighbours", type=int, default=DEFAULTS["neighbours"],
-                   help="k of the nearest-neighbour search (outliers, duplicate candidates)")
+                   help="k of the feature nearest-neighbour search (outliers)")
     g.add_argument("--outlier-share", type=float, default=DEFAULTS["outlier_share"],
                    help="share of the images flagged as outliers")
     g.add_argument("--min-side", type=int, default=DEFAULTS["min_side"],
