@@ -78,11 +78,7 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     readable = listing.readable_images(inputs, on_bad_image, skipped)
     good, use_pil = [p for p, _ in readable], [pr.decoder == "pil" for _, pr in readable]
     shape = model.input_shape
-    note = listing.small_images_note(readable, shape[:2])
-    if note:
-        import warnings
-
-        warnings.warn(note, stacklevel=2)
+    listing.warn_small_images(readable, shape[:2])
     resize = resize or model_resize(model) or data_lib.DEFAULT_RESIZE
     files = data_lib.ImageFiles(good, tuple(shape[:2]), shape[2], resize, use_pil)
     ds = files.as_dataset(with_ids=True, parallel=os.cpu_count() or 1, batch_size=batch_size)

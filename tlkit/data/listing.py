@@ -144,6 +144,16 @@ def small_images_note(readable, image_size):
             f"about {'it' if len(tiny) == 1 else 'them'} means little.")
 
 
+def warn_small_images(readable, image_size, stacklevel=2):
+    """Warn once (`warnings.warn`) with `small_images_note` when it has something to say;
+    `stacklevel` counts from the caller, as `warnings.warn`'s does."""
+    note = small_images_note(readable, image_size)
+    if note:
+        import warnings
+
+        warnings.warn(note, stacklevel=stacklevel + 1)
+
+
 def skipped_message(skipped, shown=3):
     """One line about the files `readable_images` (or a decode) skipped, naming a few.
 

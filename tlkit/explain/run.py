@@ -143,7 +143,7 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
 
 def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_bad_image,
              skipped):
-    check_choice("on_bad_image", on_bad_image, ("skip", "error"))
+    check_choice("on_bad_image", on_bad_image, ("skip", "error"))  # before the model loads
     model, meta = saving.load(model_path)
 
     if method == "filters":
@@ -159,11 +159,7 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_b
     # Headers only: with on_bad_image="error" a bad file stops the run before anything is
     # written. Then one image at a time: a folder of any size needs the memory of one image.
     readable = listing.readable_images(inputs, on_bad_image, skipped)
-    note = listing.small_images_note(readable, input_shape[:2])
-    if note:
-        import warnings
-
-        warnings.warn(note, stacklevel=3)
+    listing.warn_small_images(readable, input_shape[:2], stacklevel=3)
     files = [Path(p) for p, _ in readable]
     from tlkit.data import decode
 
