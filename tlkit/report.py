@@ -83,7 +83,8 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
         out_dir: when given, `report.json`, `confusion_matrix.png`, `top_losses.png` and
             `curves.png` go there.
         history: per-epoch dict from `tlkit.train.fit`, for the curves.
-        batch_size: prediction batch size.
+        batch_size: the training batch size; prediction batches grow from it for small
+            images (`tlkit.data.pipeline.inference_batch_size`).
         top_k: k of the top-k accuracy (capped below the number of classes).
         extra: more JSON-able facts to store in the report.
         predictions: a list that receives `(probabilities, labels)` of the images read, for
@@ -92,7 +93,8 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
     Returns:
         The report dict (also printed by `format_report`).
     """
-    probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch_size,
+    batch = data_lib.inference_batch_size(batch_size, model.input_shape)
+    probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch,
                                               verbose=verbose)
     if predictions is not None:
         predictions.append((probs, y_read))
