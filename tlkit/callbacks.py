@@ -31,6 +31,13 @@ from tlkit.errors import TlkitError
 MIN_SAVE_SECONDS = 2.0
 
 
+def _throttle(model, min_seconds):
+    """`min_seconds`, or 0 (every epoch) under a multi-worker strategy: the workers' clocks
+    differ, and every worker must make the same saving decision at the same epoch."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return 0.0 if type(strategy).__name__.startswith("MultiWorker") else min_seconds
+
+
 class DivergedError(TlkitError):
     """A NaN or infinite loss: the run stops, nothing is saved (the CLI exits with 3)."""
 
@@ -196,7 +203,7 @@ class InterruptSafeBackup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
         self._last_batch_seen = 0
-        if time.monotonic() - self._saved_at < self.min_seconds:
+        if time.monotonic() - self._saved_at < _throttle(self.model, self.min_seconds):
             return
         with sigint_deferred():
             self._save_model()
@@ -225,7 +232,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(value) or not value < self.best:
             return
         self.best, self.pending = value, True
-        if time.monotonic() - self._saved_at >= self.min_seconds:
+        if time.monotonic() - self._saved_at >= _throttle(self.model, self.min_seconds):
             self._write()
 
     def on_train_end(self, logs=None):
