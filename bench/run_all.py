@@ -45,6 +45,8 @@ BENCHES = [  # (script, result name[, extra arguments])
     ("bench_data.py", "data", ("--backbone", "resnet50", "--ft-size", "32")),
     ("bench_image_cache.py", "image-cache"),
     ("bench_advise.py", "advise"),
+    # float32 against bfloat16: the kernels' ceiling and plain Keras training (issue 26)
+    ("bench_ceiling.py", "ceiling"),
     ("bench_tuning.py", "tuning"),  # another owner's; runs when present
 ]
 NO_RETRY = {"tuning"}  # long; its owner decides about repeats

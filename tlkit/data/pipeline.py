@@ -187,8 +187,8 @@ def inference_batch_size(batch_size, input_shape):
     """The batch to predict with: `batch_size`, grown for small images (see above).
 
     Example:
-        >>> inference_batch_size(16, (None, 28, 28, 1)), inference_batch_size(16, (224, 224, 3))
-        (128, 16)
+        >>> inference_batch_size(16, (None, 28, 28, 1)), inference_batch_size(32, (224, 224, 3))
+        (128, 32)
     """
     dims = [d for d in tuple(input_shape)[-3:-1] if d]
     if len(dims) != 2:
