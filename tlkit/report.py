@@ -93,7 +93,8 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
     Returns:
         The report dict (also printed by `format_report`).
     """
-    batch = data_lib.inference_batch_size(batch_size, model.input_shape)
+    batch = data_lib.inference_batch_size(batch_size,
+                                               getattr(model, "input_shape", None))
     probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch,
                                               verbose=verbose)
     if predictions is not None:

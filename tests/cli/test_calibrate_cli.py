@@ -84,7 +84,9 @@ def test_calibrate_then_predict_reject_and_evaluate(capsys, model, photos, tmp_p
     x = data_lib.read_images([rows[0]["path"]], image_size=(16, 16),
                              channels=m.input_shape[-1])
     p, _, _ = calibrate.apply_metadata(m.predict(x.astype("float32"), verbose=0), meta)
-    assert float(rows[0]["prob1"]) == pytest.approx(float(p.max()), abs=5e-5)  # batched vs single
+    # batched against a single image: oneDNN's AVX-512 kernels differ by batch in the last
+    # float32 digits, which the temperature sharpens (5.4e-5 seen); T moves it far more
+    assert float(rows[0]["prob1"]) == pytest.approx(float(p.max()), abs=2e-4)
     code, out, err = run(capsys, "evaluate", model, "--data", photos, "--out", tmp_path / "ev")
     assert code == 0, err
     assert "90% most confident" in out

@@ -186,10 +186,15 @@ INFERENCE_PIXELS = 128 * 96 * 96
 def inference_batch_size(batch_size, input_shape):
     """The batch to predict with: `batch_size`, grown for small images (see above).
 
+    `input_shape` None (a wrapper such as `tlkit.tta.TTAModel`, whose views multiply the
+    batch) keeps `batch_size`.
+
     Example:
         >>> inference_batch_size(16, (None, 28, 28, 1)), inference_batch_size(32, (224, 224, 3))
         (128, 32)
     """
+    if input_shape is None:
+        return batch_size
     dims = [d for d in tuple(input_shape)[-3:-1] if d]
     if len(dims) != 2:
         return batch_size
