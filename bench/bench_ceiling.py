@@ -18,6 +18,12 @@ It prints and stores ratios: bfloat16 / float32 for each kernel and each model, 
 training run's achieved GFLOP/s as a share of the float32 (or bfloat16) conv ceiling. CPU
 flags (`avx512_bf16`, `amx_bf16`) are recorded: oneDNN runs bfloat16 natively only with them.
 
+Open problem (2026-12-04): the first full run gave identical images/s for both policies at
+MobileNetV2 160 px and ResNet50 96 px (24.6 / 24.9), while a standalone timing of ResNet50 at
+96 px gave 0.93 s a float32 step against 0.79 s a bfloat16 step, and whole fit calls of 10.3 s
+against 6.4 s (float32 calls spend ~2.9 s outside their steps). Find where that time goes
+before any default is changed on these rows; the kernel rows are consistent across runs.
+
 Run: `.venv/bin/python bench/bench_ceiling.py` (`--quick` for a smoke run).
 """
 
