@@ -216,8 +216,8 @@ class BestCheckpoint(keras.callbacks.Callback):
     Keras's `ModelCheckpoint(save_best_only=True)` writes at every improvement, which on
     cached features costs more than the epochs. Here an improvement within `min_seconds` of
     the last write is written at the end of training instead, when EarlyStopping (earlier in
-    the list, same monitor) has restored the best weights; so the file holds the best weights
-    once the phase ends, and lags by at most `min_seconds` while it runs.
+    the list, same monitor) has restored the best weights. So the file holds the best weights
+    once the phase ends; while it runs (or after a kill) it may hold an earlier best.
     """
 
     def __init__(self, path, *, monitor="val_loss", min_seconds=MIN_SAVE_SECONDS):
