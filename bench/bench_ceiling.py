@@ -21,8 +21,10 @@ flags (`avx512_bf16`, `amx_bf16`) are recorded: oneDNN runs bfloat16 natively on
 Open problem (2026-12-04): the first full run gave identical images/s for both policies at
 MobileNetV2 160 px and ResNet50 96 px (24.6 / 24.9), while a standalone timing of ResNet50 at
 96 px gave 0.93 s a float32 step against 0.79 s a bfloat16 step, and whole fit calls of 10.3 s
-against 6.4 s (float32 calls spend ~2.9 s outside their steps). Find where that time goes
-before any default is changed on these rows; the kernel rows are consistent across runs.
+against 6.4 s; and the same float32 call took 10.3 s once and 7.4 s the next time in one
+process (3.0 s between the last batch callback and fit's return). Repeat and interleave many
+times, and find where that time goes, before any default is changed on these rows; the kernel
+rows are consistent across runs.
 
 Run: `.venv/bin/python bench/bench_ceiling.py` (`--quick` for a smoke run).
 """
