@@ -12,19 +12,20 @@ Issue 26's first step: measure before choosing a precision. Two parts, in one pr
   (the softmax in float32, as Keras's mixed-precision guide says). Images/s is the median of 3
   timed chunks of steps after a warm-up; achieved GFLOP/s counts the forward pass's FLOPs from
   the graph (TensorFlow's profiler on the model's concrete function) times 3 for a training
-  step (the backward pass is about twice the forward: the usual rule, not a count).
+  step (the backward pass is about twice the forward: the usual rule, not a count). Both
+  policies' models are built once and their timed fits alternate (A B A B ...).
 
 It prints and stores ratios: bfloat16 / float32 for each kernel and each model, and each
 training run's achieved GFLOP/s as a share of the float32 (or bfloat16) conv ceiling. CPU
 flags (`avx512_bf16`, `amx_bf16`) are recorded: oneDNN runs bfloat16 natively only with them.
 
-Open problem (2026-12-04): the first full run gave identical images/s for both policies at
-MobileNetV2 160 px and ResNet50 96 px (24.6 / 24.9), while a standalone timing of ResNet50 at
-96 px gave 0.93 s a float32 step against 0.79 s a bfloat16 step, and whole fit calls of 10.3 s
-against 6.4 s; and the same float32 call took 10.3 s once and 7.4 s the next time in one
-process (3.0 s between the last batch callback and fit's return). Repeat and interleave many
-times, and find where that time goes, before any default is changed on these rows; the kernel
-rows are consistent across runs.
+Open problem (2026-12-04): many timed fits take exactly 5.15 s or 10.3 s for their 256
+images (49.7 / 24.6-24.9 images/s) whatever the model and policy: MobileNetV2 at 160 px and
+ResNet50 at 96 px, in both policies, and MobileNetV2 at 96 px in bfloat16, while other fits of
+the same models run faster (ResNet50 bfloat16: 40.9 and 40.2; MobileNetV2 160 px float32:
+41.2-41.7). A stall quantised in ~5 s steps, not compute, sets these rows; a standalone
+MobileNetV2 96 px float32 run (numpy, tf.data, train_on_batch) showed none. Find it before any
+default is changed on the training rows; the kernel rows agree across runs.
 
 Run: `.venv/bin/python bench/bench_ceiling.py` (`--quick` for a smoke run).
 """
@@ -117,12 +118,13 @@ def forward_flops(model, size):
     return tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops
 
 
-def training(name, size, policy, quick, batch=32):
-    """Images/s of plain Keras fit steps under `policy`; and the forward FLOPs per image."""
-    import keras
-    import numpy as np
+POLICIES = ("float32", "mixed_bfloat16")
 
-    keras.config.set_dtype_policy(policy)
+
+def _build(name, size, policy):
+    import keras
+
+    keras.config.set_dtype_policy(policy)  # layers take the policy when they are created
     try:
         app = {"mobilenet_v2": keras.applications.MobileNetV2,
                "resnet50": keras.applications.ResNet50}[name]
@@ -130,22 +132,40 @@ def training(name, size, policy, quick, batch=32):
         out = keras.layers.Dense(10, activation="softmax", dtype="float32")(base.output)
         model = keras.Model(base.input, out)
         model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
-        steps = 2 if quick else 8
-        rng = np.random.default_rng(0)
-        x = rng.uniform(-1, 1, (batch * steps, size, size, 3)).astype("float32")
-        y = rng.integers(0, 10, batch * steps)
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: tracing
-        chunks = []
-        for _ in range(1 if quick else 3):
-            t0 = time.perf_counter()
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-            chunks.append(len(x) / (time.perf_counter() - t0))
-        keras.config.set_dtype_policy("float32")
-        flops = forward_flops(model, size)
-        return statistics.median(chunks), flops
+        return model
     finally:
         keras.config.set_dtype_policy("float32")
-        keras.backend.clear_session()
+
+
+def training(name, size, quick, batch=32):
+    """Images/s of plain Keras fit calls for each policy, and the forward FLOPs per image.
+
+    Both models are built first; after a warm-up fit each, their timed fits alternate
+    (A B A B ...: 2 rounds with --quick, else 6) and each side's figure is its median, so a
+    slow spell of the machine hits both sides alike.
+    """
+    import keras
+    import numpy as np
+
+    models = {p: _build(name, size, p) for p in POLICIES}
+    steps = 2 if quick else 8
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch * steps, size, size, 3)).astype("float32")
+    y = rng.integers(0, 10, batch * steps)
+    for m in models.values():
+        m.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: tracing
+    times = {p: [] for p in POLICIES}
+    for _ in range(2 if quick else 6):
+        for p, m in models.items():
+            t0 = time.perf_counter()
+            m.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+            times[p].append(time.perf_counter() - t0)
+    flops = forward_flops(models["float32"], size)
+    ips = {p: len(x) / statistics.median(t) for p, t in times.items()}
+    spread = {p: [round(len(x) / v, 1) for v in t] for p, t in times.items()}
+    del models
+    keras.backend.clear_session()
+    return ips, flops, spread
 
 
 def main():
@@ -164,20 +184,19 @@ def main():
     runs, checks = [], []
     print("training (plain Keras fit, every layer training, batch 32):")
     for name, size in configs:
-        got = {}
-        for policy in ("float32", "mixed_bfloat16"):
-            ips, flops = training(name, size, policy, args.quick)
-            achieved = ips * flops * 3 / 1e9
-            got[policy] = ips
+        ips, flops, spread = training(name, size, args.quick)
+        for policy in POLICIES:
+            achieved = ips[policy] * flops * 3 / 1e9
             runs.append({"model": name, "image_size": size, "policy": policy,
-                         "images_per_second": round(ips, 1),
+                         "images_per_second": round(ips[policy], 1),
+                         "images_per_second_each_fit": spread[policy],
                          "forward_gflops_per_image": round(flops / 1e9, 3),
                          "achieved_gflops": round(achieved, 1),
                          "share_of_conv_ceiling": round(achieved / ceiling[policy], 3)})
-            print(f"  {name} {size}px {policy}: {ips:.1f} images/s, {achieved:.1f} GFLOP/s "
-                  f"({achieved / ceiling[policy]:.0%} of the {policy} 3x3-conv ceiling)",
-                  flush=True)
-        ratio = got["mixed_bfloat16"] / got["float32"]
+            print(f"  {name} {size}px {policy}: {ips[policy]:.1f} images/s (each fit: "
+                  f"{spread[policy]}), {achieved:.1f} GFLOP/s ({achieved / ceiling[policy]:.0%} "
+                  f"of the {policy} 3x3-conv ceiling)", flush=True)
+        ratio = ips["mixed_bfloat16"] / ips["float32"]
         checks.append(common.row(NAME, f"{name} {size}px training: mixed_bfloat16 / float32 "
                                        f"images/s", ratio, "report", True))
     for r in kern:
