@@ -24,8 +24,12 @@ images (49.7 / 24.6-24.9 images/s) whatever the model and policy: MobileNetV2 at
 ResNet50 at 96 px, in both policies, and MobileNetV2 at 96 px in bfloat16, while other fits of
 the same models run faster (ResNet50 bfloat16: 40.9 and 40.2; MobileNetV2 160 px float32:
 41.2-41.7). A stall quantised in ~5 s steps, not compute, sets these rows; a standalone
-MobileNetV2 96 px float32 run (numpy, tf.data, train_on_batch) showed none. Find it before any
-default is changed on the training rows; the kernel rows agree across runs.
+MobileNetV2 96 px float32 run (numpy, tf.data, train_on_batch) showed none. With a float32 and
+a bfloat16 model alternating, the stall sits after the last batch (its callback) and before
+`fit` returns, ~2 s, so that the fit lasts 5.1-5.2 s; it comes with numpy and with tf.data
+input alike (per-step times: float32 0.29 s, bfloat16 0.38 s). Find it (e.g. py-spy dump
+during the stall) before any default is changed on the training rows; the kernel rows agree
+across runs.
 
 Run: `.venv/bin/python bench/bench_ceiling.py` (`--quick` for a smoke run).
 """
