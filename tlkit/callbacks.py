@@ -201,12 +201,10 @@ class InterruptSafeBackup(keras.callbacks.BackupAndRestore):
         self._saved_at = -math.inf
 
     def on_epoch_end(self, epoch, logs=None):
-        self._current_epoch = epoch + 1
-        self._last_batch_seen = 0
         if time.monotonic() - self._saved_at < _throttle(self.model, self.min_seconds):
-            return
+            return  # the next backup records its own epoch
         with sigint_deferred():
-            self._save_model()
+            super().on_epoch_end(epoch, logs)
         self._saved_at = time.monotonic()
 
 

@@ -84,7 +84,7 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
             `curves.png` go there.
         history: per-epoch dict from `tlkit.train.fit`, for the curves.
         batch_size: the training batch size; prediction batches grow from it for small
-            images (`tlkit.data.pipeline.inference_batch_size`).
+            images (`tlkit.data.predict_labelled`).
         top_k: k of the top-k accuracy (capped below the number of classes).
         extra: more JSON-able facts to store in the report.
         predictions: a list that receives `(probabilities, labels)` of the images read, for
@@ -93,9 +93,7 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
     Returns:
         The report dict (also printed by `format_report`).
     """
-    batch = data_lib.inference_batch_size(batch_size,
-                                               getattr(model, "input_shape", None))
-    probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch,
+    probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch_size,
                                               verbose=verbose)
     if predictions is not None:
         predictions.append((probs, y_read))

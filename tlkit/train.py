@@ -59,7 +59,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             (exactly that many, no step floor).
         batch_size: batch size of every phase.
         callbacks: extra Keras callbacks, added to tlkit's (EarlyStopping with patience
-            `patience` and restored best weights, DivergenceGuard, history.csv, the best weights' checkpoint).
+            `patience` and restored best weights, DivergenceGuard, history.csv, the best
+            weights' checkpoint).
         cache_features: cache the frozen base's output for phases that train the head only.
         augment: True for tlkit's default augmentation, False/None for none, or a Keras
             layer/Sequential to apply to training batches.

@@ -55,7 +55,7 @@ def out_of_fold(features, labels, *, folds=DEFAULT_FOLDS, seed=0, num_classes=No
     standardised inside each fold (a pipeline), so the held-out fold leaks no statistics.
     The fits run with one BLAS thread (threadpoolctl, a scikit-learn dependency): lbfgs's
     products are small, and OpenBLAS's threads spin against each other on them. Measured on
-    2 cores, 6,150 x 128 features of 5 classes: 25.2 s with OpenBLAS's 2 threads, 3.0 s
+    2 cores, 6,150 x 128 features of 5 classes: 25.2 s with OpenBLAS's 2 threads, 3.1 s
     with one, the same probabilities to rounding.
 
     Args:

@@ -137,8 +137,6 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
     if method == "none":
         return None
     check_val_size(len(dataset.y_val))
-    batch_size = data_lib.inference_batch_size(batch_size,
-                                                 getattr(model, "input_shape", None))
     val_probs, y_val = data_lib.predict_labelled(model, dataset.x_val, dataset.y_val,
                                                  batch_size=batch_size)
     if test_probs is None:

@@ -174,11 +174,12 @@ def pipeline(x, y, *, batch_size=32, shuffle=False, augment=None, seed=0, cache=
     return ds.prefetch(prefetch) if prefetch else ds
 
 
-# Evaluation batches grow for small images, up to this many times the training batch and up
-# to INFERENCE_PIXELS pixels a batch: a prediction step costs ~5 ms of Keras overhead, which
-# at 28x28 px and batch 16 was most of the report's forward pass (5,000 test images: 1.0 s ->
-# 0.4 s at batch 128). Inference needs no gradients, and BN runs in inference mode, so the
-# batch does not change a prediction; large images keep the training batch (their memory).
+# Prediction batches grow for small images, up to this many times the given (training) batch
+# and up to INFERENCE_PIXELS pixels a batch: each prediction step costs Keras overhead, which
+# at 28x28 px and batch 16 was most of a small run's report (cProfile of a demo run, 5,000 test
+# and 50 validation images: 2.0 s -> 1.25 s at batch 128). Inference needs no gradients, and BN
+# runs in inference mode, so the batch does not change a prediction; large images keep the
+# given batch (their memory).
 INFERENCE_MAX_FACTOR = 8
 INFERENCE_PIXELS = 128 * 96 * 96
 
@@ -209,9 +210,13 @@ def predict_labelled(model, x, y, *, batch_size=64, verbose=0, autotune=None):
     With files, an image that fails to decode is skipped, so the returned labels (not `y`)
     are the ones that match the probabilities row by row.
 
+    `batch_size` is the training batch; the prediction batch grows from it for small images
+    (`inference_batch_size` of the model's input shape).
+
     Returns:
         `(probs (M, classes), labels (M,))`, M = N less the files that failed.
     """
+    batch_size = inference_batch_size(batch_size, getattr(model, "input_shape", None))
     ds = pipeline(x, y, batch_size=batch_size, autotune=autotune)
     strategy = getattr(model, "distribute_strategy", None)
     if strategy is not None and type(strategy).__name__ != "_DefaultDistributionStrategy":
