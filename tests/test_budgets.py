@@ -24,25 +24,32 @@ def _run(ds, **kw):
                           verbose=0, seed=0, **kw)
 
 
-def test_a_five_image_head_converges_by_default_and_records_its_steps(tiny):
+def test_a_five_image_head_converges_by_default_and_records_how(tiny):
     from sklearn.linear_model import LogisticRegression
 
     from tlkit.frozen import feature_extractor
 
-    default = _run(tiny, strategy="small-similar")
+    default = _run(tiny, strategy="small-similar")  # solved in closed form
+    adam = _run(tiny, strategy="small-similar", head_solver="adam")  # the step floor
     old = _run(tiny, strategy="small-similar", epochs=10)  # the old budget: 20 steps
     head = default.report["fit"]["phases"][0]
-    assert head["min_steps"] == strategies.HEAD_MIN_STEPS
-    assert head["steps_per_epoch"] == strategies.EPOCH_MIN_STEPS  # 2 batches repeat to 20
-    assert head["steps"] == head["epochs_run"] * head["steps_per_epoch"] >= 200
+    assert head["solver"] == "closed-form" and head["steps"] == 0 and head["epochs_run"] == 1
+    assert head["cache"]["head_solver"]["logit_scale"] > 0
+    stepped = adam.report["fit"]["phases"][0]
+    assert stepped["solver"] == "adam" and stepped["min_steps"] == strategies.HEAD_MIN_STEPS
+    assert stepped["steps_per_epoch"] == strategies.EPOCH_MIN_STEPS  # 2 batches repeat to 20
+    assert stepped["steps"] == stepped["epochs_run"] * stepped["steps_per_epoch"] >= 200
     assert old.report["fit"]["phases"][0]["steps"] == 20
-    assert default.report["accuracy"] > old.report["accuracy"] + 0.1
+    assert old.report["fit"]["phases"][0]["solver"] == "adam"  # --epochs: gradient steps
+    for run in (default, adam):
+        assert run.report["accuracy"] > old.report["accuracy"] + 0.1
     # as good as a logistic regression on the same frozen features (random ones here)
     extract = feature_extractor(default.model)
     seen = default.dataset  # the images as the model saw them (converted to its input)
     f = {s: extract.predict(seen.split(s)[0], verbose=0) for s in ("train", "test")}
     lr = LogisticRegression(max_iter=3000).fit(f["train"], tiny.y_train)
-    assert default.report["accuracy"] >= lr.score(f["test"], tiny.y_test) - 0.08
+    for run in (default, adam):
+        assert run.report["accuracy"] >= lr.score(f["test"], tiny.y_test) - 0.08
 
 
 def test_explicit_epochs_keep_their_meaning(tiny):

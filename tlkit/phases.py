@@ -17,7 +17,8 @@ import numpy as np
 
 from tlkit import bn as bn_lib
 from tlkit import data as data_lib
-from tlkit import feature_cache, fileio, optimizers, schedules
+from tlkit import feature_cache, fileio, head_solver, optimizers, schedules
+from tlkit.errors import TlkitError
 from tlkit.frozen import feature_extractor, feature_cut, frozen_prefix_split, head_model
 from tlkit.logs import streamed_epochs
 
@@ -180,7 +181,12 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
     warn_failed(dataset, verbose)
     cache_info = {"phase": phase.name, "passes": passes, "train_features": list(f_train.shape),
                   "train": c_train, "val": c_val, "seconds": round(time.perf_counter() - t0, 3)}
-    fit_features(trainer, plan, phase, (f_train, y_train), (f_val, y_val), cbs, o)
+    solver = head_solver_choice(trainer, phase, f_train, y_train, o)
+    if solver == "closed-form":
+        cache_info["head_solver"] = fit_closed_form(trainer, phase, (f_train, y_train),
+                                                    (f_val, y_val), cbs, o)
+    else:
+        fit_features(trainer, plan, phase, (f_train, y_train), (f_val, y_val), cbs, o)
     del f_train, f_val
     if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
         for c in (c_train, c_val):
@@ -188,6 +194,56 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
                 pathlib.Path(c["path"]).unlink(missing_ok=True)
                 pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
     return cache_info
+
+
+def head_solver_choice(trainer, phase, f_train, y_train, o):
+    """`closed-form` or `adam`: how this phase trains on its cached features.
+
+    `auto` (the default `--head-solver`) solves the head in closed form (`tlkit.head_solver`)
+    when the phase trains the head alone under the default budget (no `--epochs`) and the
+    solve applies; `closed-form` asks for it whatever the budget, and is an error where it
+    cannot apply; `adam` trains by gradient steps.
+    """
+    choice = getattr(o["settings"], "head_solver", "auto") if o["settings"] else "auto"
+    if choice == "adam" or phase.train_stages or o["keras_batches"]:
+        return "adam"
+    if choice == "auto" and not phase.min_steps:
+        return "adam"  # --epochs given: the head trains that many epochs
+    layer = head_solver.output_layer(trainer)
+    why = head_solver.unsuited(trainer, f_train, y_train, layer.units if layer else 0,
+                               o["targets"])
+    if why is None:
+        return "closed-form"
+    if choice == "closed-form":
+        raise TlkitError(f"--head-solver closed-form cannot train this head: {why}. Use "
+                         f"--head-solver adam (gradient steps) or auto.")
+    if o["verbose"]:
+        print(f"tlkit: phase {phase.name!r}: the head trains by gradient steps ({why})")
+    return "adam"
+
+
+def fit_closed_form(trainer, phase, train, val, cbs, o):
+    """Solve `trainer`'s head in closed form, then show the callbacks one epoch's logs.
+
+    The phase is one epoch to tlkit's callbacks (history.csv, the best checkpoint, early
+    stopping's best weights, the best phase across phases) with the solution's losses as its
+    logs; the run folder's epoch backup is left out (there is no training to interrupt).
+    Returns the solver's facts for report.json.
+    """
+    layer = head_solver.output_layer(trainer)
+    logs, facts = head_solver.fit_head(trainer, train, val, layer.units, o["class_weight"])
+    shown = keras.callbacks.CallbackList(
+        [c for c in cbs or [] if not isinstance(c, keras.callbacks.BackupAndRestore)],
+        model=trainer)
+    shown.on_train_begin()
+    shown.on_epoch_begin(0)
+    shown.on_epoch_end(0, logs)
+    shown.on_train_end()
+    if o["verbose"]:
+        print(f"tlkit: phase {phase.name!r}: head solved in closed form ({facts['method']}) "
+              f"on {len(train[1]):,} cached feature rows in {facts['seconds']:.2f} s: "
+              f"val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}")
+    return {**facts, "val_loss": round(logs["val_loss"], 6)}
 
 
 def fit_features(trainer, plan, phase, train, val, cbs, o, *, epochs=None, initial_epoch=0,

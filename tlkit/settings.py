@@ -26,6 +26,7 @@ import dataclasses
 from tlkit import choices
 
 SCHEDULE_CHOICES = ("constant", "cosine", "onecycle")  # tlkit.schedules.SCHEDULES
+HEAD_SOLVER_CHOICES = ("auto", "closed-form", "adam")  # tlkit.phases.head_solver_choice
 _CLI_KEYS = ("help", "choices", "type", "metavar", "required")
 
 
@@ -175,6 +176,11 @@ class RecipeSettings:
     cutmix: float = setting(0.0, "cutmix Beta(A, A) parameter, e.g. 1.0, training batches "
                                  "only; phases then train on images, not cached features "
                                  "(default: 0, off)", type=non_negative)
+    head_solver: str = setting("auto", "how a head trains on cached features: closed-form "
+                                       "(shrinkage LDA, scaled on val; milliseconds), adam "
+                                       "(gradient steps) or auto (closed-form under the "
+                                       "default budget where it applies, adam with --epochs)",
+                               choices=HEAD_SOLVER_CHOICES)
 
 
 @dataclasses.dataclass

@@ -178,8 +178,11 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                                          image_cache, cbs, options)
             info.update(facts)
         epochs_run = sum(r["phase"] == phase.name for r in records)
+        solved = (cache_info or {}).get("head_solver")
         phase_info = {"name": phase.name, "epochs_run": epochs_run,
-                      "steps": epochs_run * steps_per_epoch, "steps_per_epoch": steps_per_epoch,
+                      "steps": 0 if solved else epochs_run * steps_per_epoch,
+                      "steps_per_epoch": steps_per_epoch,
+                      "solver": solved["solver"] if solved else "adam",
                       "epochs_budget": phase.epochs, "min_steps": phase.min_steps,
                       "patience_epochs": phase_patience,
                       "cached": split is not None, "cache": cache_info,

@@ -15,7 +15,8 @@ import dataclasses
 
 from tlkit import class_weights as class_weights_lib
 from tlkit import mixing, optimizers, schedules
-from tlkit.settings import RECIPE, RecipeSettings
+from tlkit.errors import check_choice
+from tlkit.settings import HEAD_SOLVER_CHOICES, RECIPE, RecipeSettings
 
 DEFAULT_LR_DECAY_PER_STAGE = RECIPE.lr_decay_per_stage
 DEFAULT_LABEL_SMOOTHING = RECIPE.label_smoothing
@@ -36,12 +37,14 @@ class TrainSettings(RecipeSettings):
         label_smoothing: S in [0, 1) for the training targets (`tlkit.mixing`).
         class_weight: None, `"balanced"` or {class name: weight} (`tlkit.class_weights`).
         mixup, cutmix: Beta(A, A) parameters (0: off) (`tlkit.mixing`).
+        head_solver: `auto`, `closed-form` or `adam` (`tlkit.phases.head_solver_choice`).
     """
 
     def __post_init__(self):
         schedules.check(self.schedule, self.warmup)
         optimizers.check_decay(self.lr_decay_per_stage)
         mixing.check(self.label_smoothing, self.mixup, self.cutmix)
+        check_choice("head_solver", self.head_solver, HEAD_SOLVER_CHOICES)
         self.class_weight = class_weights_lib.parse(self.class_weight)
 
     def targets(self, num_classes, seed=0):

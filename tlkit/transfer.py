@@ -77,8 +77,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
              deterministic=RUN.deterministic, schedule=RECIPE.schedule, warmup=RECIPE.warmup,
              lr_decay_per_stage=RECIPE.lr_decay_per_stage,
              label_smoothing=RECIPE.label_smoothing, class_weight=RECIPE.class_weight,
-             mixup=RECIPE.mixup, cutmix=RECIPE.cutmix, calibrate=CALIBRATION.calibrate,
-             coverage=CALIBRATION.coverage, verbose=1):
+             mixup=RECIPE.mixup, cutmix=RECIPE.cutmix, head_solver=RECIPE.head_solver,
+             calibrate=CALIBRATION.calibrate, coverage=CALIBRATION.coverage, verbose=1):
     """Fine-tune a pretrained backbone on `data` with one of the four strategies.
 
     Every default is a field default of `tlkit.settings` (`DATA`, `MODEL`, `RUN`, `RECIPE`,
@@ -131,6 +131,10 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
             only, validation and test keep exact labels.
         class_weight: None, `"balanced"`, or {class name: weight} (or `"cat=2,dog=1"`);
             classes not named weigh 1 (`tlkit.class_weights`).
+        head_solver: `"auto"` (default): a head phase on cached features under the default
+            budget is solved in closed form (`tlkit.head_solver`: shrinkage LDA, scaled on
+            val), where that applies; `"closed-form"` always (an error where it cannot
+            apply); `"adam"`: gradient steps, as every phase with `epochs` given.
         calibrate: `"temperature"`: after training, fit one temperature T on the validation
             split and set the unknown threshold (`tlkit.calibrate`); the report's
             `calibration`, reliability.png and the model's metadata carry them. `"none"`:
@@ -156,7 +160,8 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
     settings = _run_settings(locals())
     recipe = train_settings.TrainSettings(
         schedule=schedule, warmup=warmup, lr_decay_per_stage=lr_decay_per_stage,
-        label_smoothing=label_smoothing, class_weight=class_weight, mixup=mixup, cutmix=cutmix)
+        label_smoothing=label_smoothing, class_weight=class_weight, mixup=mixup, cutmix=cutmix,
+        head_solver=head_solver)
     check_settings(epochs=epochs, batch_size=batch_size,
                    learning_rate=1e-3 if learning_rate == "auto" else learning_rate,
                    fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,

@@ -2,10 +2,13 @@
 
 import contextlib
 import inspect
+import json
 import os
 import sys
 import warnings
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 from keras import layers
@@ -217,7 +220,47 @@ def _build_zoo(name, input_shape, weights):
     return _finish(name, model, None if weights == "imagenet" else weights, "zoo")
 
 
-def _load_file(path):
+def file_input_shape(path):
+    """The (H, W, C) input of the classifier saved at `path`, from its stored config.
+
+    A Functional or Sequential model's first InputLayer records its batch shape in the file's
+    model config (`.h5`: the `model_config` attribute; `.keras`: `config.json`), so the
+    shape is read without building the model (loading the benchmarks' source file took 0.14 s
+    of a 1.2 s run, and `finetune` loads it again to build). A config it cannot read is
+    loaded in full.
+    """
+    _check_file(path)
+    try:
+        shape = _config_input_shape(_stored_config(path))
+    except (OSError, KeyError, ValueError, TypeError, IndexError):
+        shape = None
+    if shape is None:
+        return tuple(_load_file(path).inputs[0].shape[1:])
+    return shape
+
+
+def _stored_config(path):
+    if path.lower().endswith(".keras"):
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read("config.json"))
+    with h5py.File(path, "r") as f:
+        raw = f.attrs["model_config"]
+    return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+
+
+def _config_input_shape(config):
+    inputs = [layer for layer in config["config"]["layers"]
+              if layer.get("class_name") == "InputLayer"]
+    if len(inputs) != 1:
+        return None
+    c = inputs[0]["config"]
+    batch_shape = c.get("batch_shape") or c.get("batch_input_shape")
+    if batch_shape is None or len(batch_shape) != 4 or None in batch_shape[1:]:
+        return None
+    return tuple(int(d) for d in batch_shape[1:])
+
+
+def _check_file(path):
     if path.lower().endswith(".weights.h5"):
         raise TlkitError(f"{path!r} holds weights only, not a model: pass it as weights= with a "
                          f"registry backbone (valid: {', '.join(names())}).")
@@ -230,6 +273,10 @@ def _load_file(path):
     fileio.check_model_name(path, MODEL_EXTENSIONS, f"a {'/'.join(MODEL_EXTENSIONS)} "
                             f"classifier, a registry backbone ({', '.join(names())}) or "
                             f"zoo:NAME")
+
+
+def _load_file(path):
+    _check_file(path)
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:

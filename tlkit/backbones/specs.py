@@ -149,9 +149,9 @@ def default_input_shape(name):
 
         return tuple(zoo.entry(name[len(ZOO_PREFIX):]).input_shape)
     if source == "file":
-        from tlkit.backbones.builders import _load_file
+        from tlkit.backbones.builders import file_input_shape
 
-        return tuple(_load_file(name).inputs[0].shape[1:])
+        return file_input_shape(name)
     s = spec(name).default_size
     return (s, s, 3)
 
