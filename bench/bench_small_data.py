@@ -6,7 +6,10 @@ The source model is the benchmarks' `demo_vgg` trained on five Fashion-MNIST cla
 train and in val (seeded draws), 200 per class in test, the same for every run of a seed.
 
 Runs per (k, seed), all `tlkit.finetune` on `backbone=source.h5` unless said:
-- `small-similar`: the defaults (what a user gets);
+- `small-similar`: the defaults (what a user gets: the head solved in closed form,
+  `tlkit.head_solver`);
+- `small-similar adam`: the same with `head_solver="adam"` (the head by Adam steps under the
+  default step budget, the default before the closed form);
 - `small-similar converged`: `epochs=400, patience=400` (the head trained far past
   convergence, best val_loss restored): the reference of "trained to convergence";
 - `logreg`: scikit-learn `LogisticRegression` on the head's input features (the frozen base's
@@ -100,6 +103,7 @@ def main():
             common.free()
             for run_name, backbone, strategy, kw in (
                     ("small-similar converged", source, "small-similar", CONVERGED),
+                    ("small-similar adam", source, "small-similar", {"head_solver": "adam"}),
                     ("large-similar", source, "large-similar", {}),
                     ("large-dissimilar", source, "large-dissimilar", {}),
                     ("scratch", init, "large-dissimilar", {})):
