@@ -65,6 +65,15 @@ def test_constant_features_and_more_features_than_images_still_solve():
     assert np.mean((x @ kernel + bias).argmax(1) == y) == 1.0
 
 
+def test_one_image_per_class_is_the_nearest_class_mean():
+    x, y = _blobs(1, 4, 16, 5)
+    xv, yv = _blobs(6, 4, 16, 5, spread=0.5)  # the same centres: seed 5 again
+    kernel, bias, facts = head_solver.solve(x, y, xv, yv, 4)
+    nearest = ((xv[:, None, :] - x[None, :, :]) ** 2).sum(-1).argmin(1)
+    assert (np.asarray(xv @ kernel + bias).argmax(1) == y[nearest]).all()
+    assert facts["shrinkage"] == 1.0
+
+
 def _head(dense=(), activation="softmax", units=3):
     inp = keras.Input((8,))
     h = keras.layers.Dropout(0.2)(inp)

@@ -101,6 +101,14 @@ def solve(f_train, y_train, f_val, y_val, num_classes, class_weight=None):
     scale[scale == 0] = 1.0
     shrunk, shrinkage = ledoit_wolf(centred / scale, assume_centered=True)
     cov = shrunk * np.outer(scale, scale)
+    level = float(np.mean(np.diag(cov)))
+    if not level > 0:  # one image per class: no spread within a class to measure
+        total = x.var(axis=0)  # the features' spread over all classes stands in for it
+        level = float(np.mean(total)) if np.mean(total) > 0 else 1.0
+        cov, shrinkage = np.eye(len(scale)) * level, 1.0  # nearest class mean
+    # A floor of 1e-6 of the mean variance keeps the solve defined when features are
+    # collinear (more features than images, duplicated channels).
+    cov = cov + np.eye(len(scale)) * (1e-6 * level)
     kernel = np.linalg.solve(cov, means.T)  # (d, K): one discriminant per class
     priors = counts.copy()
     if class_weight:
