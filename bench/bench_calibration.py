@@ -48,7 +48,7 @@ def scores_of(model, cal, ds, x_near, x_far):
 
     from tlkit import data as data_lib
     from tlkit.calibrate import metrics, unknown
-    from tlkit.frozen import feature_extractor
+    from tlkit.training.frozen import feature_extractor
 
     t = cal["temperature"]
     probs = {k: model.predict(x, batch_size=256, verbose=0)

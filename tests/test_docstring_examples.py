@@ -1,6 +1,6 @@
 """The docstring examples of every tlkit module run (found in the source tree, not listed).
 
-Also: every private Keras/TensorFlow/KerasTuner API is reached through `tlkit.compat` only.
+Also: every private Keras/TensorFlow/KerasTuner API is reached through `tlkit.core.compat` only.
 """
 
 import doctest

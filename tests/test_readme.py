@@ -174,7 +174,7 @@ def test_output_sample_is_real_output(block, capsys):
 
 
 def test_zoo_table_counts_are_the_zoo_s():
-    from tlkit import zoo
+    from tlkit.models import zoo
 
     rows = re.findall(r"^\| `(\w+)` \| (\d+)x(\d+)x(\d+) \| (\d+) \| ([\d,]+) \|",
                       README.read_text(), flags=re.M)

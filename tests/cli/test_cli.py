@@ -165,7 +165,7 @@ def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_p
 def test_shipped_recipes_parse(capsys):
     import pathlib
 
-    from tlkit import recipes
+    from tlkit.config import recipes
 
     parser = cli.make_parser()
     keys = set(cli.recipe_keys("finetune"))

@@ -48,7 +48,7 @@ Example:
     ('large-dissimilar', 'large', 'similar')
 """
 
-from tlkit import strategies
+from tlkit.training import strategies
 
 SMALL_PARAMS_PER_IMAGE = 1000  # base parameters per training image above which data is small
 PROBE_MARGIN = 0.02     # probe accuracies this close count as "as good"

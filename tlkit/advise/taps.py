@@ -1,7 +1,7 @@
 """Tapping every stage of a frozen base in one pass: pooled features per stage.
 
 Example:
-    >>> from tlkit import backbones
+    >>> from tlkit.models import backbones
     >>> bb = backbones.build("zoo:simple_cnn", (28, 28, 1), weights=None)
     >>> model = stage_model(bb.model, bb.stages)
     >>> [tuple(o.shape) for o in model.outputs]

@@ -21,10 +21,10 @@ import time
 import numpy as np
 
 from tlkit.audit import duplicates, labels as labels_lib, outliers, pixels, properties
-from tlkit.errors import TlkitError, check_choice, suggest
-from tlkit.settings import DATA, MODEL, RUN
+from tlkit.audit.report import KINDS
+from tlkit.core.errors import TlkitError, check_choice, suggest
+from tlkit.config.settings import DATA, MODEL, RUN
 
-KINDS = ("label", "exact_duplicate", "near_duplicate", "leak", "outlier") + properties.KINDS
 FIELDS = ("path", "split", "kind", "score", "given", "suggested", "other")
 SPLITS = duplicates.SPLIT_ORDER
 
@@ -106,7 +106,8 @@ def _extractor(backbone, model, weights, image_size):
     import keras
 
     if model is not None:
-        from tlkit import frozen, saving
+        from tlkit.training import frozen
+        from tlkit.deploy import saving
 
         net, _ = saving.load(model)
         cut = frozen.feature_cut(net)
@@ -114,8 +115,8 @@ def _extractor(backbone, model, weights, image_size):
         # the input of its last layer (the penultimate features)
         out = cut.output if cut is not None else net.layers[-1].input
         return keras.Model(net.inputs, out, name="audit_features"), str(model)
-    from tlkit import backbones as backbones_lib
-    from tlkit.transfer import resolve_input_shape
+    from tlkit.models import backbones as backbones_lib
+    from tlkit.models.backbones.builders import resolve_input_shape
 
     name = str(backbone)
     if not (name.startswith("zoo:") or name.lower().endswith((".h5", ".keras"))
@@ -200,15 +201,15 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         ['aspect_ratio', 'blurry']
     """
     from tlkit import data as data_lib
-    from tlkit import feature_cache
+    from tlkit.training import feature_cache
 
     started = time.perf_counter()
     _check_args(max_issues, folds, outlier_share, near_threshold, neighbours, label_score,
                 batch_size)
     out = _check_out(out)
     if out is not None:
-        from tlkit import fileio
-        from tlkit.transfer import data_folder
+        from tlkit.core import fileio
+        from tlkit.data import data_folder
 
         fileio.check_outside(out, data_folder(data), "--out")
     if fix_splits and out is None:
@@ -392,7 +393,7 @@ def _write(result, out, dataset, feat_data, fixed):
     """Write every file into a staging folder, then move them into `out`; return the paths."""
     import csv
 
-    from tlkit import fileio
+    from tlkit.core import fileio
     from tlkit.audit import gallery, report
 
     made = not out.exists()

@@ -9,7 +9,7 @@ threshold on an out-of-distribution score, and the figures (issue 24).
 - `run`: `calibrate_model(model, dataset)` -> the report's `"calibration"` dict, and
   `from_metadata` / `apply_metadata` to use it at prediction time.
 
-Not to be confused with `tlkit.calibration`, the representative images of int8 quantization.
+Not to be confused with `tlkit.deploy.calibration`, the representative images of int8 quantization.
 """
 
 from tlkit.calibrate.temperature import apply, fit_temperature, logits

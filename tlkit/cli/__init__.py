@@ -8,17 +8,17 @@ argument types in `args.py`); each registers its subcommands with `@subcommand` 
 flags with `fn.configure = ...`. The conventions every subcommand follows (checked over all of
 them by tests/cli/test_conventions.py):
 
-- run settings are dataclasses (`tlkit.settings`): `settings.add_fields` adds their fields as
+- run settings are dataclasses (`tlkit.config.settings`): `settings.add_fields` adds their fields as
   flags, so a flag's default is its field's default, and the library's signatures read the
   same fields;
 - every flag has help text; "(default: X)" is appended from the flag's own `default=` unless
   the text already says what the default is, so write a default once, in `default=`;
-- fixed vocabularies are argparse `choices=` (the tuples of `tlkit.choices`);
+- fixed vocabularies are argparse `choices=` (the tuples of `tlkit.core.choices`);
 - messages name flags as typed (`Invalid --pooling average`): library errors raised inside a
-  command go through `tlkit.errors.cli_names` and `cli_message`;
+  command go through `tlkit.core.errors.cli_names` and `cli_message`;
 - parsing imports no TensorFlow: command modules import heavy modules inside `fn(args)`, so
   `tlkit --help` and `tlkit COMMAND --help` answer at once. TensorFlow's start-up lines stay
-  off stderr (`tlkit.console`; `TLKIT_TF_LOGS=1` shows them).
+  off stderr (`tlkit.core.console`; `TLKIT_TF_LOGS=1` shows them).
 """
 
 import argparse
@@ -26,8 +26,8 @@ import importlib
 import sys
 import warnings
 
-from tlkit import console, errors
-from tlkit.errors import TlkitError
+from tlkit.core import console, errors
+from tlkit.core.errors import TlkitError
 
 SUBCOMMANDS = {}
 SUBPARSERS = {}
@@ -126,7 +126,7 @@ def flag_of(action):
 
 
 def cli_names(command):
-    """{library argument name: flag} for one subcommand, for messages (`tlkit.errors`).
+    """{library argument name: flag} for one subcommand, for messages (`tlkit.core.errors`).
 
     The flags' destinations are the library's keyword names (`--lr` stores `learning_rate`);
     a subcommand whose call renames one adds `fn.cli_names = {"fmt": "--format"}`.
@@ -144,7 +144,7 @@ def make_parser():
         prog="tlkit", description="Keras-first transfer learning.",
         epilog="User mistakes exit with code 2 and one line on stderr. TensorFlow's start-up "
                "lines are hidden; TLKIT_TF_LOGS=1 shows them.")
-    from tlkit import __version__
+    from tlkit.core.version import __version__
 
     parser.add_argument("--version", action="version", version=f"tlkit {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -185,7 +185,7 @@ def main(argv=None):
         with errors.cli_names(names):  # library messages name the flags (`--pooling avg`)
             return fn(args) or 0
     except TlkitError as e:
-        from tlkit.callbacks import DivergedError
+        from tlkit.training.callbacks import DivergedError
 
         print(f"tlkit {args.command}: error: {errors.cli_message(str(e), names)}",
               file=sys.stderr)
@@ -223,7 +223,7 @@ def _apply_recipe(parser, args, argv):
     Recipe keys are flag names (`lr`, `no-augment`, `batch-size`) or their destinations
     (`learning_rate`, `augment`); a `no-X: true` switch sets X to false.
     """
-    from tlkit import recipes
+    from tlkit.config import recipes
 
     by_key = recipe_keys(args.command)
     settings = recipes.load(args.recipe, args.command, valid=set(by_key))

@@ -1,8 +1,8 @@
 """Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
 
-from tlkit import settings
+from tlkit.config import settings
 from tlkit.cli import subcommand
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 
 def _configure_advise(p):

@@ -1,7 +1,7 @@
 """Subcommand calibrate: fit the temperature and the unknown threshold of a saved model."""
 
 from tlkit.cli import subcommand
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 
 def _configure_calibrate(p):

@@ -1,6 +1,6 @@
 """Subcommand curve: how many images do I need? Accuracy against training images per class."""
 
-from tlkit import settings
+from tlkit.config import settings
 from tlkit.cli import subcommand
 
 
@@ -32,7 +32,7 @@ def _configure(p):
 
 @subcommand("curve", "how many images do I need? accuracy against training images per class")
 def cmd_curve(args):
-    from tlkit.learning_curve import curve
+    from tlkit.workflows.curve import curve
 
     result = curve(args.data, args.backbone, sizes=args.sizes, strategies=args.strategies,
                    seeds=args.seeds, out=args.out, weights=args.weights,

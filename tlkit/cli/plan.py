@@ -22,8 +22,9 @@ def _configure_plan(p):
 
 @subcommand("plan", "print the strategy matrix for a backbone: stages, trainable/frozen counts")
 def cmd_plan(args):
-    from tlkit import backbones, strategies
-    from tlkit.transfer import resolve_input_shape
+    from tlkit.models import backbones
+    from tlkit.training import strategies
+    from tlkit.models.backbones.builders import resolve_input_shape
 
     if args.list:
         for name in backbones.names():

@@ -10,7 +10,7 @@ def _configure_zoo(p):
 
 @subcommand("zoo", "list the from-scratch models: name, default input, parameter count")
 def cmd_zoo(args):
-    from tlkit import zoo
+    from tlkit.models import zoo
 
     rows = zoo.table()
     if args.format == "csv":

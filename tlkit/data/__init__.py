@@ -38,9 +38,9 @@ from tlkit.data.files import ImageFiles, concat, is_files
 from tlkit.data.folder import VALID_SOURCES
 from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, pipeline,
                                  predict_labelled)
-from tlkit.errors import TlkitError, check_choice
-from tlkit.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
-from tlkit.settings import RUN as _RUN
+from tlkit.core.errors import TlkitError, check_choice
+from tlkit.config.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
+from tlkit.config.settings import RUN as _RUN
 
 SOURCES = """\
 Data sources (`load(source)`, `--data` on the command line):
@@ -89,6 +89,22 @@ def parse_source(source):
     if source == "digits":
         return "digits", None, None
     return "folder", source, None
+
+
+def data_folder(data):
+    """The image folder that `data` reads (a folder source or a folder's Dataset), or None.
+
+    Example:
+        >>> data_folder("digits") is None, data_folder("photos/")
+        (True, 'photos/')
+    """
+    if isinstance(data, Dataset):
+        return (data.origin or {}).get("root")
+    try:
+        kind, arg, _ = parse_source(data)
+    except TlkitError:
+        return None
+    return arg if kind == "folder" else None
 
 
 def read_images(paths, image_size=None, channels=None, resize=DEFAULT_RESIZE):

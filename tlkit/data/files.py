@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from tlkit.data import decode
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 
 class StreamedImages:

@@ -13,7 +13,7 @@ import numpy as np
 
 from tlkit.data import decode
 from tlkit.data.files import StreamedImages, shard_positions
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 
 def open_builder(name, download):

@@ -6,6 +6,6 @@
   data sets), `networks` (the source net and the `fashion_cnn` baseline), `table` (the
   printed and Markdown tables) and `matrix_plot` (the heatmap).
 
-Every training run of an experiment goes through `tlkit.transfer.finetune`, so through the
+Every training run of an experiment goes through `tlkit.workflows.finetune.finetune`, so through the
 same phase runner as `tlkit finetune`.
 """

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 from tlkit.experiments.config import (
     DEFAULT_SOURCE_CLASSES, DEFAULT_TARGET_CLASSES, FASHION_CLASSES, FASHION_FILES,
 )
@@ -135,7 +135,7 @@ def check_fashion_mnist():
 
 
 def _check_out_dir(out_dir):
-    from tlkit import saving
+    from tlkit.deploy import saving
 
     return saving.check_folder_writable(out_dir, "--out")
 

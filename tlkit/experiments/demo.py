@@ -53,7 +53,7 @@ import sys
 import time
 
 from tlkit import data as data_lib
-from tlkit import fileio
+from tlkit.core import fileio
 from tlkit.experiments.classes import (
     _check_out_dir, _check_seed, check_fashion_mnist, parse_classes, resolve_classes,
 )
@@ -68,7 +68,7 @@ from tlkit.experiments.situations import _counts, _names, _subset, situations
 from tlkit.experiments.table import (
     format_baseline, format_markdown, format_table, mark_best, score_auto,
 )
-from tlkit.logs import quiet_tf_logs
+from tlkit.core.logs import quiet_tf_logs
 
 
 class _Progress:
@@ -132,7 +132,7 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
     """The body of `run_demo`, on validated arguments."""
     import keras
 
-    from tlkit import saving
+    from tlkit.deploy import saving
 
     log = _Progress(verbose)
     n_runs = len(SITUATIONS) * len(METHODS)
@@ -314,7 +314,7 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
 def _curve(ds, source_path, target, config, seed, out, log):
     """One target's data-efficiency curve (`tlkit.curve`) in `out/curves/<target>/`."""
     from tlkit.experiments.config import CURVE_STRATEGIES
-    from tlkit.learning_curve import curve
+    from tlkit.workflows.curve import curve
 
     small = min(config.small_batch, 16)
     res = curve(ds, str(source_path), sizes=config.curve_sizes,
@@ -340,7 +340,7 @@ def _curve_means(res):
 def _finetune(ds, backbone, strategy, epochs, batch, patience, seed, path, pooling,
               cache_dir=None, verbose=0):
     """One tlkit.finetune run; returns (FinetuneResult, wall seconds)."""
-    from tlkit.transfer import finetune
+    from tlkit.workflows.finetune import finetune
 
     t0 = time.perf_counter()
     res = finetune(data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs,

@@ -28,7 +28,7 @@ def plot_matrix(records, path, title=None):
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tlkit.report import save_figure
+    from tlkit.evaluation.report import save_figure
 
     cells, rows, cols = _grid(records)
     acc = np.full((len(rows), len(cols)), np.nan)

@@ -29,9 +29,7 @@ _BASELINE_FIELDS = ("baseline_per_class", "baseline_epochs", "baseline_batch",
 def _key(parts):
     import keras
 
-    import tlkit
-
-    return hashlib.sha1(json.dumps([*parts, tlkit.__version__, keras.__version__],
+    return hashlib.sha1(json.dumps([*parts, __version__, keras.__version__],
                                    default=str).encode()).hexdigest()[:16]
 
 

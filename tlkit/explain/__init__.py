@@ -17,7 +17,7 @@ The package, one concept a module:
 
 Example:
     >>> import numpy as np
-    >>> from tlkit import zoo
+    >>> from tlkit.models import zoo
     >>> from tlkit.explain import conv_layers, gradcam
     >>> model = zoo.build("fashion_cnn", (28, 28, 1), 10)
     >>> conv_layers(model)[:3]

@@ -1,8 +1,8 @@
 """`explain_path`, the library side of `tlkit explain`: a saved model and images in, PNGs out.
 
-Files and models come from the data layer and `tlkit.saving`: `tlkit.data.listing` lists the
+Files and models come from the data layer and `tlkit.deploy.saving`: `tlkit.data.listing` lists the
 images and skips the unreadable ones (`readable_images`, as `tlkit predict` does),
-`tlkit.data.decode.read_image` decodes them as training did, and `tlkit.saving` loads the
+`tlkit.data.decode.read_image` decodes them as training did, and `tlkit.deploy.saving` loads the
 model and its metadata.
 
 Example:
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit import saving
+from tlkit.deploy import saving
 from tlkit.data import listing
-from tlkit.errors import TlkitError, check_choice, suggest
+from tlkit.core.errors import TlkitError, check_choice, suggest
 from tlkit.explain.cam import GradCam, check_index
 from tlkit.explain.figures import safe_name, save_feature_maps, save_filter_grid, save_gradcam
 from tlkit.explain.filters import first_conv

@@ -3,14 +3,14 @@
 Two hypermodels, both `keras_tuner.HyperModel` subclasses that declare their tunables inline
 with defaults:
 
-- `ZooHyperModel`: a from-scratch `tlkit.zoo` model. For the models built from VGG / conv
+- `ZooHyperModel`: a from-scratch `tlkit.models.zoo` model. For the models built from VGG / conv
   blocks (`vgg16`, `vgg19`, `fashion_cnn`) it tunes BN placement and dropout per block
   (`block1_bn`, `block1_dropout`, ...), the head dropout (`dropout`), the number of blocks
   (`blocks`), the first block's filters (`filters`, later blocks keep the published ratios),
   the learning rate (log scale) and the optimizer. The other zoo models tune the options
   their builder exposes (`bn`, `dropout`, `width`, `blocks_per_stage`) with the same
   learning rate and optimizer.
-- `BackboneHyperModel`: a pretrained backbone under a strategy (`tlkit.strategies`): head
+- `BackboneHyperModel`: a pretrained backbone under a strategy (`tlkit.training.strategies`): head
   dropout, head width, head BN placement, the learning rate of each phase and, for the
   fine-tuning strategies, the number of stages to unfreeze. Under `small-similar` the base is
   frozen, so its features are computed once per search and every trial trains only a head on
@@ -21,7 +21,7 @@ Any hyperparameter can be fixed (`parse_fix(["dropout=0.3"], hm)`) or narrowed
 placement and `block_dropout` every per-block dropout. `tune(...)` runs the search (random,
 hyperband or bayesian) into an output folder, resumes it when run again with the same
 settings, refuses a folder that holds a different search, writes the trials as JSON, CSV
-and PNG, and saves the best model as a deployable `.h5` (`tlkit.saving.save`) with the
+and PNG, and saves the best model as a deployable `.h5` (`tlkit.deploy.saving.save`) with the
 chosen hyperparameters in its metadata.
 
 Distributed search is KerasTuner's own: a chief process serves the oracle over gRPC and

@@ -4,7 +4,7 @@ import os
 import pathlib
 import re
 
-from tlkit.blocks import BN_PLACEMENTS
+from tlkit.models.blocks import BN_PLACEMENTS
 from tlkit.tuning.constants import ALIASES, OBJECTIVES
 from tlkit.tuning.search import _metric
 from tlkit.tuning.space import _fmt
@@ -88,7 +88,7 @@ def write_reports(out, summary, hypermodel=None):
     import csv
     import io
 
-    from tlkit.report import write_json
+    from tlkit.evaluation.report import write_json
 
     out = pathlib.Path(out)
     rows = summary["trials"]
@@ -166,7 +166,7 @@ def trials_figure(rows, objective="val_accuracy"):
     """
     from matplotlib.ticker import MaxNLocator
 
-    from tlkit import plots
+    from tlkit.evaluation import plots
 
     done = [r for r in rows if r["score"] is not None]
     best = best_trial(rows, objective)
@@ -232,6 +232,6 @@ def trials_figure(rows, objective="val_accuracy"):
 
 def plot_trials(rows, path, objective="val_accuracy"):
     """Write `trials_figure(rows, objective)` as a PNG; returns the path."""
-    from tlkit import plots
+    from tlkit.evaluation import plots
 
     return plots.save_figure(trials_figure(rows, objective), path)
