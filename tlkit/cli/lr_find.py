@@ -38,7 +38,7 @@ def _configure(p):
 
 @subcommand("lr-find", "sweep the learning rate and suggest one (fastai's lr_find)")
 def cmd_lr_find(args):
-    from tlkit.training.lr_sweep import lr_find
+    from tlkit.workflows.lr_find import lr_find
 
     if not args.data:
         raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "

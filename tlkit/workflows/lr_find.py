@@ -15,7 +15,7 @@ from tlkit import data as data_lib
 from tlkit.core import fileio
 from tlkit.data import data_folder
 from tlkit.models import backbones as backbones_lib
-from tlkit.models.backbones.specs import resolve_input_shape
+from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.training import strategies
 from tlkit.training.lr_sweep import (DEFAULT_MAX_LR, DEFAULT_MIN_LR, DEFAULT_STEPS, check_range,
                                      sweep)
