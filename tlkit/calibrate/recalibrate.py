@@ -9,6 +9,8 @@ import pathlib
 
 from tlkit.calibrate import run as run_lib
 from tlkit.core.errors import TlkitError
+from tlkit.deploy import artifacts, saving
+from tlkit.evaluation import predict
 
 
 def recalibrate(model_path, source, *, coverage=run_lib.DEFAULT_COVERAGE, index=None, seed=0,
@@ -33,9 +35,6 @@ def recalibrate(model_path, source, *, coverage=run_lib.DEFAULT_COVERAGE, index=
         TlkitError: a coverage outside (0, 1], a model that is not `.h5`/`.keras`, or a
             validation split of fewer than `MIN_VAL_IMAGES` images. Nothing is written then.
     """
-    from tlkit.deploy import artifacts, saving
-    from tlkit.evaluation import predict
-
     run_lib.check_coverage(coverage)
     path = pathlib.Path(model_path)
     if artifacts.kind_of(path) != "keras":

@@ -25,7 +25,9 @@ import pathlib
 
 import numpy as np
 
+from tlkit import data as data_lib
 from tlkit.calibrate import metrics, temperature as temp_lib, unknown
+from tlkit.calibrate import plots
 from tlkit.core.errors import TlkitError
 
 # Fewer validation images than this and temperature scaling is refused: T is one parameter,
@@ -130,8 +132,6 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
     Raises:
         TlkitError: a coverage outside (0, 1], or a validation split under MIN_VAL_IMAGES.
     """
-    from tlkit import data as data_lib
-
     check_method(method)
     check_coverage(coverage)
     if method == "none":
@@ -145,8 +145,6 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
     probs, y_test = test_probs
     out = calibrate_probs(val_probs, y_val, probs, y_test, coverage, score)
     if out_dir is not None:
-        from tlkit.calibrate import plots
-
         path = pathlib.Path(out_dir) / "reliability.png"
         plots.plot_reliability(probs, temp_lib.apply(probs, out["temperature"]), y_test,
                                out["temperature"], path)

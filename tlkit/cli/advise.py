@@ -1,7 +1,7 @@
 """Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
 
-from tlkit.config import settings
 from tlkit.cli import subcommand
+from tlkit.config import settings
 from tlkit.core.errors import TlkitError
 
 

@@ -1,7 +1,7 @@
 """Subcommand audit: wrong labels, duplicates, split leakage, outliers and image problems."""
 
-from tlkit.config import settings
 from tlkit.cli import subcommand
+from tlkit.config import settings
 
 # the library's defaults, written here without importing it (tlkit --help imports no TF):
 # tests/audit/test_audit.py checks that they equal tlkit.audit.run.audit's

@@ -1,7 +1,7 @@
 """Subcommand curve: how many images do I need? Accuracy against training images per class."""
 
-from tlkit.config import settings
 from tlkit.cli import subcommand
+from tlkit.config import settings
 
 
 def _configure(p):

@@ -8,9 +8,9 @@ import pathlib
 import re
 import sys
 
-from tlkit.config import settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
+from tlkit.config import settings
 from tlkit.core.errors import TlkitError
 
 SCHEDULE_CHOICES = settings.SCHEDULE_CHOICES  # tlkit.training.schedules.SCHEDULES

@@ -2,11 +2,11 @@
 
 import pathlib
 
-from tlkit.core import choices
-from tlkit.config import settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
 from tlkit.cli.finetune import add_model_flags, console_verbosity, data_name
+from tlkit.config import settings
+from tlkit.core import choices
 from tlkit.core.errors import TlkitError
 
 DEFAULT_STEPS = 200  # tlkit.training.lr_sweep.DEFAULT_STEPS (kept here: --help imports no TF)

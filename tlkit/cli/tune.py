@@ -4,10 +4,10 @@ import contextlib
 import pathlib
 import warnings
 
-from tlkit.core import choices
-from tlkit.config import settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
+from tlkit.config import settings
+from tlkit.core import choices
 from tlkit.core.errors import TlkitError
 
 

@@ -25,6 +25,8 @@ import pathlib
 
 import yaml
 
+from tlkit.config import settings as settings_lib
+from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
 
 
@@ -64,9 +66,6 @@ def dump(settings, path):
     `settings` is a mapping ({field: value}, e.g. `tlkit.config.settings.as_dict` of the run's
     settings dataclasses) or a sequence of `tlkit.config.settings` dataclass instances.
     """
-    from tlkit.core import fileio
-    from tlkit.config import settings as settings_lib
-
     if not isinstance(settings, dict):
         settings = settings_lib.as_dict(*settings)
     path = pathlib.Path(path)

@@ -41,6 +41,10 @@ from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, pipeline
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.config.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
 from tlkit.config.settings import RUN as _RUN
+from tlkit.data import decode
+from tlkit.data import folder
+from tlkit.data import index as index_lib
+from tlkit.data import overrides
 
 SOURCES = """\
 Data sources (`load(source)`, `--data` on the command line):
@@ -119,8 +123,6 @@ def read_images(paths, image_size=None, channels=None, resize=DEFAULT_RESIZE):
     Returns:
         uint8 array (N, H, W, C). An unreadable file raises `TlkitError` naming it.
     """
-    from tlkit.data import decode
-
     size = size_arg(image_size)
     images = [decode.read_image(str(p), image_size=size, resize=resize) for p in paths]
     if not images:
@@ -174,8 +176,6 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
     # issue 23: the split of an index, then the audit's exclusions and relabels, on top of the
     # plain load below (tlkit.data.overrides)
     if index is not None:
-        from tlkit.data import index as index_lib
-
         kind, arg, _ = parse_source(source)
         dataset = index_lib.load(index, root=arg if kind == "folder" else None,
                                  image_size=size_arg(image_size), channels=channels,
@@ -187,7 +187,6 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
                                verbose=verbose)
     if exclude is None and relabel is None:
         return dataset
-    from tlkit.data import overrides
 
     return overrides.apply(dataset, exclude=exclude, relabel=relabel)
 
@@ -232,8 +231,6 @@ def _array_channels(x):
 
 def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction, seed,
                  on_bad_image, verbose):
-    from tlkit.data import folder
-
     found = folder.scan(root, on_bad_image=on_bad_image, verbose=verbose)
     for note in found.notes:
         warnings.warn(note, stacklevel=3)
@@ -270,6 +267,7 @@ def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction
 
 def _load_tfds(tfds_name, split, name, size, channels, resize, val_fraction, test_fraction,
                seed, download):
+    # imported here: tensorflow_datasets takes seconds to import, and only tfds: sources need it
     from tlkit.data import tfds_source
 
     builder = tfds_source.open_builder(tfds_name, download)

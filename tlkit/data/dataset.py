@@ -20,10 +20,10 @@ import numbers
 
 import numpy as np
 
+from tlkit.core.errors import TlkitError, suggest
 from tlkit.data import arrays
 from tlkit.data.files import ImageFiles, is_files
 from tlkit.data.pipeline import pipeline as _pipeline
-from tlkit.core.errors import TlkitError, suggest
 
 SPLITS = ("train", "val", "test")
 

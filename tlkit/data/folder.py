@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 
 from tlkit.core import fileio
-from tlkit.data import decode
 from tlkit.core.errors import TlkitError
+from tlkit.data import decode
 
 VALID_SOURCES = ("Valid sources: an image folder (DIR/<class>/*.jpg or DIR/train/<class>/...), "
                  "tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits.")

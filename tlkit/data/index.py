@@ -28,9 +28,9 @@ import os
 import numpy as np
 
 from tlkit.core import fileio
+from tlkit.core.errors import TlkitError
 from tlkit.data.dataset import SPLITS, Dataset
 from tlkit.data.files import ImageFiles
-from tlkit.core.errors import TlkitError
 
 FORMAT = "tlkit-index"
 VERSION = 1

@@ -19,8 +19,8 @@ import os
 import keras
 import numpy as np
 
-from tlkit.data.files import is_files
 from tlkit.core.errors import TlkitError, check_choice
+from tlkit.data.files import is_files
 
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", None)
 AUTOTUNE_MIN_CPUS = 5  # tf.data autotuning by default only on machines with more cores

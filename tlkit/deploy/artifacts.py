@@ -38,6 +38,7 @@ import numpy as np
 
 from tlkit.core import console, fileio
 from tlkit.core.errors import TlkitError
+from tlkit.deploy import saving
 
 LABELS_FILE = "labels.txt"  # in a SavedModel's assets/
 SAVEDMODEL_METADATA = "assets.extra/tlkit_metadata.json"
@@ -151,8 +152,6 @@ def load(path):
 
 
 def _load_keras(path):
-    from tlkit.deploy import saving
-
     model, meta = saving.load(path)
 
     def run(x):

@@ -19,7 +19,10 @@ import pathlib
 
 import numpy as np
 
+from tlkit import data as data_lib
 from tlkit.core.errors import TlkitError
+from tlkit.data import folder, listing
+from tlkit.data import index as index_lib
 
 REPRESENTATIVE_SIZE = 128  # TensorFlow's guide: "around 100-500 samples"
 CHECK_SIZE = 256  # test images of the run an export is compared on, at most
@@ -30,9 +33,6 @@ ARRAY_SOURCES = ("digits", "fashion_mnist", "npz")
 def folder_images(path, input_shape, limit=REPRESENTATIVE_SIZE, resize=None):
     """Up to `limit` images of an image file or folder (`tlkit.data.listing`: recursively,
     sorted; then a seeded choice), read at `input_shape` (H, W, C) as float32 raw pixels."""
-    from tlkit import data as data_lib
-    from tlkit.data import folder, listing
-
     try:
         files = listing.image_files(path)
     except TlkitError as e:
@@ -53,9 +53,6 @@ def training_images(model_path, metadata, input_shape, limit=REPRESENTATIVE_SIZE
     Raises:
         TlkitError: when neither an index nor an array source is recorded; pass `--sample`.
     """
-    from tlkit import data as data_lib
-    from tlkit.data import index as index_lib
-
     model_path = pathlib.Path(model_path) if model_path is not None else None
     index = model_path.with_suffix("") / index_lib.FILENAME if model_path else None
     h, w, c = input_shape
@@ -91,8 +88,6 @@ def test_images(model_path, input_shape, limit=CHECK_SIZE, resize=None):
         `(images, index path)`, or `(None, reason)` when there is no index or none of its
         test files can be read.
     """
-    from tlkit.data import index as index_lib
-
     if model_path is None:
         return None, "the model was not loaded from a file"
     index = pathlib.Path(model_path).with_suffix("") / index_lib.FILENAME

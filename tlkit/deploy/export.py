@@ -72,8 +72,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit.deploy import artifacts, exporters
+from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice
+from tlkit.data import decode
+from tlkit.deploy import artifacts, exporters
+from tlkit.deploy import calibration, saving
+from tlkit.deploy import saving
 
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -133,14 +137,11 @@ def _load(model_or_path):
     """`(model, metadata, path)`: the Keras model, its tlkit metadata, the file (or None)."""
     import keras
 
-    from tlkit.deploy import saving
-
     if isinstance(model_or_path, keras.Model):
         return model_or_path, {}, None
     path = Path(model_or_path)
     if not path.exists():
         raise TlkitError(f"Model file {str(path)!r} does not exist.")
-    from tlkit.core import fileio
 
     fileio.check_model_name(path, saving.KERAS_SUFFIXES, "a .h5 or .keras model (export "
                             "converts Keras models)")
@@ -237,8 +238,6 @@ def _margin(y):
 
 def _write(model, fmt, quantize, artifact, work, metadata, representative):
     """Write the artifact (and the files beside it) at `artifact` inside the folder `work`."""
-    from tlkit.deploy import saving
-
     if fmt == "keras":
         saving.save(model, artifact, metadata)
     elif fmt == "savedmodel":
@@ -307,9 +306,6 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         >>> r.max_abs_diff <= r.tolerance, r.top1_agreement
         (True, 1.0)
     """
-    from tlkit.deploy import calibration, saving
-    from tlkit.data import decode
-
     check_choice("fmt", fmt, FORMATS)
     check_choice("quantize", quantize, QUANTIZATIONS)
     if quantize != "none" and fmt != "tflite":

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit.deploy import artifacts
 from tlkit.core import console
 from tlkit.core.errors import TlkitError
+from tlkit.deploy import artifacts
 
 
 def write_savedmodel(model, out, metadata, work):

@@ -39,6 +39,8 @@ import numpy as np
 
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
+from tlkit.core.version import __version__
+from tlkit.data import decode
 
 METADATA_ATTR = "tlkit_metadata"
 METADATA_ENTRY = "tlkit_metadata.json"  # in a .keras zip
@@ -77,9 +79,6 @@ def full_metadata(model, metadata=None):
     image files are fitted to the input: `resize`, `interpolation`, `antialias`, see
     `tlkit.data.decode.resize_contract`; the mode is the data summary's `resize`, else
     squash, what tlkit did before it recorded one)."""
-    from tlkit.core.version import __version__
-    from tlkit.data import decode
-
     meta = dict(metadata or {})
     meta.setdefault("tlkit_version", __version__)
     meta.setdefault("keras_version", keras.__version__)

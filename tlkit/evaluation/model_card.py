@@ -31,6 +31,7 @@ import pathlib
 
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
+from tlkit.deploy import saving
 
 FILENAME = "model_card.md"
 
@@ -51,8 +52,6 @@ def write(model_path, report=None, *, settings=None, metadata=None, out=None):
         metadata: the model's tlkit metadata (default: read from `model_path`).
         out: the card's path (default: `model_card.md` in the report folder).
     """
-    from tlkit.deploy import saving
-
     model_path = pathlib.Path(model_path)
     folder = model_path.with_suffix("")
     if isinstance(report, (str, os.PathLike)):

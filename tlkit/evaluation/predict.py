@@ -21,12 +21,19 @@ import pathlib
 
 import numpy as np
 
-from tlkit.deploy import artifacts
+from tlkit import calibrate as calibrate_lib
 from tlkit import data as data_lib
-from tlkit.evaluation import report as report_lib
-from tlkit.deploy import saving
-from tlkit.evaluation import tta as tta_lib
+from tlkit.calibrate import metrics
+from tlkit.calibrate import plots
 from tlkit.core.errors import TlkitError, check_choice
+from tlkit.data import decode
+from tlkit.data import index as index_lib
+from tlkit.data import listing
+from tlkit.data.listing import image_files
+from tlkit.deploy import artifacts
+from tlkit.deploy import saving
+from tlkit.evaluation import report as report_lib
+from tlkit.evaluation import tta as tta_lib
 
 
 def image_paths(path):
@@ -34,8 +41,6 @@ def image_paths(path):
 
     See `tlkit.data.listing.image_files`, the one home of image listing.
     """
-    from tlkit.data.listing import image_files
-
     return image_files(path)
 
 
@@ -65,9 +70,6 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
         reject: require the artifact's unknown threshold (`TlkitError` without one, saying
             how to add it with `tlkit calibrate`).
     """
-    from tlkit import calibrate as calibrate_lib
-    from tlkit.data import listing
-
     check_choice("on_bad_image", on_bad_image, data_lib.BAD_IMAGE_POLICIES)
     if top_k < 1:
         raise TlkitError(f"--top-k must be >= 1. Received: {top_k}.")
@@ -103,8 +105,6 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
 
 def model_resize(model):
     """The resize mode an `artifacts.Artifact` records (None: none recorded)."""
-    from tlkit.data import decode
-
     return decode.recorded_resize(model.metadata, model.path)
 
 
@@ -137,8 +137,6 @@ def find_index(model_path, source, metadata=None):
     records that file in its metadata (`index`), so it is found from anywhere.
     """
     import json
-
-    from tlkit.data import index as index_lib
 
     kind, arg, _ = data_lib.parse_source(source)
     if kind != "folder":
@@ -239,9 +237,6 @@ def _data_argument(data, source):
 def selective_report(raw_probs, y, metadata, out_dir=None):
     """The error at full, 90% and 95% coverage (the most confident kept, by the model's
     unknown score), the calibrated ECE, and risk_coverage.png in `out_dir`."""
-    from tlkit import calibrate as calibrate_lib
-    from tlkit.calibrate import metrics
-
     probs, scores, _ = calibrate_lib.apply_metadata(raw_probs, metadata)
     correct = probs.argmax(1) == np.asarray(y)
     t, unk = calibrate_lib.from_metadata(metadata)
@@ -253,8 +248,6 @@ def selective_report(raw_probs, y, metadata, out_dir=None):
     if unk and unk.get("threshold") is not None:
         out["coverage_at_threshold"] = float(np.mean(scores <= unk["threshold"]))
     if out_dir is not None:
-        from tlkit.calibrate import plots
-
         out["file"] = str(plots.plot_risk_coverage(-scores, correct,
                                                    pathlib.Path(out_dir) / "risk_coverage.png"))
     return out
@@ -264,8 +257,6 @@ def load_run_data(model, model_path, source, *, index=None, seed=0, val_fraction
                   test_fraction=0.1, on_bad_image="skip", download=False, resize=None):
     """`(dataset, index)`: `source` at the artifact's input, split as its run split it (the
     run's index when there is one, see `find_index`; else a new split by `seed`)."""
-    from tlkit.data import index as index_lib
-
     shape = model.input_shape
     resize = resize or model_resize(model)
     index = index or find_index(model_path, source, model.metadata)

@@ -200,8 +200,6 @@ def _names_at(x, positions):
     import os
 
     if data_lib.is_files(x):
-        from tlkit.core import fileio
-
         return [fileio.printable_path(os.path.basename(str(x.paths[p]))) for p in positions]
     return [f"#{int(p)}" for p in positions]
 

@@ -69,6 +69,10 @@ from tlkit.experiments.table import (
     format_baseline, format_markdown, format_table, mark_best, score_auto,
 )
 from tlkit.core.logs import quiet_tf_logs
+from tlkit.deploy import saving
+from tlkit.experiments.config import CURVE_STRATEGIES
+from tlkit.workflows.curve import curve
+from tlkit.workflows.finetune import finetune
 
 
 class _Progress:
@@ -131,8 +135,6 @@ def run_demo(out_dir=DEFAULT_OUT, source_classes=None, target_classes=None, quic
 def _run(out, src_ids, tgt_ids, config, seed, verbose):
     """The body of `run_demo`, on validated arguments."""
     import keras
-
-    from tlkit.deploy import saving
 
     log = _Progress(verbose)
     n_runs = len(SITUATIONS) * len(METHODS)
@@ -313,9 +315,6 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
 
 def _curve(ds, source_path, target, config, seed, out, log):
     """One target's data-efficiency curve (`tlkit.curve`) in `out/curves/<target>/`."""
-    from tlkit.experiments.config import CURVE_STRATEGIES
-    from tlkit.workflows.curve import curve
-
     small = min(config.small_batch, 16)
     res = curve(ds, str(source_path), sizes=config.curve_sizes,
                 strategies=CURVE_STRATEGIES[target], seeds=config.curve_seeds,
@@ -340,8 +339,6 @@ def _curve_means(res):
 def _finetune(ds, backbone, strategy, epochs, batch, patience, seed, path, pooling,
               cache_dir=None, verbose=0):
     """One tlkit.finetune run; returns (FinetuneResult, wall seconds)."""
-    from tlkit.workflows.finetune import finetune
-
     t0 = time.perf_counter()
     res = finetune(data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs,
                    weights=None, out=path, batch_size=batch, augment=False, seed=seed,

@@ -4,8 +4,13 @@ import pathlib
 import time
 
 from tlkit import data as data_lib
+from tlkit.deploy import saving
+from tlkit.evaluation import report as report_lib
 from tlkit.experiments.config import BASELINE_TARGET, BN_MOMENTUM, FULL, IMAGE_SHAPE
 from tlkit.experiments.situations import _counts, _subset
+from tlkit.models import zoo
+from tlkit.models.blocks import classifier_head, vgg_block
+from tlkit.training import phases
 
 
 def build_source_net(num_classes, widths=FULL.widths, convs=FULL.convs,
@@ -36,8 +41,6 @@ def build_source_net(num_classes, widths=FULL.widths, convs=FULL.convs,
         (None, 5)
     """
     import keras
-
-    from tlkit.models.blocks import classifier_head, vgg_block
 
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
@@ -73,11 +76,6 @@ def train_baseline(fashion, config, seed, out_dir, log=print, verbose=0):
         A JSON-able dict: model, test_accuracy, seconds, epochs, images, file paths.
     """
     import keras
-
-    from tlkit.training import phases
-    from tlkit.deploy import saving
-    from tlkit.models import zoo
-    from tlkit.evaluation import report as report_lib
 
     t0 = time.perf_counter()
     ds = _subset(fashion, None, config.baseline_per_class, None, config.test_per_class, seed)

@@ -20,8 +20,8 @@ import inspect
 import keras
 from keras import layers
 
-from tlkit.models.blocks import classifier_head, conv_bn_act, inception_block, residual_block, vgg_block
 from tlkit.core.errors import TlkitError, suggest
+from tlkit.models.blocks import classifier_head, conv_bn_act, inception_block, residual_block, vgg_block
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,7 @@ import contextlib
 
 import keras
 import numpy as np
+from tlkit import data as data_lib
 
 MAX_IMAGES = 4096  # training images the recalibration pass reads at most
 MIN_MOMENTUM = 0.9  # the lowest momentum `suited_momentum` sets
@@ -85,7 +86,6 @@ def recalibrate(model, dataset, *, batch_size=32, strategy=None, verbose=0,
         return None if not layers else {"skipped": "tf.distribute strategy"}
     n = min(len(dataset.y_train), max_images)
     x, y = dataset.x_train[np.arange(n)], dataset.y_train[:n]
-    from tlkit import data as data_lib
 
     ds = data_lib.pipeline(x, y, batch_size=batch_size, shuffle=True, seed=0)
     return _run(model, layers, (images for images, _ in ds), verbose)

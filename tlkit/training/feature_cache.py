@@ -25,6 +25,7 @@ import numpy as np
 
 from tlkit import data as data_lib
 from tlkit.core import fileio
+from tlkit.core.errors import TlkitError
 
 DEFAULT_MEMORY_LIMIT = 2 * 2**30  # bytes of features kept in memory before going to disk
 
@@ -138,8 +139,6 @@ def get(extractor, x, *, labels=None, cache_dir=None, memory_limit=DEFAULT_MEMOR
         cache_dir = None
     if cache_dir is None:
         if nbytes > memory_limit:
-            from tlkit.core.errors import TlkitError
-
             raise TlkitError(f"The cached features would take {nbytes / 2**30:.1f} GiB, more "
                              f"than the {memory_limit / 2**30:.1f} GiB memory limit: give a "
                              f"cache folder (an output folder) or use --no-cache.")
@@ -148,8 +147,6 @@ def get(extractor, x, *, labels=None, cache_dir=None, memory_limit=DEFAULT_MEMOR
     cache_dir = pathlib.Path(cache_dir)
     if not _writable(cache_dir):
         if nbytes > memory_limit:
-            from tlkit.core.errors import TlkitError
-
             raise TlkitError(f"Feature cache folder {cache_dir} cannot be written, and the "
                              f"features ({nbytes / 2**30:.1f} GiB) do not fit in memory: "
                              f"give a writable --cache-dir.")

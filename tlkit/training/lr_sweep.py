@@ -39,8 +39,10 @@ import keras
 import numpy as np
 
 from tlkit.core import fileio
-from tlkit.training import optimizers, phases
 from tlkit.core.errors import TlkitError
+from tlkit.training import feature_cache
+from tlkit.training import optimizers, phases
+from tlkit.training.frozen import feature_cut, feature_extractor, head_model
 
 DEFAULT_STEPS = 200
 DEFAULT_MIN_LR = 1e-7
@@ -172,9 +174,6 @@ def _layers(model):
 
 def _training_data(model, plan, phase, dataset, batch_size, steps, seed, autotune, verbose):
     """(probe model, repeated tf.data batches) for the sweep of `phase`."""
-    from tlkit.training import feature_cache
-    from tlkit.training.frozen import feature_cut, feature_extractor, head_model
-
     n = len(dataset.y_train)
     take = min(n, steps * batch_size)
     idx = np.sort(np.random.default_rng(seed).permutation(n)[:take]) if take < n else None

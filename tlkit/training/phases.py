@@ -15,13 +15,14 @@ import time
 import keras
 import numpy as np
 
-from tlkit.training import bn as bn_lib
 from tlkit import data as data_lib
-from tlkit.training import feature_cache, head_solver, optimizers, schedules
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
-from tlkit.training.frozen import feature_extractor, feature_cut, frozen_prefix_split, head_model
 from tlkit.core.logs import streamed_epochs
+from tlkit.data.files import shard_positions
+from tlkit.training import bn as bn_lib
+from tlkit.training import feature_cache, head_solver, optimizers, schedules
+from tlkit.training.frozen import feature_extractor, feature_cut, frozen_prefix_split, head_model
 
 # The runners' options (`options`): train.fit's settings, and three switches that keep a
 # KerasTuner trial training as it always has.
@@ -341,8 +342,6 @@ def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, s
         train_ds, val_ds = targets.train(train_ds), targets.val(val_ds)
     facts = {}
     if shard is not None and data_lib.is_files(dataset.x_train):
-        from tlkit.data.files import shard_positions
-
         mine = list(dataset.x_train.paths[shard_positions(len(dataset.x_train), shard)])
         facts["shard"] = {"workers": shard[0], "index": shard[1], "train_files": len(mine)}
         if out_dir is not None:  # which files this worker read, for the record

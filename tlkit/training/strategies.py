@@ -30,8 +30,8 @@ import re
 
 import keras
 
-from tlkit.models.blocks import classifier_head
 from tlkit.core.errors import TlkitError, check_choice, suggest
+from tlkit.models.blocks import classifier_head
 
 # Budgets by optimizer steps, not epochs (bench/bench_small_data.py, results in
 # bench/results/small-data.json). An epoch of 25 images is one Adam step: the old default of 10

@@ -30,11 +30,13 @@ import keras
 import numpy as np
 
 from tlkit import data as data_lib
+from tlkit.core.errors import TlkitError
 from tlkit.training import bn as bn_lib
 from tlkit.training import feature_cache, optimizers, phases
+from tlkit.training.callbacks import history_of
 from tlkit.training.callbacks import make_callbacks
-from tlkit.core.errors import TlkitError
 from tlkit.training.phases import compile_phase
+from tlkit.training.train_settings import TrainSettings
 
 
 
@@ -116,7 +118,6 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         raise TlkitError("The training and validation splits must not be empty.")
     if augment_passes < 1:
         raise TlkitError(f"augment_passes must be >= 1. Received: {augment_passes}.")
-    from tlkit.training.train_settings import TrainSettings
 
     settings = TrainSettings() if settings is None else settings
     keras.utils.set_random_seed(seed)
@@ -205,7 +206,6 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         compile_phase(model, plan, plan.phases[-1], jit_compile)
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
-    from tlkit.training.callbacks import history_of
 
     return FitResult(model, history_of(records), info)
 

@@ -13,10 +13,10 @@ Example:
 
 import dataclasses
 
+from tlkit.config.settings import HEAD_SOLVER_CHOICES, RECIPE, RecipeSettings
+from tlkit.core.errors import check_choice
 from tlkit.training import class_weights as class_weights_lib
 from tlkit.training import mixing, optimizers, schedules
-from tlkit.core.errors import check_choice
-from tlkit.config.settings import HEAD_SOLVER_CHOICES, RECIPE, RecipeSettings
 
 DEFAULT_LR_DECAY_PER_STAGE = RECIPE.lr_decay_per_stage
 DEFAULT_LABEL_SMOOTHING = RECIPE.label_smoothing

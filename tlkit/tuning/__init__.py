@@ -56,14 +56,14 @@ from tlkit.tuning.constants import (
     DROPOUTS, FINE_TUNE_LEARNING_RATES, HEAD_WIDTHS, LEARNING_RATES, OBJECTIVES, OPTIMIZERS,
     TUNERS,
 )
-from tlkit.tuning.distributed import distributed_role, serve_oracle, wait_for_chief
 from tlkit.tuning.backbone_hypermodel import BackboneHyperModel
+from tlkit.tuning.distributed import distributed_role, serve_oracle, wait_for_chief
 from tlkit.tuning.hypermodel import TlkitHyperModel, make_optimizer
-from tlkit.tuning.zoo_hypermodel import BLOCK_MODELS, BlockLayout, ZooHyperModel, block_layout
 from tlkit.tuning.reports import format_table, plot_trials, trials_table, write_reports
 from tlkit.tuning.run import TuneResult, make_hypermodel, tune
 from tlkit.tuning.search import make_tuner, oracle_seed, release_trial_memory, tuner_metrics
 from tlkit.tuning.space import Tunable, parse_fix, parse_space
+from tlkit.tuning.zoo_hypermodel import BLOCK_MODELS, BlockLayout, ZooHyperModel, block_layout
 
 __all__ = ["Tunable", "TlkitHyperModel", "ZooHyperModel", "BackboneHyperModel", "BlockLayout",
            "BLOCK_MODELS", "block_layout", "TuneResult", "tune", "make_hypermodel", "parse_fix", "parse_space",

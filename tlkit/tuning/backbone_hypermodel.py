@@ -8,11 +8,11 @@ whether the strategy has a fine-tuning phase at all; nothing is restated here.
 import keras
 import numpy as np
 
-from tlkit.models import backbones as backbones_lib
 from tlkit.core import compat
-from tlkit.training import frozen, phases, strategies
-from tlkit.models.blocks import BN_PLACEMENTS, classifier_head
 from tlkit.core.errors import TlkitError, check_choice
+from tlkit.models import backbones as backbones_lib
+from tlkit.models.blocks import BN_PLACEMENTS, classifier_head
+from tlkit.training import frozen, phases, strategies
 from tlkit.tuning.constants import (
     DROPOUTS, FINE_TUNE_LEARNING_RATES, HEAD_WIDTHS, LEARNING_RATES,
 )

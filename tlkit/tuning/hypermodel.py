@@ -5,8 +5,8 @@ import re
 import keras
 import keras_tuner as kt
 
-from tlkit.training import phases
 from tlkit.core.errors import TlkitError, check_choice
+from tlkit.training import phases
 from tlkit.tuning.constants import ALIAS_HELP, ALIASES, OPTIMIZERS
 from tlkit.tuning.space import _fmt, parse_fix, parse_space
 

@@ -8,9 +8,9 @@ import re
 import keras
 from keras import layers
 
+from tlkit.core.errors import TlkitError
 from tlkit.models import zoo
 from tlkit.models.blocks import BN_PLACEMENTS, conv_bn_act, vgg_block
-from tlkit.core.errors import TlkitError
 from tlkit.tuning.constants import DROPOUTS, LEARNING_RATES, OPTIMIZERS, ZOO_PREFIX
 from tlkit.tuning.hypermodel import TlkitHyperModel
 from tlkit.tuning.space import Tunable

@@ -47,10 +47,17 @@ import warnings
 
 import numpy as np
 
+from tlkit import data as data_lib
+from tlkit.config.settings import CURVE, DATA, MODEL, RUN
 from tlkit.core import fileio
 from tlkit.core.choices import STRATEGIES
 from tlkit.core.errors import TlkitError, suggest
-from tlkit.config.settings import CURVE, DATA, MODEL, RUN
+from tlkit.core.logs import quiet_tf_logs
+from tlkit.deploy import saving
+from tlkit.evaluation import curve_plot
+from tlkit.models import backbones
+from tlkit.workflows import finetune as transfer
+from tlkit.workflows.finetune import finetune
 
 SCRATCH = "scratch"
 METHODS = STRATEGIES + (SCRATCH,)  # what `strategies` may name
@@ -79,14 +86,10 @@ class CurveResult:
 
     def table(self):
         """The printed table: sizes x strategies, mean ± sd over the seeds."""
-        from tlkit.evaluation import curve_plot
-
         return curve_plot.format_table(self)
 
     def markdown(self):
         """curve.md's text: a caption line and a Markdown table."""
-        from tlkit.evaluation import curve_plot
-
         return curve_plot.format_markdown(self)
 
 
@@ -218,9 +221,6 @@ def curve(data, backbone=MODEL.backbone, *, sizes=CURVE.sizes, strategies=CURVE.
         "seconds", ...}` (also the 95% interval, macro F1, train/val/test counts and the
         epochs each phase ran) and the paths written.
     """
-    from tlkit import data as data_lib
-    from tlkit.workflows import finetune as transfer
-
     sizes, strategies, seeds = parse_sizes(sizes), parse_strategies(strategies), check_seeds(seeds)
     for name in ("data", "backbone", "strategy", "out", "report_dir", "cache_dir", "verbose"):
         if name in finetune_options:
@@ -276,8 +276,6 @@ def _check_backbone(backbone, input_shape, weights, strategies):
     """Build the base once, so a bad name, size or weights fails before the first run."""
     import keras
 
-    from tlkit.models import backbones
-
     transfer_weights = weights if any(s != SCRATCH for s in strategies) else None
     backbones.build(backbone, input_shape, weights=transfer_weights)
     keras.backend.clear_session()
@@ -295,8 +293,6 @@ def scratch_file(path, seed, folder):
     Rescaling or Normalization statistics) keep the file's values.
     """
     import keras
-
-    from tlkit.deploy import saving
 
     keras.utils.set_random_seed(seed)
     model = keras.models.load_model(path, compile=False)
@@ -320,9 +316,6 @@ def _leaves(model):
 
 
 def _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options, work, verbose):
-    from tlkit.core.logs import quiet_tf_logs
-    from tlkit.workflows.finetune import finetune
-
     t_start = time.perf_counter()
     run_seeds = tuple(seed + i for i in range(seeds))
     total = len(sizes) * len(run_seeds) * len(strategies)
@@ -388,8 +381,6 @@ def _free():
 def _write(result, out, work):
     """Write the three files in the work folder, then move them into `out` together."""
     import os
-
-    from tlkit.evaluation import curve_plot
 
     staged = {key: work / name for key, name in FILES.items()}
     fileio.write_json(result.rows, staged["json"])

@@ -20,18 +20,23 @@ import warnings
 
 import keras
 
-from tlkit.models import backbones as backbones_lib
-from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit import advise as advise_lib
 from tlkit import data as data_lib
-from tlkit.data import data_folder
-from tlkit.training import distribute as distribute_lib
-from tlkit.evaluation import report as report_lib
+from tlkit.calibrate import run as calibrate_lib
+from tlkit.config.settings import CALIBRATION, DATA, MODEL, OUTPUT, RECIPE, RUN
 from tlkit.core import fileio
+from tlkit.core.errors import TlkitError, suggest
+from tlkit.data import data_folder
+from tlkit.data import index as index_lib
+from tlkit.deploy import saving
+from tlkit.evaluation import model_card
+from tlkit.evaluation import report as report_lib
+from tlkit.models import backbones as backbones_lib
+from tlkit.models.backbones import specs as backbone_specs
+from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit.training import distribute as distribute_lib
 from tlkit.training import lr_sweep as lr_find_lib
 from tlkit.training import runs, strategies, train, train_settings
-from tlkit.deploy import saving
-from tlkit.core.errors import TlkitError, suggest
-from tlkit.config.settings import CALIBRATION, DATA, MODEL, OUTPUT, RECIPE, RUN
 
 
 @dataclasses.dataclass
@@ -158,7 +163,6 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
                    learning_rate=1e-3 if learning_rate == "auto" else learning_rate,
                    fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
                    head_epochs=head_epochs, dropout=dropout)
-    from tlkit.calibrate import run as calibrate_lib
 
     if calibrate is not None:
         calibrate_lib.check_method(calibrate)
@@ -214,8 +218,6 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
         if run is not None:
             run.begin()
         if report_dir is not None and dataset.streams and dataset.origin:
-            from tlkit.data import index as index_lib
-
             index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
         previous_policy = keras.config.dtype_policy()
         if mixed_precision:
@@ -245,8 +247,6 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
         finally:
             keras.config.set_dtype_policy(previous_policy)
         if result.path is not None and report_dir is not None:
-            from tlkit.evaluation import model_card
-
             model_card.write(result.path, result.report, settings=settings,
                              out=pathlib.Path(report_dir) / model_card.FILENAME)
         if run is not None:
@@ -258,12 +258,10 @@ def channels_note(backbone, data, dataset, input_shape):
     """`tlkit.models.backbones.specs.channels_note` for `dataset` (loaded from `data`) and a model
     taking `input_shape`: the channels of the source images; for a `Dataset` given as data,
     colour only when its images are colour and its source was (digits made RGB are gray)."""
-    from tlkit.models.backbones.specs import channels_note as note
-
     have = dataset.source_channels
     if isinstance(data, data_lib.Dataset):
         have = min(data.source_channels or data.image_shape[2], data.image_shape[2])
-    return note(os.fspath(backbone), have, int(input_shape[2]))
+    return backbone_specs.channels_note(os.fspath(backbone), have, int(input_shape[2]))
 
 
 def check_splits(dataset):
@@ -453,7 +451,6 @@ def _calibrate(model, dataset, report_dir, calibration, batch_size, test_probs, 
     method, coverage = calibration
     if method == "none":
         return None
-    from tlkit import calibrate as calibrate_lib
 
     cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
                                         method=method, batch_size=batch_size,
@@ -501,8 +498,6 @@ def _auto(bb, dataset, plan_options, fit_options, verbose):
     The advice's pass caches the last stage's features where the run's head phase looks for
     them (the run's state, or `cache_dir`), so the head phase does not run the base again.
     """
-    from tlkit import advise as advise_lib
-
     run = fit_options.get("run")
     cache = fit_options.get("cache_dir") or (run.feature_dir() if run is not None else None)
     advice = advise_lib.advise(dataset, [bb], batch_size=fit_options["batch_size"],

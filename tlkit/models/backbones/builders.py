@@ -23,7 +23,9 @@ from tlkit.models.backbones.stages import _as_functional, compute_stages
 from tlkit.models.backbones.surgery import (
     _copy_weights, _flatten, _head_entrance, _nested_base, _standard_layers,
 )
+from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, setting
+from tlkit.models import zoo
 
 
 def build(name, input_shape=None, weights="imagenet"):
@@ -198,8 +200,6 @@ def _load_application_weights(model, sp, input_shape, path):
 
 
 def _build_zoo(name, input_shape, weights):
-    from tlkit.models import zoo
-
     e = zoo.entry(name[len(ZOO_PREFIX):])
     input_shape = _check_input_shape(input_shape or default_input_shape(name), name, e.min_size)
     inputs = keras.Input(input_shape, name="image")
@@ -240,8 +240,6 @@ def default_input_shape(name):
     """
     source = kind(name)
     if source == "zoo":
-        from tlkit.models import zoo
-
         return tuple(zoo.entry(name[len(ZOO_PREFIX):]).input_shape)
     if source == "file":
         return file_input_shape(name)
@@ -310,7 +308,6 @@ def _check_file(path):
         raise TlkitError(f"Backbone file {path!r} not found. Give an existing "
                          f"{'/'.join(MODEL_EXTENSIONS)} classifier, a registry name "
                          f"({', '.join(names())}) or zoo:NAME.")
-    from tlkit.core import fileio
 
     fileio.check_model_name(path, MODEL_EXTENSIONS, f"a {'/'.join(MODEL_EXTENSIONS)} "
                             f"classifier, a registry backbone ({', '.join(names())}) or "

@@ -13,6 +13,7 @@ import dataclasses
 import os
 
 from tlkit.core.errors import TlkitError, suggest
+from tlkit.models import zoo
 
 PREPROCESSING_MODES = ("tf", "caffe", "torch", "builtin")
 SOURCES = ("keras.applications", "zoo", "file")
@@ -167,6 +168,4 @@ def channels_note(name, data_channels, model_channels):
 
 
 def _zoo_names(channels):
-    from tlkit.models import zoo
-
     return [ZOO_PREFIX + n for n in zoo.names() if zoo.entry(n).input_shape[2] == channels]

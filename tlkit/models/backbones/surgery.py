@@ -11,8 +11,8 @@ import numpy as np
 from keras import layers
 
 from tlkit.core import compat
-from tlkit.models.backbones.stages import _is_spatial, _nodes_in, _parents
 from tlkit.core.errors import TlkitError
+from tlkit.models.backbones.stages import _is_spatial, _nodes_in, _parents
 
 
 def _nested_base(model, label):
