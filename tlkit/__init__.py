@@ -42,6 +42,9 @@ PUBLIC_ALIASES = {
 }
 
 
+# The entry points below import their workflow when called: `import tlkit` stays light.
+
+
 def finetune(data, backbone="mobilenet_v2", strategy="small-similar", **kwargs):
     """Fine-tune a backbone on data with a strategy; see `tlkit.workflows.finetune.finetune`."""
     from tlkit.workflows.finetune import finetune as _finetune

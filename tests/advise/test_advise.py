@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tlkit
-from helpers import run_cli as run
+from cli_helpers import run_cli as run
 from tlkit import advise, data
 from tlkit.advise import recommend
 from tlkit.advise.recommend import NEAR_PERFECT_SKILL

@@ -5,8 +5,8 @@ import warnings
 
 import pytest
 
-from helpers import assert_one_line_error
-from helpers import run_cli as run
+from cli_helpers import assert_one_line_error
+from cli_helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from helpers import BackgroundProcesses, background_fixture, cli_command
-from helpers import run_cli as run
+from process_helpers import BackgroundProcesses, background_fixture, cli_command
+from cli_helpers import run_cli as run
 from tlkit import cli
 
 
@@ -132,7 +132,7 @@ def test_imagenet_offline_is_one_line(capsys):
         assert code == 2 and "--weights none" in err and len(err.strip().splitlines()) == 1
 
 
-# Started in the background when collection ends (helpers.background_fixture).
+# Started in the background when collection ends (process_helpers.background_fixture).
 console_script = background_fixture("console_script", lambda workdir: BackgroundProcesses(
     workdir, {"tlkit": cli_command("finetune", "--data", "/no/such/dir")}), timeout=120)
 

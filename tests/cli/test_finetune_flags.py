@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import run_cli as run
+from cli_helpers import run_cli as run
 from tlkit.deploy import saving
 from tlkit.cli import finetune as finetune_cli
 

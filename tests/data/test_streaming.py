@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import BackgroundProcesses, background_fixture, cli_command
-from helpers import run_cli as run
+from process_helpers import BackgroundProcesses, background_fixture, cli_command
+from cli_helpers import run_cli as run
 from tlkit import cli, data
 from tlkit.data import decode, index
 from tlkit.core.errors import TlkitError

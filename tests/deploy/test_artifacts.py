@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import run_cli as run
+from cli_helpers import run_cli as run
 from tlkit.deploy import artifacts, export
 from tlkit.evaluation import predict
 from tlkit.core.errors import TlkitError

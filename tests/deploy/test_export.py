@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from helpers import compile_and_build
+from model_helpers import compile_and_build
 from tlkit.deploy import artifacts, exporters
 from tlkit.deploy import export as ex
 from tlkit.core.errors import TlkitError

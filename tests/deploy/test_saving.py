@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import compile_and_build, predict_in_fresh_process
+from model_helpers import compile_and_build
+from process_helpers import predict_in_fresh_process
 from tlkit.models import backbones
 from tlkit.deploy import saving
 from tlkit.training import strategies, train

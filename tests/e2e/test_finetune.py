@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tlkit
-from helpers import compile_and_build, predict_in_fresh_process
+from model_helpers import compile_and_build
+from process_helpers import predict_in_fresh_process
 from tlkit import data
 from tlkit.deploy import saving
 from tlkit.training import strategies

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import tlkit
-from helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli
 from tlkit.deploy import artifacts, saving
 from tlkit.evaluation import predict
 from tlkit.data import decode

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli as run
+from cli_helpers import run_cli as run
 from tlkit.evaluation import predict, tta
 from tlkit.deploy import saving
 from tlkit.core.errors import TlkitError

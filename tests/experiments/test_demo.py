@@ -2,7 +2,7 @@
 
 The quick run trains 20 small models plus the source net and the baseline (about 1.5 minutes
 on 2 cores); it runs once per session, as `python -m tlkit.cli demo --quick` in a background
-process that begins when collection ends (helpers.background_fixture). Accuracy ordering is
+process that begins when collection ends (process_helpers.background_fixture). Accuracy ordering is
 not tested: quick runs are too short for it.
 """
 
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers import BackgroundProcesses, background_fixture, cli_command
+from process_helpers import BackgroundProcesses, background_fixture, cli_command
 from tlkit import cli, data
 from tlkit.experiments import demo
 from tlkit.deploy import saving

@@ -11,7 +11,7 @@ import pytest
 from keras import layers
 from PIL import Image
 
-from helpers import compile_and_build
+from model_helpers import compile_and_build
 from tlkit import explain
 from tlkit.models import zoo
 from tlkit.models.blocks import classifier_head, conv_bn_act

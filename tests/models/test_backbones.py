@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from helpers import compile_and_build
+from model_helpers import compile_and_build
 from tlkit.models import backbones
 from tlkit.core.errors import TlkitError
 

@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import one_training_step, predict_in_fresh_process, random_batch
+from model_helpers import one_training_step, random_batch
+from process_helpers import predict_in_fresh_process
 from tlkit.models import zoo
 from tlkit.core.errors import TlkitError
 

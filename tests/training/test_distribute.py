@@ -6,7 +6,7 @@ import socket
 import numpy as np
 import pytest
 
-from helpers import BackgroundProcesses, background_fixture, cli_command
+from process_helpers import BackgroundProcesses, background_fixture, cli_command
 from tlkit.training import distribute
 from tlkit.core.errors import TlkitError
 
@@ -32,7 +32,7 @@ def _start_two_workers(workdir):
         for i in range(2)})
 
 
-# Started in the background when collection ends (helpers.background_fixture).
+# Started in the background when collection ends (process_helpers.background_fixture).
 two_workers = background_fixture("two_workers", _start_two_workers, timeout=300)
 
 

@@ -8,7 +8,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from helpers import predict_in_fresh_process
+from process_helpers import predict_in_fresh_process
 from tlkit.core import compat
 from tlkit import data, tuning
 from tlkit.training import frozen

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli as run
+from cli_helpers import run_cli as run
 from tlkit.core import fileio
 from tlkit.training import runs
 from tlkit.workflows import finetune as transfer

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import run_cli as run
+from cli_helpers import run_cli as run
 from tlkit.training import runs
 from tlkit.core.errors import TlkitError
 

@@ -54,7 +54,7 @@ def test_bad_range(kwargs, match):
 
 
 def test_cli_strategy_choices_leave_out_auto(capsys):
-    from helpers import run_cli
+    from cli_helpers import run_cli
 
     code, out, _ = run_cli(capsys, "lr-find", "--help")
     assert code == 0

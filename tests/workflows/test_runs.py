@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from helpers import BackgroundProcesses, background_fixture, cli_command
-from helpers import run_cli as run
+from process_helpers import BackgroundProcesses, background_fixture, cli_command
+from cli_helpers import run_cli as run
 from tlkit import cli
 from tlkit.training import runs
 from tlkit.core.errors import TlkitError
@@ -250,7 +250,7 @@ def test_same_seed_same_weights_on_cpu():
 
 # recipes/digits-offline.yaml as written, unchanged but for where it writes: the slowest run
 # of this module (8 epochs of MobileNetV2), so it runs as `tlkit finetune --recipe` in a
-# background process at low priority while the other tests go on (helpers.background_fixture)
+# background process at low priority while the other tests go on (process_helpers.background_fixture)
 recipe_run = background_fixture("recipe_run", lambda workdir: BackgroundProcesses(
     workdir, {"recipe": cli_command("finetune", "--recipe",
                                     REPO / "recipes" / "digits-offline.yaml", "--quiet")}))

@@ -1,5 +1,9 @@
 """`tlkit audit`: wrong labels, duplicates, split leakage, outliers and image problems.
 
+Layer: a tool on the layers below (data, models, the frozen-feature cache, deploy); it
+imports no workflow (the data and shape helpers it shares with `finetune` live in
+`tlkit.data` and `tlkit.models.backbones`).
+
 The contract (issue 23):
 
 - `audit(data, backbone | model=..., out=D)` audits any source `finetune` reads and returns

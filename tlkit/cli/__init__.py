@@ -1,5 +1,9 @@
 """The `tlkit` command line: a thin layer over the library.
 
+Layer: the top, under the `tlkit` facade only; no library module imports it. Its
+commands import the library when they run (a comment says so at each), so parsing and
+`--help` import no TensorFlow.
+
 Each subcommand parses its flags and calls one library function. User mistakes
 (`TlkitError`) print one line on stderr and exit with code 2, with no traceback.
 
@@ -28,6 +32,7 @@ import warnings
 
 from tlkit.core import console, errors
 from tlkit.core.errors import TlkitError
+from tlkit.core.version import __version__
 
 SUBCOMMANDS = {}
 SUBPARSERS = {}
@@ -144,8 +149,6 @@ def make_parser():
         prog="tlkit", description="Keras-first transfer learning.",
         epilog="User mistakes exit with code 2 and one line on stderr. TensorFlow's start-up "
                "lines are hidden; TLKIT_TF_LOGS=1 shows them.")
-    from tlkit.core.version import __version__
-
     parser.add_argument("--version", action="version", version=f"tlkit {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (fn, help_text) in SUBCOMMANDS.items():
@@ -185,6 +188,7 @@ def main(argv=None):
         with errors.cli_names(names):  # library messages name the flags (`--pooling avg`)
             return fn(args) or 0
     except TlkitError as e:
+        # the library is imported when the command runs: parsing and --help import no TensorFlow
         from tlkit.training.callbacks import DivergedError
 
         print(f"tlkit {args.command}: error: {errors.cli_message(str(e), names)}",
@@ -223,6 +227,7 @@ def _apply_recipe(parser, args, argv):
     Recipe keys are flag names (`lr`, `no-augment`, `batch-size`) or their destinations
     (`learning_rate`, `augment`); a `no-X: true` switch sets X to false.
     """
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.config import recipes
 
     by_key = recipe_keys(args.command)

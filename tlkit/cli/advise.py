@@ -30,6 +30,7 @@ def _configure_advise(p):
 def cmd_advise(args):
     import pathlib
 
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit import advise
 
     if args.batch_size < 1:

@@ -55,6 +55,7 @@ def _configure_audit(p):
 @subcommand("audit", "find wrong labels, duplicates, split leakage and outliers before you "
                      "train")
 def cmd_audit(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.audit import audit
     from tlkit.cli.finetune import console_verbosity
 

@@ -32,6 +32,7 @@ def _configure(p):
 
 @subcommand("curve", "how many images do I need? accuracy against training images per class")
 def cmd_curve(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.workflows.curve import curve
 
     result = curve(args.data, args.backbone, sizes=args.sizes, strategies=args.strategies,

@@ -33,6 +33,7 @@ def _configure_demo(p):
 
 @subcommand("demo", "reproduce the size-versus-similarity matrix on real data, offline")
 def cmd_demo(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.config import recipes
     from tlkit.experiments.demo import run_demo
 

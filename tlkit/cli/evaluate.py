@@ -34,6 +34,7 @@ def cmd_evaluate(args):
     if not 1 <= args.tta <= MAX_TTA:  # before TensorFlow is imported; shown as "--tta must"
         raise TlkitError(f"tta must be an integer from 1 (none) to {MAX_TTA}. "
                          f"Received: {args.tta}.")
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.evaluation import predict, report
 
     rep = predict.evaluate_file(args.model, args.data, split=args.split, out_dir=args.out,

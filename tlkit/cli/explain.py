@@ -47,6 +47,7 @@ def _configure_explain(p):
 def cmd_explain(args):
     import sys
 
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit import explain
     from tlkit.deploy import saving
     from tlkit.data.listing import skipped_message

@@ -32,6 +32,7 @@ def _configure_export(p):
 
 @subcommand("export", "export to SavedModel / TFLite / .keras / ONNX and check it against Keras")
 def cmd_export(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.deploy import calibration, export
 
     sample = None
@@ -54,6 +55,7 @@ def cmd_export(args):
 def _input_contract(model_path):
     """The model's (H, W, C) and the resize mode it records (None: none): from its tlkit
     metadata, else by loading it."""
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.deploy import saving
     from tlkit.data import decode
 

@@ -101,6 +101,7 @@ def console_verbosity(quiet, stream=None):
 
 @subcommand("finetune", "train a classifier with one of the four strategies")
 def cmd_finetune(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.config import recipes
     from tlkit.workflows.finetune import finetune
 

@@ -38,6 +38,7 @@ def _configure(p):
 
 @subcommand("lr-find", "sweep the learning rate and suggest one (fastai's lr_find)")
 def cmd_lr_find(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.workflows.lr_find import lr_find
 
     if not args.data:

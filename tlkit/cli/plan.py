@@ -22,6 +22,7 @@ def _configure_plan(p):
 
 @subcommand("plan", "print the strategy matrix for a backbone: stages, trainable/frozen counts")
 def cmd_plan(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.models import backbones
     from tlkit.training import strategies
     from tlkit.models.backbones.builders import resolve_input_shape

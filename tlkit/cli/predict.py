@@ -30,6 +30,7 @@ def cmd_predict(args):
     import csv
     import sys
 
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.core import fileio
     from tlkit.evaluation import predict
 

@@ -81,6 +81,7 @@ _NOT_SETTINGS = ("command", "recipe", "quiet", "verbose", "list_space")
 
 @subcommand("tune", "KerasTuner search over dropout, BN placement, learning rate, unfreeze depth")
 def cmd_tune(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.config import recipes
     from tlkit import tuning
 
@@ -118,6 +119,7 @@ def _quiet_search_notes():
     trial weights into a model whose optimizer is not built ("Skipping variable loading for
     optimizer", a Keras UserWarning). tlkit's own warnings and errors still show.
     """
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.core.logs import quiet_tf_logs
 
     with quiet_tf_logs(), warnings.catch_warnings():

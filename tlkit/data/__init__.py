@@ -1,5 +1,9 @@
 """Data sources as an index and a stream: image folders of any size, TFDS, arrays.
 
+Layer: source -> `Dataset` -> tf.data. Imports `core` and `config` only; it knows no model
+(tests/test_layering.py): what a model needs of the data (its input shape, channels) is
+passed in.
+
 `load(source)` reads an image folder, a TensorFlow Datasets name, an `.npz` file,
 Fashion-MNIST or scikit-learn's digits into a `Dataset` split three ways (stratified and
 seeded). A folder becomes an index of files (`ImageFiles`: paths, labels, split; no pixels

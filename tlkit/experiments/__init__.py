@@ -1,5 +1,9 @@
 """Experiments built on the library, apart from its core.
 
+Layer: above the workflows, not among the tools under them: every run of an
+experiment is a `tlkit.finetune` or `tlkit.curve` call (`tlkit.workflows`); only the CLI
+sits above.
+
 - `demo`: `tlkit demo`, the size-versus-similarity matrix reproduced on Fashion-MNIST and
   scikit-learn's digits, offline (`run_demo`). Its parts: `config` (settings, names and
   defaults), `classes` (the class split and argument checks), `situations` (the four target

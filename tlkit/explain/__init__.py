@@ -1,5 +1,8 @@
 """What a model looks at: feature maps, Grad-CAM and first-layer filters.
 
+Layer: a tool on the layers below (data, models, deploy's saved models); no workflow
+imports it, and it imports none.
+
 Every tlkit model takes raw pixels (0..255, float, (height, width, channels)); images passed
 here are raw pixels too, never preprocessed. The computing functions return numpy arrays and
 write nothing; the `save_*` functions write labelled PNG figures; `explain_path` is the one

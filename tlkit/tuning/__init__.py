@@ -1,5 +1,10 @@
 """KerasTuner search over dropout, BatchNormalization placement, learning rate and unfreeze depth.
 
+Layer: above the workflows, not among the tools under them: every trial's data, the
+channel note and the final model's report, card and calibration are those of
+`tlkit.finetune` (`tlkit.workflows.finetune`), so tuning builds on it; only the CLI sits
+above.
+
 Two hypermodels, both `keras_tuner.HyperModel` subclasses that declare their tunables inline
 with defaults:
 

@@ -1,5 +1,7 @@
 """Pretrained convolutional bases that take raw pixels, split into stages.
 
+Layer: part of `tlkit.models`: builds models, knows no training.
+
 A backbone is a flat Functional `keras.Model` from a raw image input (pixel values 0..255,
 RGB) to a 4-D feature map. The model's own preprocessing sits inside the graph as standard
 Keras layers (no Lambda, no custom classes), so a classifier built on it and saved as `.h5`

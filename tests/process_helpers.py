@@ -1,5 +1,5 @@
-"""Shared test helpers: one training step, the `.h5` round trip in a process without tlkit,
-and CLI runs in a background process."""
+"""Shared test helpers that run other processes: the `.h5` round trip in a process without
+tlkit, and CLI runs in a background process (started by conftest.py when collection ends)."""
 
 import atexit
 import json
@@ -38,37 +38,9 @@ FRESH_LOAD = textwrap.dedent("""
         keras.backend.clear_session()
         print("FRESH_LOAD " + json.dumps(reply), flush=True)
 """)
+
+
 _fresh = {}
-
-
-def random_batch(input_shape, num_classes, n=4, seed=0):
-    """Raw-pixel images 0..255 and integer labels."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 255, size=(n, *input_shape)).astype("float32")
-    y = rng.integers(0, num_classes, size=(n,))
-    return x, y
-
-
-def compile_and_build(model, optimizer="adam", **compile_kwargs):
-    """`model.compile(...)`, then build the optimizer's variables eagerly.
-
-    With the TensorFlow backend Keras otherwise creates them inside the first traced train
-    step, and TensorFlow then traces that step twice (about twice the seconds of a first
-    `fit` / `train_on_batch`).
-    """
-    model.compile(optimizer=optimizer, **compile_kwargs)
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def one_training_step(model, num_classes, n=4):
-    """Compile and run one step; return the loss (a finite float)."""
-    x, y = random_batch(model.input_shape[1:], num_classes, n)
-    loss = "binary_crossentropy" if num_classes == 1 else "sparse_categorical_crossentropy"
-    if num_classes == 1:
-        y = (y % 2).astype("float32")
-    compile_and_build(model, loss=loss)
-    return float(model.train_on_batch(x, y))
 
 
 def fresh_load_process():
@@ -271,37 +243,3 @@ def begin_background_runs(items):
 def stop_background_runs():
     for run in _RUNS.values():
         run.stop()
-
-
-def run_cli(capsys, *argv):
-    """`tlkit ARGV` in this process (arguments may be paths); returns (code, stdout, stderr)."""
-    from tlkit import cli
-
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's own errors
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def small_photo_model(photos, backbone, out):
-    """A one-epoch small-similar classifier on `photos` at 32 px (random base): (out, photos)."""
-    import tlkit
-
-    tlkit.finetune(data=str(photos), backbone=backbone, weights=None, image_size=32,
-                   strategy="small-similar", epochs=1, out=out, verbose=0, augment=False)
-    return out, photos
-
-
-def assert_one_line_error(capsys, tmp_path, argv, needle, **names):
-    """`tlkit ARGV` (with {model}, {photos}, {bad} (a broken PNG), {tmp} filled in) exits
-    with code 2 and one stderr line containing `needle`."""
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG broken")
-    argv = [a.format(bad=bad, tmp=tmp_path, **names) for a in argv]
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], err
-
