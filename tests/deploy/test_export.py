@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import layers
 
 from model_helpers import compile_and_build
-from tlkit.deploy import artifacts, exporters
+from tlkit.deploy import artifacts
 from tlkit.deploy import export as ex
 from tlkit.core.errors import TlkitError
 

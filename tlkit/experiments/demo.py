@@ -72,7 +72,8 @@ from tlkit.core.logs import quiet_tf_logs
 from tlkit.deploy import saving
 from tlkit.experiments.config import CURVE_STRATEGIES
 from tlkit.workflows.curve import curve
-from tlkit.workflows.finetune import finetune
+# finetune_lib.finetune is looked up at each run: bench/bench_recipes.py wraps it
+from tlkit.workflows import finetune as finetune_lib
 
 
 class _Progress:
@@ -340,10 +341,11 @@ def _finetune(ds, backbone, strategy, epochs, batch, patience, seed, path, pooli
               cache_dir=None, verbose=0):
     """One tlkit.finetune run; returns (FinetuneResult, wall seconds)."""
     t0 = time.perf_counter()
-    res = finetune(data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs,
-                   weights=None, out=path, batch_size=batch, augment=False, seed=seed,
-                   patience=patience, pooling=pooling, autotune=False, cache_dir=cache_dir,
-                   overwrite=True, verbose=verbose)  # the demo owns its --out: a rerun replaces
+    res = finetune_lib.finetune(
+        data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs, weights=None,
+        out=path, batch_size=batch, augment=False, seed=seed, patience=patience,
+        pooling=pooling, autotune=False, cache_dir=cache_dir,
+        overwrite=True, verbose=verbose)  # the demo owns its --out: a rerun replaces
     return res, time.perf_counter() - t0
 
 

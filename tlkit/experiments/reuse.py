@@ -18,6 +18,8 @@ Example:
 import hashlib
 import json
 
+from tlkit.core.version import __version__
+
 SOURCE_RECORD = "source.json"
 BASELINE_RECORD = "baseline.json"
 _SOURCE_FIELDS = ("widths", "convs", "source_per_class", "source_epochs", "large_batch",

@@ -56,8 +56,9 @@ from tlkit.core.logs import quiet_tf_logs
 from tlkit.deploy import saving
 from tlkit.evaluation import curve_plot
 from tlkit.models import backbones
+from tlkit.models.backbones.builders import resolve_input_shape
+# transfer.finetune is looked up at each run: tests/workflows/test_curve.py spies on it
 from tlkit.workflows import finetune as transfer
-from tlkit.workflows.finetune import finetune
 
 SCRATCH = "scratch"
 METHODS = STRATEGIES + (SCRATCH,)  # what `strategies` may name
@@ -333,11 +334,11 @@ def _run(dataset, backbone, weights, sizes, strategies, seeds, seed, options, wo
                 t0 = time.perf_counter()
                 with warnings.catch_warnings(record=True) as caught, quiet_tf_logs():
                     warnings.simplefilter("always")
-                    res = finetune(data=part, backbone=str(base),
-                                   strategy="large-dissimilar" if scratch else strategy,
-                                   weights=None if scratch else weights, out=None,
-                                   report_dir=None, seed=s, cache_dir=work / "features",
-                                   verbose=0, **options)
+                    res = transfer.finetune(data=part, backbone=str(base),
+                                            strategy="large-dissimilar" if scratch else strategy,
+                                            weights=None if scratch else weights, out=None,
+                                            report_dir=None, seed=s, cache_dir=work / "features",
+                                            verbose=0, **options)
                 secs = time.perf_counter() - t0
                 own = [str(w.message) for w in caught if "tlkit" in str(w.filename)]
                 row = _row(strategy, k, s, res, part, secs, own)
