@@ -24,8 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    """Begin the background runs that the selected tests use (process_helpers.background_fixture), in
-    the order the tests need them, and the fresh-load process (process_helpers.py)."""
+    """Begin the background runs that the selected tests use
+    (process_helpers.background_fixture), in the order the tests need them, and the fresh-load
+    process (process_helpers.py)."""
     if session.config.option.collectonly:
         return
     # Under pytest-xdist (-n 2 --dist loadfile, setup.cfg) every worker collects every test,

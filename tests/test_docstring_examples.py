@@ -41,7 +41,8 @@ def test_every_module_is_searched():
     folders = {p.parent for p in root.rglob("*.py")}
     assert [str(f) for f in sorted(folders) if not (f / "__init__.py").is_file()] == []
     assert {"tlkit.models.blocks", "tlkit.training.strategies", "tlkit.deploy.saving",
-            "tlkit.evaluation.report", "tlkit.workflows.finetune", "tlkit.core.errors"} <= set(MODULES)
+            "tlkit.evaluation.report", "tlkit.workflows.finetune",
+            "tlkit.core.errors"} <= set(MODULES)
 
 
 def test_the_examples_are_found():

@@ -156,8 +156,9 @@ def test_not_an_artifact(tmp_path):
         predict.predict_files(tmp_path / "m.pt", tmp_path)
 
 
-@pytest.mark.parametrize("module", ["tlkit.deploy.artifacts", "tlkit.deploy.saving", "tlkit.deploy.export",
-                                    "tlkit.deploy.exporters", "tlkit.deploy.calibration", "tlkit.evaluation.tta",
+@pytest.mark.parametrize("module", ["tlkit.deploy.artifacts", "tlkit.deploy.saving",
+                                    "tlkit.deploy.export", "tlkit.deploy.exporters",
+                                    "tlkit.deploy.calibration", "tlkit.evaluation.tta",
                                     "tlkit.evaluation.model_card", "tlkit.evaluation.predict"])
 def test_docstring_examples(module):
     import doctest

@@ -2,7 +2,8 @@ import keras
 import pytest
 
 from tlkit.models import blocks
-from tlkit.models.blocks import classifier_head, conv_bn_act, inception_block, residual_block, vgg_block
+from tlkit.models.blocks import (classifier_head, conv_bn_act, inception_block, residual_block,
+                                 vgg_block)
 from tlkit.core.errors import TlkitError
 
 

@@ -12,6 +12,7 @@ __all__ = ["add_data_flags", "csv_ints", "weights_arg"]
 
 
 def add_data_flags(g, image_size_help=None):
-    """The data flags of finetune, tune and lr-find (`tlkit.config.settings.DataSettings`) on `g`."""
+    """The data flags of finetune, tune and lr-find (`tlkit.config.settings.DataSettings`) on
+    `g`."""
     overrides = {"image_size": {"help": image_size_help}} if image_size_help else {}
     return settings.add_fields(g, settings.DataSettings, **overrides)

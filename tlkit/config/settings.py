@@ -185,7 +185,8 @@ class RecipeSettings:
 
 @dataclasses.dataclass
 class RunSettings:
-    """How finetune trains: epochs, rates, batches, caching and the runtime (`tlkit.training.train`)."""
+    """How finetune trains: epochs, rates, batches, caching and the runtime
+    (`tlkit.training.train`)."""
 
     augment: bool = setting(True, "no RandomFlip/RandomRotation/RandomZoom on training images "
                                   "(default: augment)", flag="--no-augment")

@@ -306,6 +306,6 @@ def tflite_interpreter(model_path):
     return interp
 
 
-__all__ = ["Artifact", "tflite_interpreter", "KINDS", "DESCRIPTION", "load", "kind_of", "labels_path",
-           "metadata_path", "write_labels", "read_labels", "labels_text", "quantize_input",
+__all__ = ["Artifact", "KINDS", "DESCRIPTION", "load", "kind_of", "labels_path",
+           "tflite_interpreter", "metadata_path", "write_labels", "read_labels", "labels_text", "quantize_input",
            "dequantize_output"]

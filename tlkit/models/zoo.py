@@ -21,7 +21,8 @@ import keras
 from keras import layers
 
 from tlkit.core.errors import TlkitError, suggest
-from tlkit.models.blocks import classifier_head, conv_bn_act, inception_block, residual_block, vgg_block
+from tlkit.models.blocks import (classifier_head, conv_bn_act, inception_block, residual_block,
+                                 vgg_block)
 
 
 @dataclasses.dataclass(frozen=True)
