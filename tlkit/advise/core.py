@@ -18,19 +18,15 @@ import time
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit.advise import plot
+from tlkit.advise import plot, scores, taps
 from tlkit.advise import recommend as recommend_lib
-from tlkit.advise import scores
-from tlkit.advise import taps
 from tlkit.core import fileio
-from tlkit.core.errors import TlkitError
-from tlkit.core.errors import suggest
+from tlkit.core.errors import TlkitError, suggest
 from tlkit.data import data_folder
 from tlkit.deploy import saving
 from tlkit.models import backbones as backbones_lib
 from tlkit.models.backbones.builders import resolve_input_shape
-from tlkit.training import feature_cache, frozen
-from tlkit.training import strategies
+from tlkit.training import feature_cache, frozen, strategies
 
 # Training rows the scores use at most (a seeded, stratified subset): LogME and the probe cost
 # a decomposition of rows x channels each, so they read fewer rows than the cheap kNN vote.

@@ -21,22 +21,18 @@ import time
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit.audit import duplicates, labels as labels_lib, outliers, pixels, properties
-from tlkit.audit import gallery, report
+from tlkit.audit import duplicates, gallery, outliers, pixels, properties, report
+from tlkit.audit import labels as labels_lib
 from tlkit.audit.report import KINDS
 from tlkit.config.settings import DATA, MODEL, RUN
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice, suggest
-from tlkit.data import ImageFiles
-from tlkit.data import ImageFiles, decode
-from tlkit.data import concat
-from tlkit.data import data_folder
+from tlkit.data import ImageFiles, concat, data_folder, decode
 from tlkit.data import index as index_lib
 from tlkit.deploy import saving
 from tlkit.models import backbones as backbones_lib
 from tlkit.models.backbones.builders import resolve_input_shape
-from tlkit.training import feature_cache
-from tlkit.training import frozen
+from tlkit.training import feature_cache, frozen
 
 FIELDS = ("path", "split", "kind", "score", "given", "suggested", "other")
 SPLITS = duplicates.SPLIT_ORDER

@@ -26,8 +26,8 @@ import pathlib
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit.calibrate import metrics, temperature as temp_lib, unknown
-from tlkit.calibrate import plots
+from tlkit.calibrate import metrics, plots, unknown
+from tlkit.calibrate import temperature as temp_lib
 from tlkit.core.errors import TlkitError
 
 # Fewer validation images than this and temperature scaling is refused: T is one parameter,

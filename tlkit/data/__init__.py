@@ -33,7 +33,8 @@ import warnings
 
 import numpy as np
 
-from tlkit.data import arrays, splits
+from tlkit.data import arrays, decode, folder, overrides, splits
+from tlkit.data import index as index_lib
 from tlkit.data.arrays import (FASHION_MNIST_CLASSES, FASHION_MNIST_DEBIAN, convert_images,
                                size_arg)
 from tlkit.data.dataset import Dataset
@@ -45,10 +46,6 @@ from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, pipeline
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.config.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
 from tlkit.config.settings import RUN as _RUN
-from tlkit.data import decode
-from tlkit.data import folder
-from tlkit.data import index as index_lib
-from tlkit.data import overrides
 
 SOURCES = """\
 Data sources (`load(source)`, `--data` on the command line):

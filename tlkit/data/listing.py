@@ -31,8 +31,7 @@ import os
 from pathlib import Path
 
 from tlkit.core import fileio
-from tlkit.core.errors import TlkitError
-from tlkit.core.errors import check_choice
+from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import folder
 from tlkit.data.decode import IMAGE_EXTENSIONS
 

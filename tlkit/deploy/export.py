@@ -75,9 +75,7 @@ import numpy as np
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import decode
-from tlkit.deploy import artifacts, exporters
-from tlkit.deploy import calibration, saving
-from tlkit.deploy import saving
+from tlkit.deploy import artifacts, calibration, exporters, saving
 
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")

@@ -23,15 +23,12 @@ import numpy as np
 
 from tlkit import calibrate as calibrate_lib
 from tlkit import data as data_lib
-from tlkit.calibrate import metrics
-from tlkit.calibrate import plots
+from tlkit.calibrate import metrics, plots
 from tlkit.core.errors import TlkitError, check_choice
-from tlkit.data import decode
+from tlkit.data import decode, listing
 from tlkit.data import index as index_lib
-from tlkit.data import listing
 from tlkit.data.listing import image_files
-from tlkit.deploy import artifacts
-from tlkit.deploy import saving
+from tlkit.deploy import artifacts, saving
 from tlkit.evaluation import report as report_lib
 from tlkit.evaluation import tta as tta_lib
 

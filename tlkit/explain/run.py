@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tlkit.core.errors import TlkitError, check_choice, suggest
-from tlkit.data import decode
-from tlkit.data import listing
+from tlkit.data import decode, listing
 from tlkit.deploy import saving
 from tlkit.explain.cam import GradCam, check_index
 from tlkit.explain.figures import safe_name, save_feature_maps, save_filter_grid, save_gradcam

@@ -40,8 +40,7 @@ import numpy as np
 
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
-from tlkit.training import feature_cache
-from tlkit.training import optimizers, phases
+from tlkit.training import feature_cache, optimizers, phases
 from tlkit.training.frozen import feature_cut, feature_extractor, head_model
 
 DEFAULT_STEPS = 200

@@ -33,8 +33,7 @@ from tlkit import data as data_lib
 from tlkit.core.errors import TlkitError
 from tlkit.training import bn as bn_lib
 from tlkit.training import feature_cache, optimizers, phases
-from tlkit.training.callbacks import history_of
-from tlkit.training.callbacks import make_callbacks
+from tlkit.training.callbacks import history_of, make_callbacks
 from tlkit.training.phases import compile_phase
 from tlkit.training.train_settings import TrainSettings
 

@@ -23,7 +23,6 @@ from tlkit.tuning.constants import (
 from tlkit.tuning.distributed import (
     _check_same_space, _kerastuner_env, distributed_role, serve_oracle, wait_for_chief,
 )
-from tlkit.core import fileio
 from tlkit.core.version import __version__
 from tlkit.data import data_folder
 from tlkit.evaluation import model_card
