@@ -157,7 +157,8 @@ def test_not_an_artifact(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["tlkit.deploy.artifacts", "tlkit.deploy.saving",
-                                    "tlkit.deploy.export", "tlkit.deploy.exporters",
+                                    "tlkit.deploy.export", "tlkit.deploy.saved_model",
+                                    "tlkit.deploy.tflite", "tlkit.deploy.onnx",
                                     "tlkit.deploy.calibration", "tlkit.evaluation.tta",
                                     "tlkit.evaluation.model_card", "tlkit.evaluation.predict"])
 def test_docstring_examples(module):

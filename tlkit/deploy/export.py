@@ -75,7 +75,7 @@ import numpy as np
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import decode
-from tlkit.deploy import artifacts, calibration, exporters, saving
+from tlkit.deploy import artifacts, calibration, onnx, saved_model, saving, tflite
 
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -239,11 +239,11 @@ def _write(model, fmt, quantize, artifact, work, metadata, representative):
     if fmt == "keras":
         saving.save(model, artifact, metadata)
     elif fmt == "savedmodel":
-        exporters.write_savedmodel(model, artifact, metadata, work)
+        saved_model.write_savedmodel(model, artifact, metadata, work)
     elif fmt == "onnx":
-        exporters.write_onnx(model, artifact, metadata)
+        onnx.write_onnx(model, artifact, metadata)
     else:
-        exporters.write_tflite(model, artifact, metadata, quantize, work, representative)
+        tflite.write_tflite(model, artifact, metadata, quantize, work, representative)
 
 
 def _replace(artifact, out, work):
