@@ -22,7 +22,8 @@ def main():
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     import keras
 
-    from tlkit import advise, backbones, data
+    from tlkit import advise, data
+    from tlkit.models import backbones
 
     n_train, n_val = (600, 100) if args.quick else (6000, 600)
     size, name, batch = 48, "resnet50", 32

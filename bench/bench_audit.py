@@ -166,7 +166,8 @@ def _features(model_path, data):
     """The features audit used (recomputed once per data for the cleanlab comparison)."""
     import keras
 
-    from tlkit import frozen, saving
+    from tlkit.training import frozen
+    from tlkit.deploy import saving
 
     key = (str(model_path), len(data.y_train), len(data.y_test), data.x_test.tobytes()[:1000])
     if key not in _FEATS:
@@ -180,7 +181,8 @@ def _features(model_path, data):
 def forward_seconds(model_path, x):
     import keras
 
-    from tlkit import frozen, saving
+    from tlkit.training import frozen
+    from tlkit.deploy import saving
 
     net, _ = saving.load(model_path)
     ext = keras.Model(net.inputs, frozen.feature_cut(net).output)

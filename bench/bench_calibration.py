@@ -48,7 +48,7 @@ def scores_of(model, cal, ds, x_near, x_far):
 
     from tlkit import data as data_lib
     from tlkit.calibrate import metrics, unknown
-    from tlkit.frozen import feature_extractor
+    from tlkit.training.frozen import feature_extractor
 
     t = cal["temperature"]
     probs = {k: model.predict(x, batch_size=256, verbose=0)
@@ -72,12 +72,12 @@ def scores_of(model, cal, ds, x_near, x_far):
 
 def one_run(fashion, source, strategy, per_class, seed, x_near, x_far):
     import tlkit
-    from tlkit import calibrate
+    from tlkit.calibrate import run as calibrate_run
 
     ds = common.subset(fashion, KNOWN, per_class, 200, 500, seed)
     record = []
-    with tempfile.TemporaryDirectory() as tmp, common.timed_calls(calibrate, "calibrate_model",
-                                                                  record):
+    with tempfile.TemporaryDirectory() as tmp, common.timed_calls(calibrate_run, "calibrate_model",
+                                                                      record):
         t0 = time.perf_counter()
         res = tlkit.finetune(data=ds, backbone=str(source), strategy=strategy, weights=None,
                              augment=False, autotune=False, seed=seed, verbose=0,

@@ -232,7 +232,8 @@ def _layers(model):
 
 def run_tlkit_finetune(folder, backbone, size, epochs, batch_size, seed):
     import tlkit
-    from tlkit import report, train
+    from tlkit.evaluation import report
+    from tlkit.training import train
 
     evals, fits, seen = [], [], {}
     timed_fit = train.fit
@@ -410,7 +411,7 @@ def main():
     args = p.parse_args()
     if args.keras_child:
         return keras_child(args)
-    from tlkit import backbones
+    from tlkit.models import backbones
 
     s = settings(args.quick, args.images)
     if args.ft_images:

@@ -3,7 +3,7 @@
 A. `jit_compile=True` and `mixed_precision=True` vs the defaults (both off), on a small
    fine-tuning run: `large-similar` on `mobilenet_v2` (tlkit's default backbone; weights=None,
    speed does not depend on them) at 48x48x3, Fashion-MNIST target classes, 1 head epoch (on
-   cached features) + 3 fine-tune epochs (last stage unfrozen). It runs `tlkit.train.fit` with
+   cached features) + 3 fine-tune epochs (last stage unfrozen). It runs `tlkit.training.train.fit` with
    an epoch timer, building the model under the `mixed_float16` policy for the mixed run as
    `tlkit.finetune(mixed_precision=True)` does. Reported: the whole-run time ratio (what a user
    waits, compilation included) and the steady-state fine-tune throughput ratio (median of the
@@ -26,7 +26,8 @@ NAME = "options"
 def fine_tune_run(ds, jit, mixed, head_epochs, fine_epochs, batch, seed):
     import keras
 
-    from tlkit import backbones, strategies, train
+    from tlkit.models import backbones
+    from tlkit.training import strategies, train
 
     previous = keras.config.dtype_policy()
     if mixed:
@@ -56,7 +57,8 @@ def fine_tune_run(ds, jit, mixed, head_epochs, fine_epochs, batch, seed):
 
 
 def autotune_run(ds, source, autotune, epochs, batch, seed):
-    from tlkit import backbones, strategies, train
+    from tlkit.models import backbones
+    from tlkit.training import strategies, train
 
     bb = backbones.build(str(source))
     plan = strategies.plan("small-similar", bb, epochs=epochs)
@@ -81,7 +83,7 @@ def file_backbone_policies(source):
     """Under mixed_float16, the compute dtypes of a `.h5` backbone's layers (a check, no timing)."""
     import keras
 
-    from tlkit import backbones
+    from tlkit.models import backbones
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")

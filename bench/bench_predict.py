@@ -1,6 +1,6 @@
 """predict: a tlkit `.h5` loaded with plain `keras.models.load_model` vs the in-memory model.
 
-For each model, the in-memory classifier is saved with `tlkit.saving.save` and loaded back with
+For each model, the in-memory classifier is saved with `tlkit.deploy.saving.save` and loaded back with
 `keras.models.load_model(path)` (no tlkit code involved in loading); both then `predict` the same
 numpy images (batch 32, Keras's default). The benchmark checks that the predictions are equal
 and reports the throughput ratio loaded / in-memory (target >= 0.95).
@@ -50,7 +50,9 @@ def main():
     import keras
     import numpy as np
 
-    from tlkit import backbones, saving, strategies
+    from tlkit.models import backbones
+    from tlkit.deploy import saving
+    from tlkit.training import strategies
 
     rounds, batch = (1, 32) if args.quick else (11, 32)
     n_mnv2, n_src = (64, 256) if args.quick else (768, 2000)

@@ -1,6 +1,6 @@
 """The demo's matrix under one training recipe, to choose tlkit's defaults by measurement.
 
-Runs `tlkit.demo.run_demo` (quick or full) with every `tlkit.transfer.finetune` call of the
+Runs `tlkit.experiments.demo.run_demo` (quick or full) with every `tlkit.workflows.finetune.finetune` call of the
 demo (source net, matrix cells) given `--schedule` (and optionally other recipe settings),
 and writes the records to bench/results/recipes-<config>-<label>.json. `--compare A B`
 prints the per-cell test accuracy of two such files and the difference in points.
@@ -31,7 +31,8 @@ def run(config, settings, label, seed=0, baseline=True):
     """
     import dataclasses
 
-    from tlkit import demo, transfer
+    from tlkit.experiments import demo
+    from tlkit.workflows import finetune as transfer
 
     original = transfer.finetune
     transfer.finetune = functools.partial(original, **settings)

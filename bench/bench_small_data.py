@@ -7,7 +7,7 @@ train and in val (seeded draws), 200 per class in test, the same for every run o
 
 Runs per (k, seed), all `tlkit.finetune` on `backbone=source.h5` unless said:
 - `small-similar`: the defaults (what a user gets: the head solved in closed form,
-  `tlkit.head_solver`);
+  `tlkit.training.head_solver`);
 - `small-similar adam`: the same with `head_solver="adam"` (the head by Adam steps under the
   default step budget, the default before the closed form);
 - `small-similar converged`: `epochs=400, patience=400` (the head trained far past
@@ -49,7 +49,7 @@ def logreg_accuracy(model, ds):
     from sklearn.metrics import log_loss
 
     from tlkit import data as data_lib
-    from tlkit.frozen import feature_extractor
+    from tlkit.training.frozen import feature_extractor
 
     extractor = feature_extractor(model)
 

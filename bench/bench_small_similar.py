@@ -41,7 +41,8 @@ def settings(quick):
 def run_tlkit(ds, source, epochs, batch_size, seed, strategy="small-similar"):
     """One `tlkit.finetune` run; returns timings, accuracy and the initial head weights."""
     import tlkit
-    from tlkit import report, train
+    from tlkit.evaluation import report
+    from tlkit.training import train
 
     evals, fits, init = [], [], {}
     with common.timed_calls(report, "evaluate", evals), common.timed_calls(train, "fit", fits):

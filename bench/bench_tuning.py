@@ -102,7 +102,7 @@ def plain_hypermodel_class():
     import keras_tuner as kt
 
     from tlkit import data as data_lib
-    from tlkit.blocks import BN_PLACEMENTS, classifier_head
+    from tlkit.models.blocks import BN_PLACEMENTS, classifier_head
     from tlkit.tuning import DROPOUTS, HEAD_WIDTHS, LEARNING_RATES
 
     class PlainSmallSimilar(kt.HyperModel):

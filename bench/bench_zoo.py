@@ -1,4 +1,4 @@
-"""zoo: `tlkit.zoo.build("fashion_cnn")` vs the same network written by hand in Keras.
+"""zoo: `tlkit.models.zoo.build("fashion_cnn")` vs the same network written by hand in Keras.
 
 The hand-written model is a `keras.Sequential` of the same layers (Conv2D 32 3x3 same, no bias
 -> BN -> ReLU -> MaxPool 2; Conv2D 64 3x3 valid, no bias -> BN -> ReLU -> MaxPool 2; Flatten ->
@@ -91,7 +91,7 @@ def main():
     import numpy as np
 
     from tlkit import data as data_lib
-    from tlkit import zoo
+    from tlkit.models import zoo
 
     n = 1000 if args.quick else 8000
     rounds, epochs, batch = (1, 1, 64) if args.quick else (3, 2, 64)

@@ -6,7 +6,7 @@ weights, and reports the RATIO of the two (absolute seconds go to the JSON only:
 the machine and on whatever else runs on it).
 
 No ImageNet weights exist offline, so the backbone with meaningful features is a *source model*
-trained here with tlkit: the demo's `demo_vgg` (`tlkit.demo.build_source_net`, a small VGG of
+trained here with tlkit: the demo's `demo_vgg` (`tlkit.experiments.demo.build_source_net`, a small VGG of
 `vgg_block`s with BatchNormalization) trained on five Fashion-MNIST classes (the demo's source
 split) and saved as `.h5`; the target task is the other five classes (similar domain, classes
 the source never saw), used as `backbone=source.h5`. The file is cached (by a key of its
@@ -328,7 +328,8 @@ def source_model(fashion_ds, cfg=SourceConfig(), log=print, classes=SOURCE_CLASS
     import keras
 
     import tlkit
-    from tlkit import demo, saving
+    from tlkit.experiments import demo
+    from tlkit.deploy import saving
 
     key = hashlib.sha1(json.dumps(["init untrained", dataclasses.asdict(cfg), list(classes),
                                    tlkit.__version__, keras.__version__],

@@ -6,7 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import helpers  # noqa: E402
+import process_helpers  # noqa: E402
 
 
 # `make test-fast` (`-m "not slow"`): everything but the modules that train for minutes (the
@@ -24,22 +24,23 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    """Begin the background runs that the selected tests use (helpers.background_fixture), in
-    the order the tests need them, and the fresh-load process (helpers.py)."""
+    """Begin the background runs that the selected tests use
+    (process_helpers.background_fixture), in the order the tests need them, and the fresh-load
+    process (process_helpers.py)."""
     if session.config.option.collectonly:
         return
     # Under pytest-xdist (-n 2 --dist loadfile, setup.cfg) every worker collects every test,
     # so none begins the runs early: each starts when its module first asks, in the one
     # worker that runs that module, while the other worker goes on.
     if not os.environ.get("PYTEST_XDIST_WORKER"):
-        helpers.begin_background_runs(session.items)
+        process_helpers.begin_background_runs(session.items)
     if any(getattr(getattr(item, "module", None), "predict_in_fresh_process", None)
            for item in session.items):
-        helpers.fresh_load_process()  # its TensorFlow import overlaps with the first tests
+        process_helpers.fresh_load_process()  # its TensorFlow import overlaps with the first tests
 
 
 def pytest_sessionfinish(session):
-    helpers.stop_background_runs()
+    process_helpers.stop_background_runs()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,6 +1,6 @@
 """The docstring examples of every tlkit module run (found in the source tree, not listed).
 
-Also: every private Keras/TensorFlow/KerasTuner API is reached through `tlkit.compat` only.
+Also: every private Keras/TensorFlow/KerasTuner API is reached through `tlkit.core.compat` only.
 """
 
 import doctest
@@ -32,6 +32,17 @@ def _modules_with_examples():
 
 
 MODULES = _modules_with_examples()
+
+
+def test_every_module_is_searched():
+    # the finder walks the source tree; a folder without __init__.py would import as a
+    # namespace package under a name the layout does not give it
+    root = pathlib.Path(tlkit.__file__).parent
+    folders = {p.parent for p in root.rglob("*.py")}
+    assert [str(f) for f in sorted(folders) if not (f / "__init__.py").is_file()] == []
+    assert {"tlkit.models.blocks", "tlkit.training.strategies", "tlkit.deploy.saving",
+            "tlkit.evaluation.report", "tlkit.workflows.finetune",
+            "tlkit.core.errors"} <= set(MODULES)
 
 
 def test_the_examples_are_found():

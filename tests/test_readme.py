@@ -22,7 +22,7 @@ import types
 import keras
 import pytest
 
-from helpers import BackgroundProcesses, background_fixture
+from process_helpers import BackgroundProcesses, background_fixture
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -122,7 +122,7 @@ CHECKS = {"from tlkit.blocks import vgg_block": check_vgg19, "zoo.build(": check
 
 
 # Blocks that train (tlkit.finetune) run as written in background processes at low priority
-# while the other tests go on (helpers.background_fixture); `result.report` comes back as JSON.
+# while the other tests go on (process_helpers.background_fixture); `result.report` comes back as JSON.
 SLOW = "tlkit.finetune("
 FAST_BLOCKS = [b for b in PYTHON if SLOW not in b.text]
 SLOW_BLOCKS = [b for b in PYTHON if SLOW in b.text]
@@ -174,7 +174,7 @@ def test_output_sample_is_real_output(block, capsys):
 
 
 def test_zoo_table_counts_are_the_zoo_s():
-    from tlkit import zoo
+    from tlkit.models import zoo
 
     rows = re.findall(r"^\| `(\w+)` \| (\d+)x(\d+)x(\d+) \| (\d+) \| ([\d,]+) \|",
                       README.read_text(), flags=re.M)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from cli_helpers import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import warnings
 
 import pytest
 
-from helpers import assert_one_line_error
-from helpers import run_cli as run
+from cli_helpers import assert_one_line_error
+from cli_helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_reject_and_calibrate_bad_input(capsys, model, photos, tmp_path):
 
 
 def test_calibrate_then_predict_reject_and_evaluate(capsys, model, photos, tmp_path):
-    from tlkit import calibrate, saving
+    from tlkit import calibrate
+    from tlkit.deploy import saving
 
     from tlkit import data as data_lib
     from tlkit.data import index as index_lib

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from helpers import BackgroundProcesses, background_fixture, cli_command
-from helpers import run_cli as run
+from process_helpers import BackgroundProcesses, background_fixture, cli_command
+from cli_helpers import run_cli as run
 from tlkit import cli
 
 
@@ -132,7 +132,7 @@ def test_imagenet_offline_is_one_line(capsys):
         assert code == 2 and "--weights none" in err and len(err.strip().splitlines()) == 1
 
 
-# Started in the background when collection ends (helpers.background_fixture).
+# Started in the background when collection ends (process_helpers.background_fixture).
 console_script = background_fixture("console_script", lambda workdir: BackgroundProcesses(
     workdir, {"tlkit": cli_command("finetune", "--data", "/no/such/dir")}), timeout=120)
 
@@ -165,7 +165,7 @@ def test_bad_images_skipped_with_a_count_or_an_error(capsys, image_folder, tmp_p
 def test_shipped_recipes_parse(capsys):
     import pathlib
 
-    from tlkit import recipes
+    from tlkit.config import recipes
 
     parser = cli.make_parser()
     keys = set(cli.recipe_keys("finetune"))

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tlkit import choices, cli, errors
+from tlkit.core import choices, errors
+from tlkit import cli
 
 PARSER = cli.make_parser()
 FLAGS = [(name, action) for name in cli.SUBCOMMANDS for action in cli.ACTIONS[name]
@@ -101,7 +102,10 @@ def test_cli_message_rewrites_flags_only():
 
 
 def test_vocabularies_match_the_library():
-    from tlkit import blocks, data, demo, strategies, tuning
+    from tlkit.models import blocks
+    from tlkit import data, tuning
+    from tlkit.experiments import demo
+    from tlkit.training import strategies
     from tlkit.cli import demo as cli_demo
     from tlkit.data import decode
 

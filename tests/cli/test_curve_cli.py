@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from helpers import run_cli
+from cli_helpers import run_cli
 
 
 @pytest.fixture(scope="module")

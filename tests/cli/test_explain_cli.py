@@ -3,9 +3,9 @@
 import pytest
 from PIL import Image
 
-from helpers import assert_one_line_error
-from helpers import run_cli as run
-from helpers import small_photo_model as _finetune
+from cli_helpers import assert_one_line_error
+from cli_helpers import run_cli as run
+from model_helpers import small_photo_model as _finetune
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import warnings
 
 import pytest
 
-from helpers import assert_one_line_error
-from helpers import run_cli as run
-from helpers import small_photo_model as _finetune
+from cli_helpers import assert_one_line_error
+from cli_helpers import run_cli as run
+from model_helpers import small_photo_model as _finetune
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def photos(tmp_path_factory):
 def small_trained(photos):
     """A classifier on the zoo's fashion_cnn base that tlkit trained: what `tlkit export`
     prints and writes does not depend on the backbone, and converting a MobileNetV2 takes
-    seconds per format (tests/test_export.py converts a nested MobileNetV2 to TFLite)."""
+    seconds per format (tests/deploy/test_export.py converts a nested MobileNetV2 to TFLite)."""
     with warnings.catch_warnings():  # random frozen base, chance level: expected here
         warnings.simplefilter("ignore", UserWarning)
         return _finetune(photos, "zoo:fashion_cnn", photos.parent / "small.h5")
@@ -59,10 +59,10 @@ def test_bad_input(capsys, small_trained, tmp_path, argv, needle):
 
 
 def test_vocabularies_match_the_library():
-    from tlkit import export
+    from tlkit.deploy import export
     from tlkit.cli import evaluate as cli_evaluate
     from tlkit.cli import export as cli_export
-    from tlkit import tta
+    from tlkit.evaluation import tta
 
     assert cli_export.FORMATS == export.FORMATS
     assert cli_export.QUANTIZATIONS == export.QUANTIZATIONS
@@ -87,8 +87,8 @@ def test_export_check_runs_on_the_run_test_images(capsys, small_trained, tmp_pat
 
     import numpy as np
 
-    from tlkit import calibration, saving
-    from tlkit.export import run_tflite
+    from tlkit.deploy import calibration, saving
+    from tlkit.deploy.export import run_tflite
 
     model, photos = small_trained
     code, stdout, err = run(capsys, "export", model, "--format", "tflite", "--quantize",

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from helpers import run_cli as run
-from tlkit import saving
+from cli_helpers import run_cli as run
+from tlkit.deploy import saving
 from tlkit.cli import finetune as finetune_cli
 
 SMALL = ["--data", "digits", "--backbone", "zoo:simple_cnn", "--weights", "none",
@@ -91,7 +91,7 @@ def test_lr_find_command(capsys, tmp_path):
 
 
 def test_schedule_choices_match_the_library():
-    from tlkit import schedules
+    from tlkit.training import schedules
 
     assert finetune_cli.SCHEDULE_CHOICES == schedules.SCHEDULES
     assert finetune_cli.DEFAULT_SCHEDULE == schedules.DEFAULT

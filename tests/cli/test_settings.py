@@ -1,4 +1,4 @@
-"""Run settings are dataclasses (`tlkit.settings`): the CLI's flags, the library's signature
+"""Run settings are dataclasses (`tlkit.config.settings`): the CLI's flags, the library's signature
 defaults and settings.yaml all come from them, so each default is written once."""
 
 import dataclasses
@@ -6,7 +6,8 @@ import inspect
 
 import pytest
 
-from tlkit import cli, recipes, settings
+from tlkit import cli
+from tlkit.config import recipes, settings
 
 PARSER = cli.make_parser()
 FINETUNE_FIELDS = {f.name: f for cls in settings.FINETUNE for f in dataclasses.fields(cls)}
@@ -22,7 +23,7 @@ def test_finetune_flags_are_the_dataclass_fields():
 
 
 def test_cli_defaults_are_the_dataclass_defaults_and_finetunes():
-    from tlkit.transfer import finetune
+    from tlkit.workflows.finetune import finetune
 
     ns = parsed_defaults("finetune")
     signature = inspect.signature(finetune).parameters
@@ -44,7 +45,8 @@ def test_data_flags_of_other_commands_share_the_defaults(argv):
 
 
 def test_library_defaults_match_the_settings():
-    from tlkit import data, schedules, train_settings
+    from tlkit import data
+    from tlkit.training import schedules, train_settings
     from tlkit.data import decode
 
     assert settings.RECIPE.schedule == schedules.DEFAULT

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import BackgroundProcesses, cli_command
-from helpers import run_cli as run
+from process_helpers import BackgroundProcesses, cli_command
+from cli_helpers import run_cli as run
 
 pytestmark = [pytest.mark.filterwarnings("ignore:currentThread:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:getName:DeprecationWarning")]

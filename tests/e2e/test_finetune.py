@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 import tlkit
-from helpers import compile_and_build, predict_in_fresh_process
-from tlkit import data, saving, strategies
+from model_helpers import compile_and_build
+from process_helpers import predict_in_fresh_process
+from tlkit import data
+from tlkit.deploy import saving
+from tlkit.training import strategies
 
 
 def pixels(x):
@@ -19,7 +22,7 @@ def pixels(x):
 @pytest.mark.parametrize("strategy", strategies.STRATEGIES)
 def test_every_strategy_end_to_end(strategy, image_folder, tmp_path):
     out = tmp_path / f"{strategy}.h5"
-    # tests/test_train.py runs every strategy on MobileNetV2; here a small zoo backbone with
+    # tests/training/test_train.py runs every strategy on MobileNetV2; here a small zoo backbone with
     # BN and three stages keeps the end-to-end path fast.
     result = tlkit.finetune(data=str(image_folder), backbone="zoo:resnet_small", weights=None,
                             strategy=strategy, epochs=2, image_size=32, out=out, verbose=0,

@@ -1,5 +1,9 @@
 """Measure how well a backbone's features transfer to the user's data (`tlkit advise`).
 
+Layer: a tool on the layers below (data, models, training's frozen-feature cache, deploy),
+under the workflows: `tlkit.finetune --strategy auto` calls `advise`, so advise imports
+no workflow.
+
 `advise(data, backbones)` runs each frozen base once over the training and validation
 images, tapping every stage (`taps`), scores each stage (`scores`: LogME, the evidence of a
 Bayesian linear head; the accuracy of a cosine kNN vote and of a linear (ridge) probe

@@ -17,9 +17,16 @@ import time
 
 import numpy as np
 
+from tlkit import data as data_lib
+from tlkit.advise import plot, scores, taps
 from tlkit.advise import recommend as recommend_lib
-from tlkit.advise import scores
-from tlkit.errors import TlkitError
+from tlkit.core import fileio
+from tlkit.core.errors import TlkitError, suggest
+from tlkit.data import data_folder
+from tlkit.deploy import saving
+from tlkit.models import backbones as backbones_lib
+from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit.training import feature_cache, frozen, strategies
 
 # Training rows the scores use at most (a seeded, stratified subset): LogME and the probe cost
 # a decomposition of rows x channels each, so they read fewer rows than the cheap kNN vote.
@@ -71,7 +78,7 @@ def advise(data, backbones="mobilenet_v2", *, weights="imagenet", image_size=Non
     Args:
         data: a source for `tlkit.data.load`, or a loaded `tlkit.data.Dataset`.
         backbones: a name, a comma-separated list, a list of names, or built
-            `tlkit.backbones.Backbone` objects.
+            `tlkit.models.backbones.Backbone` objects.
         weights: the weights to build named backbones with.
         image_size: input size instead of each backbone's default.
         batch_size, seed, val_fraction, test_fraction, on_bad_image: as for `finetune`.
@@ -88,18 +95,9 @@ def advise(data, backbones="mobilenet_v2", *, weights="imagenet", image_size=Non
         >>> a.choice["strategy"]  # doctest: +SKIP
         'large-dissimilar'
     """
-    from tlkit import backbones as backbones_lib
-    from tlkit import data as data_lib
-    from tlkit.transfer import resolve_input_shape
-
     started = time.perf_counter()
     items = _backbone_list(backbones, backbones_lib)
     if out is not None:
-        from tlkit import saving
-
-        from tlkit import fileio
-        from tlkit.transfer import data_folder
-
         out = saving.check_folder_writable(out, "--out")
         fileio.check_outside(out, data_folder(data), "--out")
     if isinstance(data, data_lib.Dataset):
@@ -128,9 +126,6 @@ def advise(data, backbones="mobilenet_v2", *, weights="imagenet", image_size=Non
                              f"the last stage's LogME on this data"] + choice["reasons"]
     advice = Advice(facts, results, ranking, choice, round(time.perf_counter() - started, 2))
     if out is not None:
-        from tlkit import fileio
-        from tlkit.advise import plot
-
         fileio.write_json(advice.to_dict(), out / "advice.json")
         plot.save_scores(advice, out / "advice.png")
     if verbose:
@@ -167,18 +162,12 @@ def _backbone_list(backbones, backbones_lib):
     for b in backbones:
         if isinstance(b, str) and not (b.startswith("zoo:") or b.lower().endswith(
                 (".h5", ".keras")) or b in backbones_lib.names()):
-            from tlkit.errors import suggest
-
             raise suggest(b, backbones_lib.names(), "backbone")
     return list(backbones)
 
 
 def _measure(bb, dataset, facts, batch_size, seed, cache_dir, verbose):
     """One backbone: the tapped pass, the scores per stage, the recommendation."""
-    from tlkit import backbones as backbones_lib
-    from tlkit import strategies
-    from tlkit.advise import taps
-
     t0 = time.perf_counter()
     plan = strategies.plan("small-similar", bb, dataset.summary())
     model = plan.build_model(dataset.num_classes)
@@ -194,8 +183,6 @@ def _measure(bb, dataset, facts, batch_size, seed, cache_dir, verbose):
     val = taps.features(tapped, dataset.x_val, dataset.y_val, batch_size=batch_size,
                         verbose=verbose)
     if cache_dir is not None:
-        from tlkit import feature_cache, frozen
-
         extractor = frozen.feature_extractor(model)
         for name, x, (feats, labels) in (("train", dataset.x_train, train),
                                          ("val", dataset.x_val, val)):

@@ -1,6 +1,6 @@
 """advice.png: the three scores per stage, one line per backbone."""
 
-from tlkit import plots
+from tlkit.evaluation import plots
 
 
 def advice_figure(advice):

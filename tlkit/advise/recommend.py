@@ -23,7 +23,7 @@ demo's matrix.json were measured with every phase trained to convergence, issue 
    chance to perfect); otherwise "dissimilar" (an earlier stage probes better, or nothing
    probes well: the top features do not fit this task).
 4. Small and similar: `large-similar`, not the textbook's feature extraction. With the head
-   solved on the frozen features first (`tlkit.head_solver`) and then the last stage(s)
+   solved on the frozen features first (`tlkit.training.head_solver`) and then the last stage(s)
    fine-tuned at a tenth of the head's rate (LP-FT: Kumar et al., ICLR 2022, "Fine-Tuning can
    Distort Pretrained Features"), and the better phase's weights kept, fine-tuning beat the
    frozen base: 76.7% against 74.2% at 5 images per class, 82.5% against 80.9% at 20 (3 seeds
@@ -58,7 +58,7 @@ Example:
     'large-dissimilar'
 """
 
-from tlkit import strategies
+from tlkit.training import strategies
 
 # Base parameters per training image above which data is small. Measured (rules 2, 4, 6):
 # fine-tuning beat the solved head at 930 per image and above, the solved head won at 622 and

@@ -8,7 +8,7 @@ stage's globally pooled activations), so nothing here imports TensorFlow.
 import numpy as np
 import scipy.linalg
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 LOGME_RTOL = 1e-7       # stop when alpha and beta each change by less than this, relatively
 LOGME_ATOL = 1e-12      # ... or when the per-sample evidence changes by less than this

@@ -1,7 +1,7 @@
 """Tapping every stage of a frozen base in one pass: pooled features per stage.
 
 Example:
-    >>> from tlkit import backbones
+    >>> from tlkit.models import backbones
     >>> bb = backbones.build("zoo:simple_cnn", (28, 28, 1), weights=None)
     >>> model = stage_model(bb.model, bb.stages)
     >>> [tuple(o.shape) for o in model.outputs]
@@ -12,6 +12,7 @@ import sys
 
 import keras
 import numpy as np
+from tlkit import data as data_lib
 
 
 def stage_model(base, stages):
@@ -33,8 +34,6 @@ def features(tapped, x, y, *, batch_size=32, verbose=0):
     One forward pass; features are written batch by batch into preallocated arrays, and the
     labels are those of the images actually read (a file that fails to decode has no row).
     """
-    from tlkit import data as data_lib
-
     n = len(x)
     outs = [np.empty((n, int(o.shape[-1])), "float32") for o in tapped.outputs]
     labels, row = [], 0

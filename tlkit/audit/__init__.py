@@ -1,5 +1,9 @@
 """`tlkit audit`: wrong labels, duplicates, split leakage, outliers and image problems.
 
+Layer: a tool on the layers below (data, models, the frozen-feature cache, deploy); it
+imports no workflow (the data and shape helpers it shares with `finetune` live in
+`tlkit.data` and `tlkit.models.backbones`).
+
 The contract (issue 23):
 
 - `audit(data, backbone | model=..., out=D)` audits any source `finetune` reads and returns
@@ -14,7 +18,7 @@ The contract (issue 23):
   image in the earlier split: `path` is the copy). `score` is in [0, 1], 1 the worst; rows are
   ranked by it within each kind. `kind` is one of `KINDS`.
 - Bad input (fewer than K images in a class, `max_issues=0`, an unknown backbone, an
-  unreadable model) raises `tlkit.errors.TlkitError` before anything is written.
+  unreadable model) raises `tlkit.core.errors.TlkitError` before anything is written.
 
 One concept a module: `properties` (image checks and pixel hashes), `labels` (the out-of-fold
 probe, label quality, confident learning), `duplicates` (neighbour search, exact and near
@@ -30,7 +34,8 @@ Example:
 import sys
 import types
 
-from tlkit.audit.run import FIELDS, KINDS, AuditResult, audit
+from tlkit.audit.report import KINDS
+from tlkit.audit.run import FIELDS, AuditResult, audit
 
 __all__ = ["audit", "AuditResult", "KINDS", "FIELDS"]
 

@@ -3,12 +3,12 @@
 Label issues show the image titled `given -> suggested` with its score; duplicates and leaks
 show each pair side by side (the copy, then the image it copies); the other kinds show the
 image with its score. Images are enlarged with nearest-neighbour sampling to `CELL_PX`, so a
-28 px image stays readable. Written through `tlkit.plots.save_figure` (atomic).
+28 px image stays readable. Written through `tlkit.evaluation.plots.save_figure` (atomic).
 """
 
 import numpy as np
 
-from tlkit import plots
+from tlkit.evaluation import plots
 
 CELL_PX = 128
 MAX_SHOWN = 24

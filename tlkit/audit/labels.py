@@ -26,7 +26,7 @@ Example:
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 SCORES = ("self_confidence", "normalized_margin")
 DEFAULT_FOLDS = 5

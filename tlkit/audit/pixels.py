@@ -61,6 +61,7 @@ Example:
 """
 
 import numpy as np
+from tlkit.audit import duplicates
 
 SIDE = 32
 CANDIDATES = 20
@@ -160,8 +161,6 @@ def signatures(pixels, batch=4096):
 
 def candidates(sig, k=CANDIDATES):
     """Each row's `k` nearest other rows of `sig` (N, k) (see `duplicates.neighbours`)."""
-    from tlkit.audit import duplicates
-
     return duplicates.neighbours(sig, k=k)[1]
 
 

@@ -27,6 +27,8 @@ Example:
 import hashlib
 
 import numpy as np
+from tlkit.audit import pixels
+from tlkit.data import decode
 
 THUMBNAIL = 256
 MIN_SIDE = 32
@@ -114,8 +116,6 @@ def check(s, min_side=MIN_SIDE):
 def read_file(path):
     """Decode an image file at its stored size: `(uint8 array (H, W, C), None)`, or
     `(None, reason)` when it cannot be read."""
-    from tlkit.data import decode
-
     try:
         return decode.read_image(str(path)), None
     except Exception as e:  # noqa: BLE001 - any unreadable file is counted, never fatal
@@ -138,8 +138,6 @@ def scan(images, *, paths=None, min_side=MIN_SIDE, progress=None):
         ones, and the near-duplicate thumbnails `(pixels (N, 32, 32) uint8, boxes (N, 4))` of
         `tlkit.audit.pixels.stack` (blank where unreadable).
     """
-    from tlkit.audit import pixels
-
     hashes, found, unreadable, thumbs = [], [], {}, []
     blank = pixels.thumbnail(np.zeros((1, 1), np.uint8))
     n = 0

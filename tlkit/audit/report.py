@@ -1,6 +1,9 @@
 """summary.md of an audit folder: the counts, balance, leak rates and the worst examples."""
 
-from tlkit.audit.run import KINDS
+from tlkit.audit import properties
+
+# every kind of finding, in the order the report lists them
+KINDS = ("label", "exact_duplicate", "near_duplicate", "leak", "outlier") + properties.KINDS
 
 
 def _cell(text):

@@ -20,11 +20,20 @@ import time
 
 import numpy as np
 
-from tlkit.audit import duplicates, labels as labels_lib, outliers, pixels, properties
-from tlkit.errors import TlkitError, check_choice, suggest
-from tlkit.settings import DATA, MODEL, RUN
+from tlkit import data as data_lib
+from tlkit.audit import duplicates, gallery, outliers, pixels, properties, report
+from tlkit.audit import labels as labels_lib
+from tlkit.audit.report import KINDS
+from tlkit.config.settings import DATA, MODEL, RUN
+from tlkit.core import fileio
+from tlkit.core.errors import TlkitError, check_choice, suggest
+from tlkit.data import ImageFiles, concat, data_folder, decode
+from tlkit.data import index as index_lib
+from tlkit.deploy import saving
+from tlkit.models import backbones as backbones_lib
+from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit.training import feature_cache, frozen
 
-KINDS = ("label", "exact_duplicate", "near_duplicate", "leak", "outlier") + properties.KINDS
 FIELDS = ("path", "split", "kind", "score", "given", "suggested", "other")
 SPLITS = duplicates.SPLIT_ORDER
 
@@ -106,16 +115,12 @@ def _extractor(backbone, model, weights, image_size):
     import keras
 
     if model is not None:
-        from tlkit import frozen, saving
-
         net, _ = saving.load(model)
         cut = frozen.feature_cut(net)
         # a tlkit model: the pooled base output its head reads; another Keras classifier:
         # the input of its last layer (the penultimate features)
         out = cut.output if cut is not None else net.layers[-1].input
         return keras.Model(net.inputs, out, name="audit_features"), str(model)
-    from tlkit import backbones as backbones_lib
-    from tlkit.transfer import resolve_input_shape
 
     name = str(backbone)
     if not (name.startswith("zoo:") or name.lower().endswith((".h5", ".keras"))
@@ -127,8 +132,6 @@ def _extractor(backbone, model, weights, image_size):
 
 
 def _load(data, input_shape, seed, val_fraction, test_fraction, on_bad_image, verbose):
-    from tlkit import data as data_lib
-
     if isinstance(data, data_lib.Dataset):
         return data
     kind = data_lib.parse_source(data)[0]
@@ -150,8 +153,6 @@ def _names(dataset, split, x):
 
 def _images(x):
     """The images of a split for the property checks: files at their stored size, arrays."""
-    from tlkit.data import ImageFiles
-
     if isinstance(x, ImageFiles):
         return None, list(x.paths)
     if hasattr(x, "as_dataset"):  # tfds records: at the loaded size
@@ -199,17 +200,11 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         >>> sorted(r.summary["counts"])[:2]  # doctest: +SKIP
         ['aspect_ratio', 'blurry']
     """
-    from tlkit import data as data_lib
-    from tlkit import feature_cache
-
     started = time.perf_counter()
     _check_args(max_issues, folds, outlier_share, near_threshold, neighbours, label_score,
                 batch_size)
     out = _check_out(out)
     if out is not None:
-        from tlkit import fileio
-        from tlkit.transfer import data_folder
-
         fileio.check_outside(out, data_folder(data), "--out")
     if fix_splits and out is None:
         raise TlkitError("--fix-splits writes index.json into the audit folder: give --out.")
@@ -350,8 +345,6 @@ def _fixed_dataset(dataset, pos, sp, pairs):
     """The dataset with each duplicate group moved into its earliest split."""
     import dataclasses as dc
 
-    from tlkit.data import concat
-
     xs = concat([dataset.split(s)[0] for s in SPLITS])
     ys = np.concatenate([dataset.split(s)[1] for s in SPLITS])
     new = duplicates.fixed_splits(sp, pairs)
@@ -366,8 +359,6 @@ def _fixed_dataset(dataset, pos, sp, pairs):
 
 def _reader(dataset):
     """path (as in the issues) -> uint8 image, for the galleries."""
-    from tlkit.data import ImageFiles, decode
-
     where = {}
     for s in SPLITS:
         x, _ = dataset.split(s)
@@ -392,16 +383,11 @@ def _write(result, out, dataset, feat_data, fixed):
     """Write every file into a staging folder, then move them into `out`; return the paths."""
     import csv
 
-    from tlkit import fileio
-    from tlkit.audit import gallery, report
-
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     stage = pathlib.Path(tempfile.mkdtemp(prefix=".audit-", dir=out))
     try:
         if fixed is not None:
-            from tlkit.data import index as index_lib
-
             index_lib.save(fixed[0], stage / index_lib.FILENAME)
             result.summary["fix_splits"] = {"index": str(out / index_lib.FILENAME),
                                             "moved": fixed[1]}

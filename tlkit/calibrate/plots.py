@@ -1,10 +1,10 @@
 """The figures of calibration: reliability.png and risk_coverage.png (drawn pyplot-free
-with `tlkit.plots.new_figure`, written atomically by `tlkit.plots.save_figure`)."""
+with `tlkit.evaluation.plots.new_figure`, written atomically by `tlkit.evaluation.plots.save_figure`)."""
 
 import numpy as np
 
 from tlkit.calibrate import metrics
-from tlkit.plots import new_figure, save_figure
+from tlkit.evaluation.plots import new_figure, save_figure
 
 
 def reliability_figure(before, after, y, temperature, bins=metrics.BINS):

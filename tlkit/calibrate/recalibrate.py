@@ -2,13 +2,15 @@
 
 The validation and test splits are the run's (the index.json in the model's report folder,
 as `tlkit evaluate` finds it; or `--index`; array sources are split again by the seed), and
-the model file's metadata is rewritten atomically (`tlkit.saving.write_metadata`).
+the model file's metadata is rewritten atomically (`tlkit.deploy.saving.write_metadata`).
 """
 
 import pathlib
 
 from tlkit.calibrate import run as run_lib
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
+from tlkit.deploy import artifacts, saving
+from tlkit.evaluation import predict
 
 
 def recalibrate(model_path, source, *, coverage=run_lib.DEFAULT_COVERAGE, index=None, seed=0,
@@ -33,8 +35,6 @@ def recalibrate(model_path, source, *, coverage=run_lib.DEFAULT_COVERAGE, index=
         TlkitError: a coverage outside (0, 1], a model that is not `.h5`/`.keras`, or a
             validation split of fewer than `MIN_VAL_IMAGES` images. Nothing is written then.
     """
-    from tlkit import artifacts, predict, saving
-
     run_lib.check_coverage(coverage)
     path = pathlib.Path(model_path)
     if artifacts.kind_of(path) != "keras":

@@ -25,8 +25,10 @@ import pathlib
 
 import numpy as np
 
-from tlkit.calibrate import metrics, temperature as temp_lib, unknown
-from tlkit.errors import TlkitError
+from tlkit import data as data_lib
+from tlkit.calibrate import metrics, plots, unknown
+from tlkit.calibrate import temperature as temp_lib
+from tlkit.core.errors import TlkitError
 
 # Fewer validation images than this and temperature scaling is refused: T is one parameter,
 # but its NLL-optimum is set by the few misclassified images; with under 20 images (at 90%
@@ -113,7 +115,7 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
     """Fit T on `dataset`'s validation split and measure on its test split.
 
     Args:
-        model: a classifier ending in softmax (a `keras.Model` or a `tlkit.artifacts`
+        model: a classifier ending in softmax (a `keras.Model` or a `tlkit.deploy.artifacts`
             Artifact).
         dataset: a `tlkit.data.Dataset` (`x_val`, `y_val`, `x_test`, `y_test`).
         out_dir: when given, reliability.png goes there.
@@ -122,7 +124,7 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
         score: the unknown score (`tlkit.calibrate.unknown.PROBABILITY_SCORES`).
         batch_size: prediction batch size.
         test_probs: `(probabilities, labels)` of the test split when the caller has them
-            already (`tlkit.report.evaluate(predictions=...)`), so it is not predicted again.
+            already (`tlkit.evaluation.report.evaluate(predictions=...)`), so it is not predicted again.
 
     Returns:
         The calibration dict (module doc), or None for `method="none"`.
@@ -130,8 +132,6 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
     Raises:
         TlkitError: a coverage outside (0, 1], or a validation split under MIN_VAL_IMAGES.
     """
-    from tlkit import data as data_lib
-
     check_method(method)
     check_coverage(coverage)
     if method == "none":
@@ -145,8 +145,6 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
     probs, y_test = test_probs
     out = calibrate_probs(val_probs, y_val, probs, y_test, coverage, score)
     if out_dir is not None:
-        from tlkit.calibrate import plots
-
         path = pathlib.Path(out_dir) / "reliability.png"
         plots.plot_reliability(probs, temp_lib.apply(probs, out["temperature"]), y_test,
                                out["temperature"], path)

@@ -1,5 +1,9 @@
 """The `tlkit` command line: a thin layer over the library.
 
+Layer: the top, under the `tlkit` facade only; no library module imports it. Its
+commands import the library when they run (a comment says so at each), so parsing and
+`--help` import no TensorFlow.
+
 Each subcommand parses its flags and calls one library function. User mistakes
 (`TlkitError`) print one line on stderr and exit with code 2, with no traceback.
 
@@ -8,17 +12,17 @@ argument types in `args.py`); each registers its subcommands with `@subcommand` 
 flags with `fn.configure = ...`. The conventions every subcommand follows (checked over all of
 them by tests/cli/test_conventions.py):
 
-- run settings are dataclasses (`tlkit.settings`): `settings.add_fields` adds their fields as
+- run settings are dataclasses (`tlkit.config.settings`): `settings.add_fields` adds their fields as
   flags, so a flag's default is its field's default, and the library's signatures read the
   same fields;
 - every flag has help text; "(default: X)" is appended from the flag's own `default=` unless
   the text already says what the default is, so write a default once, in `default=`;
-- fixed vocabularies are argparse `choices=` (the tuples of `tlkit.choices`);
+- fixed vocabularies are argparse `choices=` (the tuples of `tlkit.core.choices`);
 - messages name flags as typed (`Invalid --pooling average`): library errors raised inside a
-  command go through `tlkit.errors.cli_names` and `cli_message`;
+  command go through `tlkit.core.errors.cli_names` and `cli_message`;
 - parsing imports no TensorFlow: command modules import heavy modules inside `fn(args)`, so
   `tlkit --help` and `tlkit COMMAND --help` answer at once. TensorFlow's start-up lines stay
-  off stderr (`tlkit.console`; `TLKIT_TF_LOGS=1` shows them).
+  off stderr (`tlkit.core.console`; `TLKIT_TF_LOGS=1` shows them).
 """
 
 import argparse
@@ -26,8 +30,9 @@ import importlib
 import sys
 import warnings
 
-from tlkit import console, errors
-from tlkit.errors import TlkitError
+from tlkit.core import console, errors
+from tlkit.core.errors import TlkitError
+from tlkit.core.version import __version__
 
 SUBCOMMANDS = {}
 SUBPARSERS = {}
@@ -126,7 +131,7 @@ def flag_of(action):
 
 
 def cli_names(command):
-    """{library argument name: flag} for one subcommand, for messages (`tlkit.errors`).
+    """{library argument name: flag} for one subcommand, for messages (`tlkit.core.errors`).
 
     The flags' destinations are the library's keyword names (`--lr` stores `learning_rate`);
     a subcommand whose call renames one adds `fn.cli_names = {"fmt": "--format"}`.
@@ -144,8 +149,6 @@ def make_parser():
         prog="tlkit", description="Keras-first transfer learning.",
         epilog="User mistakes exit with code 2 and one line on stderr. TensorFlow's start-up "
                "lines are hidden; TLKIT_TF_LOGS=1 shows them.")
-    from tlkit import __version__
-
     parser.add_argument("--version", action="version", version=f"tlkit {__version__}")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (fn, help_text) in SUBCOMMANDS.items():
@@ -185,7 +188,8 @@ def main(argv=None):
         with errors.cli_names(names):  # library messages name the flags (`--pooling avg`)
             return fn(args) or 0
     except TlkitError as e:
-        from tlkit.callbacks import DivergedError
+        # the library is imported when the command runs: parsing and --help import no TensorFlow
+        from tlkit.training.callbacks import DivergedError
 
         print(f"tlkit {args.command}: error: {errors.cli_message(str(e), names)}",
               file=sys.stderr)
@@ -223,7 +227,8 @@ def _apply_recipe(parser, args, argv):
     Recipe keys are flag names (`lr`, `no-augment`, `batch-size`) or their destinations
     (`learning_rate`, `augment`); a `no-X: true` switch sets X to false.
     """
-    from tlkit import recipes
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.config import recipes
 
     by_key = recipe_keys(args.command)
     settings = recipes.load(args.recipe, args.command, valid=set(by_key))

@@ -1,8 +1,8 @@
 """Subcommand advise: measure how well backbones transfer to the data, and recommend a plan."""
 
-from tlkit import settings
 from tlkit.cli import subcommand
-from tlkit.errors import TlkitError
+from tlkit.config import settings
+from tlkit.core.errors import TlkitError
 
 
 def _configure_advise(p):
@@ -30,6 +30,7 @@ def _configure_advise(p):
 def cmd_advise(args):
     import pathlib
 
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit import advise
 
     if args.batch_size < 1:

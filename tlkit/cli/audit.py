@@ -1,10 +1,10 @@
 """Subcommand audit: wrong labels, duplicates, split leakage, outliers and image problems."""
 
-from tlkit import settings
 from tlkit.cli import subcommand
+from tlkit.config import settings
 
 # the library's defaults, written here without importing it (tlkit --help imports no TF):
-# tests/test_audit.py checks that they equal tlkit.audit.run.audit's
+# tests/audit/test_audit.py checks that they equal tlkit.audit.run.audit's
 DEFAULTS = {"folds": 5, "outlier_share": 0.01, "near_threshold": 0.95, "neighbours": 10,
             "label_score": "self_confidence", "min_side": 32}
 LABEL_SCORES = ("self_confidence", "normalized_margin")  # tlkit.audit.labels.SCORES
@@ -55,6 +55,7 @@ def _configure_audit(p):
 @subcommand("audit", "find wrong labels, duplicates, split leakage and outliers before you "
                      "train")
 def cmd_audit(args):
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.audit import audit
     from tlkit.cli.finetune import console_verbosity
 

@@ -1,7 +1,7 @@
 """Subcommand calibrate: fit the temperature and the unknown threshold of a saved model."""
 
 from tlkit.cli import subcommand
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 
 def _configure_calibrate(p):
@@ -22,6 +22,7 @@ def cmd_calibrate(args):
     if not 0 < args.coverage <= 1:  # before TensorFlow is imported
         raise TlkitError(f"--coverage must be a number in (0, 1], e.g. 0.95. "
                          f"Received: {args.coverage}.")
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.calibrate import recalibrate
 
     cal = recalibrate.recalibrate(args.model, args.data, coverage=args.coverage,

@@ -1,7 +1,7 @@
 """Subcommand curve: how many images do I need? Accuracy against training images per class."""
 
-from tlkit import settings
 from tlkit.cli import subcommand
+from tlkit.config import settings
 
 
 def _configure(p):
@@ -32,7 +32,8 @@ def _configure(p):
 
 @subcommand("curve", "how many images do I need? accuracy against training images per class")
 def cmd_curve(args):
-    from tlkit.learning_curve import curve
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.workflows.curve import curve
 
     result = curve(args.data, args.backbone, sizes=args.sizes, strategies=args.strategies,
                    seeds=args.seeds, out=args.out, weights=args.weights,

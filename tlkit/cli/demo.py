@@ -4,8 +4,8 @@ import pathlib
 
 from tlkit.cli import subcommand
 
-# tlkit.demo's defaults, spelled out here because importing tlkit.demo imports TensorFlow and
-# `tlkit demo --help` must not (tests/cli/test_conventions.py checks them against tlkit.demo).
+# tlkit.experiments.demo's defaults, spelled out here because importing tlkit.experiments.demo imports TensorFlow and
+# `tlkit demo --help` must not (tests/cli/test_conventions.py checks them against tlkit.experiments.demo).
 DEFAULT_OUT = "saved_models/demo"
 DEFAULT_SOURCE = "T-shirt/top,Trouser,Coat,Sandal,Bag, i.e. 0,1,4,5,8"
 DEFAULT_TARGET = "Pullover,Dress,Shirt,Sneaker,Ankle boot, i.e. 2,3,6,7,9"
@@ -33,8 +33,9 @@ def _configure_demo(p):
 
 @subcommand("demo", "reproduce the size-versus-similarity matrix on real data, offline")
 def cmd_demo(args):
-    from tlkit import recipes
-    from tlkit.demo import run_demo
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.config import recipes
+    from tlkit.experiments.demo import run_demo
 
     result = run_demo(args.out, args.source_classes, args.target_classes, quick=args.quick,
                       seed=args.seed, verbose=0 if args.quiet else 1)

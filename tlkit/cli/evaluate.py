@@ -1,10 +1,10 @@
 """Subcommand evaluate: score a saved model (any deployable artifact) on a data set."""
 
 from tlkit.cli import subcommand
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 SPLITS = ("test", "val", "train", "all")
-MAX_TTA = 12  # tlkit.tta.MAX_TTA, kept here so that --help needs no TensorFlow (tested)
+MAX_TTA = 12  # tlkit.evaluation.tta.MAX_TTA, kept here so that --help needs no TensorFlow (tested)
 
 
 def _configure_evaluate(p):
@@ -34,7 +34,8 @@ def cmd_evaluate(args):
     if not 1 <= args.tta <= MAX_TTA:  # before TensorFlow is imported; shown as "--tta must"
         raise TlkitError(f"tta must be an integer from 1 (none) to {MAX_TTA}. "
                          f"Received: {args.tta}.")
-    from tlkit import predict, report
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.evaluation import predict, report
 
     rep = predict.evaluate_file(args.model, args.data, split=args.split, out_dir=args.out,
                                 seed=args.seed, index=args.index,

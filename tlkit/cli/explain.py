@@ -47,7 +47,9 @@ def _configure_explain(p):
 def cmd_explain(args):
     import sys
 
-    from tlkit import explain, saving
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit import explain
+    from tlkit.deploy import saving
     from tlkit.data.listing import skipped_message
 
     if args.list_layers:

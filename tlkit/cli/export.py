@@ -3,8 +3,8 @@
 from tlkit.cli import subcommand
 
 SAMPLE_LIMIT = 256  # images of --sample compared against Keras
-# Kept here (not imported from tlkit.export) so that `tlkit export --help` needs no TensorFlow;
-# tests/cli/test_export_cli.py checks they equal tlkit.export.FORMATS / QUANTIZATIONS.
+# Kept here (not imported from tlkit.deploy.export) so that `tlkit export --help` needs no TensorFlow;
+# tests/cli/test_export_cli.py checks they equal tlkit.deploy.export.FORMATS / QUANTIZATIONS.
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 
@@ -32,7 +32,8 @@ def _configure_export(p):
 
 @subcommand("export", "export to SavedModel / TFLite / .keras / ONNX and check it against Keras")
 def cmd_export(args):
-    from tlkit import calibration, export
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.deploy import calibration, export
 
     sample = None
     if args.sample:
@@ -54,7 +55,8 @@ def cmd_export(args):
 def _input_contract(model_path):
     """The model's (H, W, C) and the resize mode it records (None: none): from its tlkit
     metadata, else by loading it."""
-    from tlkit import saving
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.deploy import saving
     from tlkit.data import decode
 
     meta = saving.read_metadata(model_path) if str(model_path).endswith(

@@ -1,6 +1,6 @@
 """Subcommand finetune: train a classifier with one of the strategies.
 
-Its flags are the fields of `tlkit.settings.FINETUNE` (data, model, run, recipe, output),
+Its flags are the fields of `tlkit.config.settings.FINETUNE` (data, model, run, recipe, output),
 and the settings.yaml it writes is those dataclasses, resolved.
 """
 
@@ -8,14 +8,14 @@ import pathlib
 import re
 import sys
 
-from tlkit import settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
-from tlkit.errors import TlkitError
+from tlkit.config import settings
+from tlkit.core.errors import TlkitError
 
-SCHEDULE_CHOICES = settings.SCHEDULE_CHOICES  # tlkit.schedules.SCHEDULES
-DEFAULT_SCHEDULE = settings.RECIPE.schedule  # tlkit.schedules.DEFAULT (--help imports no TF)
-DEFAULT_WARMUP = settings.RECIPE.warmup  # tlkit.schedules.DEFAULT_WARMUP
+SCHEDULE_CHOICES = settings.SCHEDULE_CHOICES  # tlkit.training.schedules.SCHEDULES
+DEFAULT_SCHEDULE = settings.RECIPE.schedule  # tlkit.training.schedules.DEFAULT (--help imports no TF)
+DEFAULT_WARMUP = settings.RECIPE.warmup  # tlkit.training.schedules.DEFAULT_WARMUP
 MODELS_DIR = pathlib.Path("saved_models")
 
 
@@ -101,8 +101,9 @@ def console_verbosity(quiet, stream=None):
 
 @subcommand("finetune", "train a classifier with one of the four strategies")
 def cmd_finetune(args):
-    from tlkit import recipes
-    from tlkit.transfer import finetune
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.config import recipes
+    from tlkit.workflows.finetune import finetune
 
     if not args.data:
         raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "
@@ -113,7 +114,7 @@ def cmd_finetune(args):
         chosen = pathlib.Path(args.out).with_suffix("")
         existed = chosen.exists(), chosen.parent.exists()
         print(f"tlkit: no --out given: the model goes to {args.out}")
-    # the run's settings, resolved: the dataclasses of every flag (tlkit.settings.FINETUNE)
+    # the run's settings, resolved: the dataclasses of every flag (tlkit.config.settings.FINETUNE)
     resolved = settings.as_dict(*(settings.resolve(args, cls) for cls in settings.FINETUNE))
     try:
         result = finetune(**{k: v for k, v in resolved.items() if k != "quiet"},

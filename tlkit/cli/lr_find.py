@@ -2,13 +2,14 @@
 
 import pathlib
 
-from tlkit import choices, settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
 from tlkit.cli.finetune import add_model_flags, console_verbosity, data_name
-from tlkit.errors import TlkitError
+from tlkit.config import settings
+from tlkit.core import choices
+from tlkit.core.errors import TlkitError
 
-DEFAULT_STEPS = 200  # tlkit.lr_finder.DEFAULT_STEPS (kept here: --help imports no TF)
+DEFAULT_STEPS = 200  # tlkit.training.lr_sweep.DEFAULT_STEPS (kept here: --help imports no TF)
 
 
 def _configure(p):
@@ -37,7 +38,8 @@ def _configure(p):
 
 @subcommand("lr-find", "sweep the learning rate and suggest one (fastai's lr_find)")
 def cmd_lr_find(args):
-    from tlkit.lr_finder import lr_find
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.workflows.lr_find import lr_find
 
     if not args.data:
         raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "

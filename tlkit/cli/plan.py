@@ -22,8 +22,10 @@ def _configure_plan(p):
 
 @subcommand("plan", "print the strategy matrix for a backbone: stages, trainable/frozen counts")
 def cmd_plan(args):
-    from tlkit import backbones, strategies
-    from tlkit.transfer import resolve_input_shape
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.models import backbones
+    from tlkit.training import strategies
+    from tlkit.models.backbones.builders import resolve_input_shape
 
     if args.list:
         for name in backbones.names():

@@ -1,7 +1,7 @@
 """Subcommand predict: top-k classes for images, with any deployable artifact."""
 
 from tlkit.cli import subcommand
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 
 def _configure_predict(p):
@@ -30,12 +30,14 @@ def cmd_predict(args):
     import csv
     import sys
 
-    from tlkit import fileio, predict
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.core import fileio
+    from tlkit.evaluation import predict
 
     if args.batch_size < 1:
         raise TlkitError(f"--batch-size must be an integer >= 1. Received: {args.batch_size}.")
     if args.out:
-        from tlkit import saving
+        from tlkit.deploy import saving
 
         saving.check_writable(args.out, suffixes=(".csv",), what="--out")
     skipped = []

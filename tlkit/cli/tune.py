@@ -4,10 +4,11 @@ import contextlib
 import pathlib
 import warnings
 
-from tlkit import choices, settings
 from tlkit.cli import subcommand
 from tlkit.cli.args import add_data_flags
-from tlkit.errors import TlkitError
+from tlkit.config import settings
+from tlkit.core import choices
+from tlkit.core.errors import TlkitError
 
 
 def _configure_tune(p):
@@ -80,7 +81,9 @@ _NOT_SETTINGS = ("command", "recipe", "quiet", "verbose", "list_space")
 
 @subcommand("tune", "KerasTuner search over dropout, BN placement, learning rate, unfreeze depth")
 def cmd_tune(args):
-    from tlkit import recipes, tuning
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.config import recipes
+    from tlkit import tuning
 
     if args.list_space:
         hm = tuning.make_hypermodel(model=args.model, backbone=args.backbone,
@@ -112,11 +115,12 @@ def _quiet_search_notes():
     """Keep off the console what Keras and TensorFlow say about a search by design.
 
     Every trial builds and traces a new model ("N out of the last M calls ... triggered
-    tf.function retracing", TensorFlow's logger: `tlkit.logs`), and KerasTuner can reload
+    tf.function retracing", TensorFlow's logger: `tlkit.core.logs`), and KerasTuner can reload
     trial weights into a model whose optimizer is not built ("Skipping variable loading for
     optimizer", a Keras UserWarning). tlkit's own warnings and errors still show.
     """
-    from tlkit.logs import quiet_tf_logs
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.core.logs import quiet_tf_logs
 
     with quiet_tf_logs(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")

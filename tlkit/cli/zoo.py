@@ -10,7 +10,8 @@ def _configure_zoo(p):
 
 @subcommand("zoo", "list the from-scratch models: name, default input, parameter count")
 def cmd_zoo(args):
-    from tlkit import zoo
+    # the library is imported when the command runs: parsing and --help import no TensorFlow
+    from tlkit.models import zoo
 
     rows = zoo.table()
     if args.format == "csv":

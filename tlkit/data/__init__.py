@@ -1,5 +1,9 @@
 """Data sources as an index and a stream: image folders of any size, TFDS, arrays.
 
+Layer: source -> `Dataset` -> tf.data. Imports `core` and `config` only; it knows no model
+(tests/test_layering.py): what a model needs of the data (its input shape, channels) is
+passed in.
+
 `load(source)` reads an image folder, a TensorFlow Datasets name, an `.npz` file,
 Fashion-MNIST or scikit-learn's digits into a `Dataset` split three ways (stratified and
 seeded). A folder becomes an index of files (`ImageFiles`: paths, labels, split; no pixels
@@ -29,7 +33,8 @@ import warnings
 
 import numpy as np
 
-from tlkit.data import arrays, splits
+from tlkit.data import arrays, decode, folder, overrides, splits
+from tlkit.data import index as index_lib
 from tlkit.data.arrays import (FASHION_MNIST_CLASSES, FASHION_MNIST_DEBIAN, convert_images,
                                size_arg)
 from tlkit.data.dataset import Dataset
@@ -38,9 +43,9 @@ from tlkit.data.files import ImageFiles, concat, is_files
 from tlkit.data.folder import VALID_SOURCES
 from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, pipeline,
                                  predict_labelled)
-from tlkit.errors import TlkitError, check_choice
-from tlkit.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
-from tlkit.settings import RUN as _RUN
+from tlkit.core.errors import TlkitError, check_choice
+from tlkit.config.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
+from tlkit.config.settings import RUN as _RUN
 
 SOURCES = """\
 Data sources (`load(source)`, `--data` on the command line):
@@ -91,6 +96,22 @@ def parse_source(source):
     return "folder", source, None
 
 
+def data_folder(data):
+    """The image folder that `data` reads (a folder source or a folder's Dataset), or None.
+
+    Example:
+        >>> data_folder("digits") is None, data_folder("photos/")
+        (True, 'photos/')
+    """
+    if isinstance(data, Dataset):
+        return (data.origin or {}).get("root")
+    try:
+        kind, arg, _ = parse_source(data)
+    except TlkitError:
+        return None
+    return arg if kind == "folder" else None
+
+
 def read_images(paths, image_size=None, channels=None, resize=DEFAULT_RESIZE):
     """Read a few image files into one uint8 array (N, H, W, C), e.g. for explain.
 
@@ -103,8 +124,6 @@ def read_images(paths, image_size=None, channels=None, resize=DEFAULT_RESIZE):
     Returns:
         uint8 array (N, H, W, C). An unreadable file raises `TlkitError` naming it.
     """
-    from tlkit.data import decode
-
     size = size_arg(image_size)
     images = [decode.read_image(str(p), image_size=size, resize=resize) for p in paths]
     if not images:
@@ -158,8 +177,6 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
     # issue 23: the split of an index, then the audit's exclusions and relabels, on top of the
     # plain load below (tlkit.data.overrides)
     if index is not None:
-        from tlkit.data import index as index_lib
-
         kind, arg, _ = parse_source(source)
         dataset = index_lib.load(index, root=arg if kind == "folder" else None,
                                  image_size=size_arg(image_size), channels=channels,
@@ -171,7 +188,6 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
                                verbose=verbose)
     if exclude is None and relabel is None:
         return dataset
-    from tlkit.data import overrides
 
     return overrides.apply(dataset, exclude=exclude, relabel=relabel)
 
@@ -216,8 +232,6 @@ def _array_channels(x):
 
 def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction, seed,
                  on_bad_image, verbose):
-    from tlkit.data import folder
-
     found = folder.scan(root, on_bad_image=on_bad_image, verbose=verbose)
     for note in found.notes:
         warnings.warn(note, stacklevel=3)
@@ -254,6 +268,7 @@ def _load_folder(root, name, size, channels, resize, val_fraction, test_fraction
 
 def _load_tfds(tfds_name, split, name, size, channels, resize, val_fraction, test_fraction,
                seed, download):
+    # imported here: tensorflow_datasets takes seconds to import, and only tfds: sources need it
     from tlkit.data import tfds_source
 
     builder = tfds_source.open_builder(tfds_name, download)

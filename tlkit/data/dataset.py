@@ -20,10 +20,10 @@ import numbers
 
 import numpy as np
 
+from tlkit.core.errors import TlkitError, suggest
 from tlkit.data import arrays
 from tlkit.data.files import ImageFiles, is_files
 from tlkit.data.pipeline import pipeline as _pipeline
-from tlkit.errors import TlkitError, suggest
 
 SPLITS = ("train", "val", "test")
 
@@ -36,7 +36,7 @@ class Dataset:
     pass, see `note_failed`), `problems` says why for each; `source_channels` is how many
     channels the source's images have before any conversion (3 when any is colour, 1 when
     all are grayscale; None when unknown, e.g. loaded from an index), so that a model taking
-    other channels can say so (`tlkit.backbones.specs.channels_note`); `origin` holds what
+    other channels can say so (`tlkit.models.backbones.specs.channels_note`); `origin` holds what
     the index of a folder source records (root, relative paths, seed and fractions; see
     `tlkit.data.index`); `overrides` what `--exclude` / `--relabel` changed
     (`tlkit.data.overrides`), recorded in `summary()`.
@@ -189,7 +189,7 @@ class Dataset:
         """A new `Dataset` holding only the items at the given positions of each split.
 
         Unlike `select` (a seeded choice inside), the caller chooses the items, e.g. nested
-        draws where a smaller set is a prefix of a larger one (`tlkit.learning_curve`).
+        draws where a smaller set is a prefix of a larger one (`tlkit.workflows.curve`).
 
         Args:
             train, val, test: integer positions into that split (kept in the order given),

@@ -51,7 +51,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tlkit.errors import TlkitError, check_choice
+from tlkit.core.errors import TlkitError, check_choice
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 RESIZE_MODES = ("squash", "crop", "pad")

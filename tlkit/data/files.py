@@ -26,8 +26,8 @@ import os
 
 import numpy as np
 
+from tlkit.core.errors import TlkitError
 from tlkit.data import decode
-from tlkit.errors import TlkitError
 
 
 class StreamedImages:

@@ -6,7 +6,7 @@ The scan reads no pixels: it lists the class folders (flat `DIR/<class>/` or pre
 PNG files end where their format says, which finds non-images and truncated files without
 decoding them. Symbolic links to folders are followed once: a link back into a folder
 already being scanned (a loop, or a second path to the same class) is skipped with a note.
-Folders that a tlkit run wrote (`tlkit.fileio.is_run_folder`: a run's lock, state or report)
+Folders that a tlkit run wrote (`tlkit.core.fileio.is_run_folder`: a run's lock, state or report)
 are never scanned, so a run's own PNGs cannot become training images.
 
 Example:
@@ -25,9 +25,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-from tlkit import fileio
+from tlkit.core import fileio
+from tlkit.core.errors import TlkitError
 from tlkit.data import decode
-from tlkit.errors import TlkitError
 
 VALID_SOURCES = ("Valid sources: an image folder (DIR/<class>/*.jpg or DIR/train/<class>/...), "
                  "tfds:NAME[:SPLIT], npz:PATH, fashion_mnist, digits.")

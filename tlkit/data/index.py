@@ -27,10 +27,10 @@ import os
 
 import numpy as np
 
-from tlkit import fileio
+from tlkit.core import fileio
+from tlkit.core.errors import TlkitError
 from tlkit.data.dataset import SPLITS, Dataset
 from tlkit.data.files import ImageFiles
-from tlkit.errors import TlkitError
 
 FORMAT = "tlkit-index"
 VERSION = 1

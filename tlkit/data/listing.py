@@ -30,8 +30,10 @@ Example:
 import os
 from pathlib import Path
 
+from tlkit.core import fileio
+from tlkit.core.errors import TlkitError, check_choice
+from tlkit.data import folder
 from tlkit.data.decode import IMAGE_EXTENSIONS
-from tlkit.errors import TlkitError
 
 
 def image_files(inputs):
@@ -92,9 +94,6 @@ def readable_images(inputs, on_bad_image="skip", skipped=None):
     Raises:
         TlkitError: for an unreadable file (see `on_bad_image`), or when no file is readable.
     """
-    from tlkit.data import folder
-    from tlkit.errors import check_choice
-
     check_choice("on_bad_image", on_bad_image, ("skip", "error"))
     skipped = [] if skipped is None else skipped
     single = isinstance(inputs, (str, os.PathLike)) and os.path.isfile(inputs)
@@ -135,7 +134,6 @@ def small_images_note(readable, image_size):
     if not tiny:
         return None
     path, probe = tiny[0]
-    from tlkit import fileio
 
     count = "1 image is" if len(tiny) == 1 else f"{len(tiny)} images are"
     return (f"{count} much smaller than the model input {h}x{w} (e.g. "
@@ -165,8 +163,6 @@ def skipped_message(skipped, shown=3):
         e.g. `"skipped 1 unreadable image: bad.png"`; names are file names (with their path
         when two skipped files share a name), printable in any UTF-8 terminal.
     """
-    from tlkit import fileio
-
     paths = [p[0] if isinstance(p, (tuple, list)) else p for p in skipped]
     names = [os.path.basename(os.fspath(p)) for p in paths]
     if len(set(names)) < len(names):

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 SPLITS = ("train", "val", "test")
 

@@ -19,8 +19,8 @@ import os
 import keras
 import numpy as np
 
+from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data.files import is_files
-from tlkit.errors import TlkitError, check_choice
 
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical", None)
 AUTOTUNE_MIN_CPUS = 5  # tf.data autotuning by default only on machines with more cores
@@ -187,7 +187,7 @@ INFERENCE_PIXELS = 128 * 96 * 96
 def inference_batch_size(batch_size, input_shape):
     """The batch to predict with: `batch_size`, grown for small images (see above).
 
-    `input_shape` None (a wrapper such as `tlkit.tta.TTAModel`, whose views multiply the
+    `input_shape` None (a wrapper such as `tlkit.evaluation.tta.TTAModel`, whose views multiply the
     batch) keeps `batch_size`.
 
     Example:

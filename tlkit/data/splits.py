@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 SPLITS = ("train", "val", "test")
 
@@ -90,7 +90,7 @@ def check_populated(labels, class_names, source="the data", needs=("train", "val
         ...                  "test": np.array([], int)}, ["cat", "dog"], "photos")
         Traceback (most recent call last):
         ...
-        tlkit.errors.TlkitError: The test split of 'photos' is empty: a run needs at least 1 test image of each of its 2 classes (2 images); add images, or give a test/ folder with one subfolder per class.
+        tlkit.core.errors.TlkitError: The test split of 'photos' is empty: a run needs at least 1 test image of each of its 2 classes (2 images); add images, or give a test/ folder with one subfolder per class.
     """
     k = len(class_names)
     for name in needs:

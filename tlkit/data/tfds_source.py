@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
+from tlkit.core.errors import TlkitError
 from tlkit.data import decode
 from tlkit.data.files import StreamedImages, shard_positions
-from tlkit.errors import TlkitError
 
 
 def open_builder(name, download):

@@ -8,10 +8,11 @@ import os
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 from tlkit.experiments.config import (
     DEFAULT_SOURCE_CLASSES, DEFAULT_TARGET_CLASSES, FASHION_CLASSES, FASHION_FILES,
 )
+from tlkit.deploy import saving
 
 
 def _norm(name):
@@ -135,8 +136,6 @@ def check_fashion_mnist():
 
 
 def _check_out_dir(out_dir):
-    from tlkit import saving
-
     return saving.check_folder_writable(out_dir, "--out")
 
 

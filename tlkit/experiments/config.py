@@ -10,7 +10,7 @@ import dataclasses
 import pathlib
 
 from tlkit import data as data_lib
-from tlkit.strategies import STRATEGIES
+from tlkit.training.strategies import STRATEGIES
 
 # The four cells of the size-versus-similarity matrix are named like the strategy that is
 # the textbook answer there.
@@ -112,4 +112,4 @@ class DemoResult:
     out_dir: pathlib.Path
     seconds: float
     files: dict
-    curves: dict = None  # target ("similar", "dissimilar") -> `tlkit.learning_curve.CurveResult`
+    curves: dict = None  # target ("similar", "dissimilar") -> `tlkit.workflows.curve.CurveResult`

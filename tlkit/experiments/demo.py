@@ -53,7 +53,7 @@ import sys
 import time
 
 from tlkit import data as data_lib
-from tlkit import fileio
+from tlkit.core import fileio
 from tlkit.experiments.classes import (
     _check_out_dir, _check_seed, check_fashion_mnist, parse_classes, resolve_classes,
 )
@@ -68,7 +68,12 @@ from tlkit.experiments.situations import _counts, _names, _subset, situations
 from tlkit.experiments.table import (
     format_baseline, format_markdown, format_table, mark_best, score_auto,
 )
-from tlkit.logs import quiet_tf_logs
+from tlkit.core.logs import quiet_tf_logs
+from tlkit.deploy import saving
+from tlkit.experiments.config import CURVE_STRATEGIES
+from tlkit.workflows.curve import curve
+# finetune_lib.finetune is looked up at each run: bench/bench_recipes.py wraps it
+from tlkit.workflows import finetune as finetune_lib
 
 
 class _Progress:
@@ -131,8 +136,6 @@ def run_demo(out_dir=DEFAULT_OUT, source_classes=None, target_classes=None, quic
 def _run(out, src_ids, tgt_ids, config, seed, verbose):
     """The body of `run_demo`, on validated arguments."""
     import keras
-
-    from tlkit import saving
 
     log = _Progress(verbose)
     n_runs = len(SITUATIONS) * len(METHODS)
@@ -313,9 +316,6 @@ def _run(out, src_ids, tgt_ids, config, seed, verbose):
 
 def _curve(ds, source_path, target, config, seed, out, log):
     """One target's data-efficiency curve (`tlkit.curve`) in `out/curves/<target>/`."""
-    from tlkit.experiments.config import CURVE_STRATEGIES
-    from tlkit.learning_curve import curve
-
     small = min(config.small_batch, 16)
     res = curve(ds, str(source_path), sizes=config.curve_sizes,
                 strategies=CURVE_STRATEGIES[target], seeds=config.curve_seeds,
@@ -340,13 +340,12 @@ def _curve_means(res):
 def _finetune(ds, backbone, strategy, epochs, batch, patience, seed, path, pooling,
               cache_dir=None, verbose=0):
     """One tlkit.finetune run; returns (FinetuneResult, wall seconds)."""
-    from tlkit.transfer import finetune
-
     t0 = time.perf_counter()
-    res = finetune(data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs,
-                   weights=None, out=path, batch_size=batch, augment=False, seed=seed,
-                   patience=patience, pooling=pooling, autotune=False, cache_dir=cache_dir,
-                   overwrite=True, verbose=verbose)  # the demo owns its --out: a rerun replaces
+    res = finetune_lib.finetune(
+        data=ds, backbone=str(backbone), strategy=strategy, epochs=epochs, weights=None,
+        out=path, batch_size=batch, augment=False, seed=seed, patience=patience,
+        pooling=pooling, autotune=False, cache_dir=cache_dir,
+        overwrite=True, verbose=verbose)  # the demo owns its --out: a rerun replaces
     return res, time.perf_counter() - t0
 
 

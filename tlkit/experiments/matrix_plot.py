@@ -4,6 +4,7 @@ import pathlib
 
 import numpy as np
 
+from tlkit.evaluation.report import save_figure
 from tlkit.experiments.table import _grid
 
 
@@ -27,8 +28,6 @@ def plot_matrix(records, path, title=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
-    from tlkit.report import save_figure
 
     cells, rows, cols = _grid(records)
     acc = np.full((len(rows), len(cols)), np.nan)

@@ -4,8 +4,13 @@ import pathlib
 import time
 
 from tlkit import data as data_lib
+from tlkit.deploy import saving
+from tlkit.evaluation import report as report_lib
 from tlkit.experiments.config import BASELINE_TARGET, BN_MOMENTUM, FULL, IMAGE_SHAPE
 from tlkit.experiments.situations import _counts, _subset
+from tlkit.models import zoo
+from tlkit.models.blocks import classifier_head, vgg_block
+from tlkit.training import phases
 
 
 def build_source_net(num_classes, widths=FULL.widths, convs=FULL.convs,
@@ -37,8 +42,6 @@ def build_source_net(num_classes, widths=FULL.widths, convs=FULL.convs,
     """
     import keras
 
-    from tlkit.blocks import classifier_head, vgg_block
-
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="preprocess_rescale")(inputs)
     for i, filters in enumerate(widths, start=1):
@@ -54,7 +57,7 @@ def build_source_net(num_classes, widths=FULL.widths, convs=FULL.convs,
 def train_baseline(fashion, config, seed, out_dir, log=print, verbose=0):
     """Train the zoo's `fashion_cnn` on all ten Fashion-MNIST classes; return its record.
 
-    The model is `Rescaling(1/255)` then `fashion_cnn` as registered in `tlkit.zoo`
+    The model is `Rescaling(1/255)` then `fashion_cnn` as registered in `tlkit.models.zoo`
     (conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, FC 600-120), trained with Adam (lr 1e-3) for up
     to `config.baseline_epochs` epochs (the learning rate drops x0.3 when the validation loss
     stalls; EarlyStopping keeps the epoch with the best validation accuracy), then evaluated on
@@ -73,9 +76,6 @@ def train_baseline(fashion, config, seed, out_dir, log=print, verbose=0):
         A JSON-able dict: model, test_accuracy, seconds, epochs, images, file paths.
     """
     import keras
-
-    from tlkit import phases, saving, zoo
-    from tlkit import report as report_lib
 
     t0 = time.perf_counter()
     ds = _subset(fashion, None, config.baseline_per_class, None, config.test_per_class, seed)

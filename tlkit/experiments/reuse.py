@@ -18,6 +18,8 @@ Example:
 import hashlib
 import json
 
+from tlkit.core.version import __version__
+
 SOURCE_RECORD = "source.json"
 BASELINE_RECORD = "baseline.json"
 _SOURCE_FIELDS = ("widths", "convs", "source_per_class", "source_epochs", "large_batch",
@@ -29,9 +31,7 @@ _BASELINE_FIELDS = ("baseline_per_class", "baseline_epochs", "baseline_batch",
 def _key(parts):
     import keras
 
-    import tlkit
-
-    return hashlib.sha1(json.dumps([*parts, tlkit.__version__, keras.__version__],
+    return hashlib.sha1(json.dumps([*parts, __version__, keras.__version__],
                                    default=str).encode()).hexdigest()[:16]
 
 

@@ -1,5 +1,8 @@
 """What a model looks at: feature maps, Grad-CAM and first-layer filters.
 
+Layer: a tool on the layers below (data, models, deploy's saved models); no workflow
+imports it, and it imports none.
+
 Every tlkit model takes raw pixels (0..255, float, (height, width, channels)); images passed
 here are raw pixels too, never preprocessed. The computing functions return numpy arrays and
 write nothing; the `save_*` functions write labelled PNG figures; `explain_path` is the one
@@ -17,7 +20,7 @@ The package, one concept a module:
 
 Example:
     >>> import numpy as np
-    >>> from tlkit import zoo
+    >>> from tlkit.models import zoo
     >>> from tlkit.explain import conv_layers, gradcam
     >>> model = zoo.build("fashion_cnn", (28, 28, 1), 10)
     >>> conv_layers(model)[:3]

@@ -7,7 +7,7 @@ Nested bases are reached through `tlkit.explain.taps`.
 
 Example:
     >>> import numpy as np
-    >>> from tlkit import zoo
+    >>> from tlkit.models import zoo
     >>> model = zoo.build("fashion_cnn", (28, 28, 1), 10)
     >>> heatmap, class_index, probs = gradcam(model, np.zeros((28, 28, 1)) + 128)
     >>> heatmap.shape, probs.shape   # at block2_relu, fashion_cnn's last conv output
@@ -16,7 +16,7 @@ Example:
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 from tlkit.explain.layers import display_name, last_layer, resolve
 from tlkit.explain.taps import as_batch, tap_model
 
@@ -113,7 +113,7 @@ def gradcam(model, image, class_index=None, layer=None):
 
     Example:
         >>> import numpy as np
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> model = zoo.build("fashion_cnn", (28, 28, 1), 10)
         >>> heatmap, k, probs = gradcam(model, np.full((28, 28, 1), 128.0), 3, "block1_relu")
         >>> heatmap.shape, k

@@ -1,7 +1,7 @@
 """The explanation PNGs: labelled figures of Grad-CAM, feature maps and filters.
 
-Each `*_figure` function returns a matplotlib `Figure` (see `tlkit.plots`); each `save_*`
-function writes one through `tlkit.plots.save_figure` (atomic, mode 0644).
+Each `*_figure` function returns a matplotlib `Figure` (see `tlkit.evaluation.plots`); each `save_*`
+function writes one through `tlkit.evaluation.plots.save_figure` (atomic, mode 0644).
 
 - Grad-CAM: the original and the overlay side by side, each at least `MIN_SIDE` (224) pixels
   on its longer side (small inputs are enlarged, pixels kept sharp), with the class, its
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit import plots
+from tlkit.evaluation import plots
 from tlkit.explain.grids import (MAX_CHANNELS, as_rgb, feature_grid, filter_grid,
                                  gradcam_overlay, grid_shape, scale_for, upscale)
 

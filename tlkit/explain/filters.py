@@ -1,14 +1,14 @@
 """First-layer filters: the kernel of a model's first convolution, which a picture can show.
 
 Example:
-    >>> from tlkit import zoo
+    >>> from tlkit.models import zoo
     >>> first_layer_filters(zoo.build("simple_cnn", (28, 28, 1), 10)).shape
     (5, 5, 1, 10)
 """
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 from tlkit.explain.layers import is_preprocessing, walk
 
 
@@ -28,7 +28,7 @@ def first_layer_filters(model):
         TlkitError: when the first weighted layer is not a Conv2D.
 
     Example:
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> first_layer_filters(zoo.build("fashion_cnn", (28, 28, 1), 10)).shape
         (3, 3, 1, 32)
     """

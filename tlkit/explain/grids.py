@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 MAX_CHANNELS = 64
 

@@ -6,13 +6,13 @@ by its path `"base_name/layer_name"`. Both forms are accepted everywhere a layer
 for.
 
 Example:
-    >>> from tlkit import zoo
+    >>> from tlkit.models import zoo
     >>> model = zoo.build("simple_cnn", (28, 28, 1), 10, dropout=0)
     >>> conv_layers(model)[:3], default_layers(model)
     (['block1_conv', 'block1_pool', 'block1_relu'], ['block1_conv', 'block2_conv', 'block2_relu'])
 """
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 
 PADDING_LAYERS = ("ZeroPadding2D", "Cropping2D")
 
@@ -76,7 +76,7 @@ def conv_layers(model):
         A list of layer names, usable as `layer=` / `layers=` everywhere in `tlkit.explain`.
 
     Example:
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> conv_layers(zoo.build("simple_cnn", (28, 28, 1), 10, dropout=0))
         ['block1_conv', 'block1_pool', 'block1_relu', 'block2_conv', 'block2_pool', 'block2_relu']
     """
@@ -98,7 +98,7 @@ def default_layers(model):
         A list of layer names, shallow to deep.
 
     Example:
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> default_layers(zoo.build("simple_cnn", (28, 28, 1), 10, dropout=0))
         ['block1_conv', 'block2_conv', 'block2_relu']
     """
@@ -141,7 +141,7 @@ def display_name(model, path):
     """The name `conv_layers` gives the layer at `path`: plain, or "a/b" when ambiguous.
 
     Example:
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> display_name(zoo.build("fashion_cnn", (28, 28, 1), 10), ("block2_relu",))
         'block2_relu'
     """
@@ -158,7 +158,7 @@ def last_layer(model):
     pooling (`out_relu` in MobileNetV2, `block2_relu` in fashion_cnn).
 
     Example:
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> last_layer(zoo.build("fashion_cnn", (28, 28, 1), 10))
         ('block2_relu',)
     """

@@ -1,8 +1,8 @@
 """`explain_path`, the library side of `tlkit explain`: a saved model and images in, PNGs out.
 
-Files and models come from the data layer and `tlkit.saving`: `tlkit.data.listing` lists the
+Files and models come from the data layer and `tlkit.deploy.saving`: `tlkit.data.listing` lists the
 images and skips the unreadable ones (`readable_images`, as `tlkit predict` does),
-`tlkit.data.decode.read_image` decodes them as training did, and `tlkit.saving` loads the
+`tlkit.data.decode.read_image` decodes them as training did, and `tlkit.deploy.saving` loads the
 model and its metadata.
 
 Example:
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit import saving
-from tlkit.data import listing
-from tlkit.errors import TlkitError, check_choice, suggest
+from tlkit.core.errors import TlkitError, check_choice, suggest
+from tlkit.data import decode, listing
+from tlkit.deploy import saving
 from tlkit.explain.cam import GradCam, check_index
 from tlkit.explain.figures import safe_name, save_feature_maps, save_filter_grid, save_gradcam
 from tlkit.explain.filters import first_conv
@@ -56,8 +56,6 @@ def load_image(path, input_shape, resize="squash"):
     Returns:
         float32 array (height, width, channels).
     """
-    from tlkit.data import decode
-
     h, w, c = _check_input(input_shape)
     x = decode.read_image(str(path), image_size=(h, w), channels=c, resize=resize)
     return x.astype("float32").reshape(h, w, c)
@@ -161,7 +159,6 @@ def _explain(model_path, inputs, method, layer, class_name, out_dir, alpha, on_b
     readable = listing.readable_images(inputs, on_bad_image, skipped)
     listing.warn_small_images(readable, input_shape[:2], stacklevel=3)
     files = [Path(p) for p, _ in readable]
-    from tlkit.data import decode
 
     resize = decode.recorded_resize(meta, str(model_path)) or decode.DEFAULT_RESIZE
     images = _read_images(files, input_shape, on_bad_image, skipped, resize)

@@ -12,7 +12,7 @@ outer input to `[taps..., predictions]`, for flat and nested models alike.
 
 Example:
     >>> import numpy as np
-    >>> from tlkit import zoo
+    >>> from tlkit.models import zoo
     >>> model = zoo.build("fashion_cnn", (28, 28, 1), 10)
     >>> maps = feature_maps(model, np.full((28, 28, 1), 128.0), ["block1_relu"])
     >>> maps["block1_relu"].shape
@@ -21,7 +21,7 @@ Example:
 
 import numpy as np
 
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
 from tlkit.explain.layers import default_layers, resolve
 
 
@@ -125,7 +125,7 @@ def feature_maps(model, image, layers=None):
 
     Example:
         >>> import numpy as np
-        >>> from tlkit import zoo
+        >>> from tlkit.models import zoo
         >>> model = zoo.build("simple_cnn", (28, 28, 1), 10, dropout=0)
         >>> {k: v.shape for k, v in feature_maps(model, np.zeros((28, 28, 1))).items()}
         {'block1_conv': (24, 24, 10), 'block2_conv': (8, 8, 20), 'block2_relu': (4, 4, 20)}

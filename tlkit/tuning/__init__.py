@@ -1,16 +1,21 @@
 """KerasTuner search over dropout, BatchNormalization placement, learning rate and unfreeze depth.
 
+Layer: above the workflows, not among the tools under them: every trial's data, the
+channel note and the final model's report, card and calibration are those of
+`tlkit.finetune` (`tlkit.workflows.finetune`), so tuning builds on it; only the CLI sits
+above.
+
 Two hypermodels, both `keras_tuner.HyperModel` subclasses that declare their tunables inline
 with defaults:
 
-- `ZooHyperModel`: a from-scratch `tlkit.zoo` model. For the models built from VGG / conv
+- `ZooHyperModel`: a from-scratch `tlkit.models.zoo` model. For the models built from VGG / conv
   blocks (`vgg16`, `vgg19`, `fashion_cnn`) it tunes BN placement and dropout per block
   (`block1_bn`, `block1_dropout`, ...), the head dropout (`dropout`), the number of blocks
   (`blocks`), the first block's filters (`filters`, later blocks keep the published ratios),
   the learning rate (log scale) and the optimizer. The other zoo models tune the options
   their builder exposes (`bn`, `dropout`, `width`, `blocks_per_stage`) with the same
   learning rate and optimizer.
-- `BackboneHyperModel`: a pretrained backbone under a strategy (`tlkit.strategies`): head
+- `BackboneHyperModel`: a pretrained backbone under a strategy (`tlkit.training.strategies`): head
   dropout, head width, head BN placement, the learning rate of each phase and, for the
   fine-tuning strategies, the number of stages to unfreeze. Under `small-similar` the base is
   frozen, so its features are computed once per search and every trial trains only a head on
@@ -21,7 +26,7 @@ Any hyperparameter can be fixed (`parse_fix(["dropout=0.3"], hm)`) or narrowed
 placement and `block_dropout` every per-block dropout. `tune(...)` runs the search (random,
 hyperband or bayesian) into an output folder, resumes it when run again with the same
 settings, refuses a folder that holds a different search, writes the trials as JSON, CSV
-and PNG, and saves the best model as a deployable `.h5` (`tlkit.saving.save`) with the
+and PNG, and saves the best model as a deployable `.h5` (`tlkit.deploy.saving.save`) with the
 chosen hyperparameters in its metadata.
 
 Distributed search is KerasTuner's own: a chief process serves the oracle over gRPC and
@@ -56,14 +61,14 @@ from tlkit.tuning.constants import (
     DROPOUTS, FINE_TUNE_LEARNING_RATES, HEAD_WIDTHS, LEARNING_RATES, OBJECTIVES, OPTIMIZERS,
     TUNERS,
 )
-from tlkit.tuning.distributed import distributed_role, serve_oracle, wait_for_chief
 from tlkit.tuning.backbone_hypermodel import BackboneHyperModel
+from tlkit.tuning.distributed import distributed_role, serve_oracle, wait_for_chief
 from tlkit.tuning.hypermodel import TlkitHyperModel, make_optimizer
-from tlkit.tuning.zoo_hypermodel import BLOCK_MODELS, BlockLayout, ZooHyperModel, block_layout
 from tlkit.tuning.reports import format_table, plot_trials, trials_table, write_reports
 from tlkit.tuning.run import TuneResult, make_hypermodel, tune
 from tlkit.tuning.search import make_tuner, oracle_seed, release_trial_memory, tuner_metrics
 from tlkit.tuning.space import Tunable, parse_fix, parse_space
+from tlkit.tuning.zoo_hypermodel import BLOCK_MODELS, BlockLayout, ZooHyperModel, block_layout
 
 __all__ = ["Tunable", "TlkitHyperModel", "ZooHyperModel", "BackboneHyperModel", "BlockLayout",
            "BLOCK_MODELS", "block_layout", "TuneResult", "tune", "make_hypermodel", "parse_fix", "parse_space",

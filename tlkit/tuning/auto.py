@@ -1,6 +1,12 @@
 """`tlkit tune --strategy auto`: the strategy chosen by `tlkit.advise`, the space narrowed."""
 
-from tlkit.errors import TlkitError
+import warnings
+
+from tlkit import advise as advise_lib
+from tlkit import data as data_lib
+from tlkit.core.errors import TlkitError
+from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit.workflows.finetune import channels_note, convert_dataset
 
 
 def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, fix,
@@ -8,12 +14,8 @@ def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, 
     """`--strategy auto` for a search: advise chooses the strategy, and for the fine-tuning
     strategies the unfreeze range narrows to the recommended depth +-1 stage (unless --fix or
     --space already name `unfreeze`). Returns (data, strategy, space, advice)."""
-    from tlkit import advise as advise_lib
-    from tlkit.transfer import resolve_input_shape
-
     if backbone is None:
         raise TlkitError("--strategy auto needs --backbone (it measures a pretrained base).")
-    from tlkit.tuning.run import _load_data
 
     dataset = _load_data(data, resolve_input_shape(backbone, image_size), backbone,
                          **load_options)
@@ -31,3 +33,14 @@ def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, 
               + (f", unfreeze {space[-1].split('=')[1]}" if choice.get("unfreeze") and
                  "unfreeze" not in named else "") + ": " + "; ".join(choice["reasons"]))
     return dataset, choice["strategy"], space, advice
+
+
+def _load_data(data, input_shape, name, **kwargs):
+    """`data` at `input_shape`, with a warning when its channels are not the model's."""
+    dataset = (convert_dataset(data, input_shape) if isinstance(data, data_lib.Dataset) else
+               data_lib.load(data, image_size=tuple(input_shape[:2]), channels=input_shape[2],
+                             **kwargs))
+    note = channels_note(name, data, dataset, input_shape)
+    if note:
+        warnings.warn(note, stacklevel=3)
+    return dataset

@@ -1,6 +1,6 @@
 """`BackboneHyperModel`: a pretrained backbone under a strategy, head and phases tuned.
 
-Every default comes from the strategy's own plan (`tlkit.strategies.plan` with no options):
+Every default comes from the strategy's own plan (`tlkit.training.strategies.plan` with no options):
 the head dropout, the learning rate of each phase, how many stages fine-tuning unfreezes and
 whether the strategy has a fine-tuning phase at all; nothing is restated here.
 """
@@ -8,10 +8,11 @@ whether the strategy has a fine-tuning phase at all; nothing is restated here.
 import keras
 import numpy as np
 
-from tlkit import backbones as backbones_lib
-from tlkit import compat, frozen, phases, strategies
-from tlkit.blocks import BN_PLACEMENTS, classifier_head
-from tlkit.errors import TlkitError, check_choice
+from tlkit.core import compat
+from tlkit.core.errors import TlkitError, check_choice
+from tlkit.models import backbones as backbones_lib
+from tlkit.models.blocks import BN_PLACEMENTS, classifier_head
+from tlkit.training import frozen, phases, strategies
 from tlkit.tuning.constants import (
     DROPOUTS, FINE_TUNE_LEARNING_RATES, HEAD_WIDTHS, LEARNING_RATES,
 )
@@ -34,11 +35,11 @@ class BackboneHyperModel(TlkitHyperModel):
     images. `cache_features=False` trains every trial on images (plain KerasTuner).
 
     Args:
-        backbone: a `tlkit.backbones` name, `zoo:NAME`, a classifier file, or a built
-            `tlkit.backbones.Backbone`.
-        strategy: one of `tlkit.strategies.STRATEGIES`.
+        backbone: a `tlkit.models.backbones` name, `zoo:NAME`, a classifier file, or a built
+            `tlkit.models.backbones.Backbone`.
+        strategy: one of `tlkit.training.strategies.STRATEGIES`.
         input_shape: (height, width, channels); default: the backbone's.
-        weights: `"imagenet"`, None or a weights file (see `tlkit.backbones.build`).
+        weights: `"imagenet"`, None or a weights file (see `tlkit.models.backbones.build`).
         pooling: the head's pooling (`"avg"`, `"max"`, `"flatten"`; not tuned).
         cache_features: see above.
         **kwargs: see `TlkitHyperModel`.
@@ -163,7 +164,7 @@ class BackboneHyperModel(TlkitHyperModel):
         return model
 
     def compile_model(self, model, values):
-        """Compile for the first phase (`tlkit.phases.compile_phase`, optimizer built)."""
+        """Compile for the first phase (`tlkit.training.phases.compile_phase`, optimizer built)."""
         plan = self._plan(values)
         return phases.compile_phase(model, plan, plan.phases[0])
 
@@ -173,7 +174,7 @@ class BackboneHyperModel(TlkitHyperModel):
         `epochs` is the last epoch (Hyperband passes smaller budgets and `initial_epoch` when
         it continues a trial); the head phase ends at the plan's head epochs, counted on the
         full `self.epochs`, so cached features always come from an untouched base. Each
-        phase runs through `tlkit.phases` (`fit_features`, `fit_images`), which compiles it
+        phase runs through `tlkit.training.phases` (`fit_features`, `fit_images`), which compiles it
         for the trial's plan (its learning rates, dropout, unfrozen stages).
         """
         epochs = epochs or self.epochs

@@ -4,8 +4,8 @@ import contextlib
 import os
 import time
 
-from tlkit import compat
-from tlkit.errors import TlkitError
+from tlkit.core import compat
+from tlkit.core.errors import TlkitError
 from tlkit.tuning.constants import ENV_ORACLE_IP, ENV_ORACLE_PORT, ENV_TUNER_ID
 from tlkit.tuning.search import trial_line
 from tlkit.tuning.space import _fmt
@@ -81,7 +81,7 @@ def wait_for_chief(host, port, timeout):
         >>> wait_for_chief("127.0.0.1", 9, 0.2)
         Traceback (most recent call last):
         ...
-        tlkit.errors.TlkitError: No tuning chief answered at 127.0.0.1:9 within 0.2 s. ...
+        tlkit.core.errors.TlkitError: No tuning chief answered at 127.0.0.1:9 within 0.2 s. ...
     """
     import grpc
 
@@ -120,7 +120,7 @@ def _check_same_space(tuner, host, port):
 def serve_oracle(tuner, host, port, *, poll=0.5, verbose=1, owners=None):
     """Run the chief: serve `tuner.oracle` over gRPC until every worker has finished.
 
-    This is KerasTuner's chief (`tlkit.compat.oracle_chief`): the same servicer
+    This is KerasTuner's chief (`tlkit.core.compat.oracle_chief`): the same servicer
     and protocol, with a shorter poll than KerasTuner's 20 s, a clean shutdown, a progress
     line per finished trial and the worker that ran each trial recorded in `owners`.
     """

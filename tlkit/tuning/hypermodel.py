@@ -5,8 +5,8 @@ import re
 import keras
 import keras_tuner as kt
 
-from tlkit import phases
-from tlkit.errors import TlkitError, check_choice
+from tlkit.core.errors import TlkitError, check_choice
+from tlkit.training import phases
 from tlkit.tuning.constants import ALIAS_HELP, ALIASES, OPTIMIZERS
 from tlkit.tuning.space import _fmt, parse_fix, parse_space
 
@@ -115,7 +115,7 @@ class TlkitHyperModel(kt.HyperModel):
         raise NotImplementedError
 
     def compile_model(self, model, values):
-        """Compile `model` with the tuned optimizer (`tlkit.phases.compile_classifier`).
+        """Compile `model` with the tuned optimizer (`tlkit.training.phases.compile_classifier`).
 
         The optimizer is built at once: slot variables created inside the traced train step
         add a tf.cond graph per variable that TensorFlow never frees.
@@ -143,14 +143,14 @@ class TlkitHyperModel(kt.HyperModel):
     def fit_images(self, model, epochs, initial_epoch=0, callbacks=None):
         """Fit the compiled `model` on the attached images up to epoch `epochs`.
 
-        Runs `tlkit.phases.train_images` with `phase_options()`; returns the `History`.
+        Runs `tlkit.training.phases.train_images` with `phase_options()`; returns the `History`.
         """
         history, _ = phases.train_images(model, self.dataset, callbacks, self.phase_options(),
                                          epochs=epochs, initial_epoch=initial_epoch)
         return history
 
     def phase_options(self):
-        """Options for `tlkit.phases`' runners: this hypermodel's batch size, seed, etc.
+        """Options for `tlkit.training.phases`' runners: this hypermodel's batch size, seed, etc.
 
         A trial trains as plain KerasTuner does: Keras batches and shuffles cached arrays
         (one step per call), BN momentum stays as built, and no decode failures are noted.

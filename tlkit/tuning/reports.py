@@ -4,7 +4,9 @@ import os
 import pathlib
 import re
 
-from tlkit.blocks import BN_PLACEMENTS
+from tlkit.evaluation import plots
+from tlkit.evaluation.report import write_json
+from tlkit.models.blocks import BN_PLACEMENTS
 from tlkit.tuning.constants import ALIASES, OBJECTIVES
 from tlkit.tuning.search import _metric
 from tlkit.tuning.space import _fmt
@@ -88,8 +90,6 @@ def write_reports(out, summary, hypermodel=None):
     import csv
     import io
 
-    from tlkit.report import write_json
-
     out = pathlib.Path(out)
     rows = summary["trials"]
     paths = {"trials_json": str(write_json(summary, out / "trials.json"))}
@@ -166,8 +166,6 @@ def trials_figure(rows, objective="val_accuracy"):
     """
     from matplotlib.ticker import MaxNLocator
 
-    from tlkit import plots
-
     done = [r for r in rows if r["score"] is not None]
     best = best_trial(rows, objective)
     fig = plots.new_figure(15, 4.6)
@@ -232,6 +230,4 @@ def trials_figure(rows, objective="val_accuracy"):
 
 def plot_trials(rows, path, objective="val_accuracy"):
     """Write `trials_figure(rows, objective)` as a PNG; returns the path."""
-    from tlkit import plots
-
     return plots.save_figure(trials_figure(rows, objective), path)

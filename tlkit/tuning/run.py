@@ -9,22 +9,30 @@ import shutil
 import keras
 
 from tlkit import data as data_lib
-from tlkit import compat, fileio, saving, zoo
+from tlkit.calibrate import run as calibrate_lib
+from tlkit.core import compat, fileio
+from tlkit.core.errors import TlkitError
+from tlkit.core.logs import quiet_tf_logs
 from tlkit.data.decode import _size
-from tlkit.logs import quiet_tf_logs
-from tlkit.tuning.auto import auto_strategy
-from tlkit.errors import TlkitError
+from tlkit.deploy import saving
+from tlkit.models import zoo
+from tlkit.tuning.auto import _load_data, auto_strategy
 from tlkit.tuning.constants import (
     MODEL_FILE, OBJECTIVES, OWNERS_FILE, PROJECT, REPORT_FILES, SETTINGS_FILE, ZOO_PREFIX,
 )
 from tlkit.tuning.distributed import (
     _check_same_space, _kerastuner_env, distributed_role, serve_oracle, wait_for_chief,
 )
+from tlkit.core.version import __version__
+from tlkit.data import data_folder
+from tlkit.evaluation import model_card
+from tlkit.evaluation import report as report_lib
+from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.tuning.backbone_hypermodel import BackboneHyperModel
 from tlkit.tuning.hypermodel import BestCheckpoint
-from tlkit.tuning.zoo_hypermodel import ZooHyperModel
 from tlkit.tuning.reports import format_table, trials_table, write_reports
 from tlkit.tuning.search import check_tuner_args, make_tuner
+from tlkit.tuning.zoo_hypermodel import ZooHyperModel
 
 
 @dataclasses.dataclass
@@ -116,8 +124,6 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
             settings are validated.
     """
     # 1. Settings that need nothing loaded, then the hypermodel and its overrides.
-    from tlkit.calibrate import run as calibrate_lib
-
     check_tuner_args(tuner, objective, max_trials, epochs)
     if calibrate is not None:
         calibrate_lib.check_method(calibrate)
@@ -130,8 +136,6 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     out = pathlib.Path(out)
     if out.exists() and not out.is_dir():
         raise TlkitError(f"--out {out} is a file; give a folder (e.g. saved_models/run1/).")
-    from tlkit import fileio
-    from tlkit.transfer import data_folder
 
     fileio.check_outside(out, data_folder(data), "--out")
     advice = None
@@ -223,7 +227,6 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         best = best[0]
         values = next(r["hyperparameters"] for r in rows if r["trial"] == best.trial_id)
         best_model, how = _best_model(t, hm, best, retrain, verbose)
-    from tlkit import report as report_lib
 
     test_probs = []
     with quiet_tf_logs():
@@ -252,7 +255,6 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                 "data": dataset.summary(), "metrics": test_metrics,
                 **({"calibration": cal} if cal else {})}
     paths["model"] = str(saving.save(best_model, out / MODEL_FILE, metadata))
-    from tlkit import model_card
 
     paths["model_card"] = str(model_card.write(out / MODEL_FILE, rep, metadata=metadata,
                                                out=out / "report" / model_card.FILENAME))
@@ -304,27 +306,10 @@ def make_hypermodel(*, model=None, backbone=None, strategy=None, weights="imagen
             *_size(image_size), entry.input_shape[2])
         hm = ZooHyperModel(entry.name, shape, **common)
     else:
-        from tlkit.transfer import resolve_input_shape
-
         hm = BackboneHyperModel(backbone, strategy or "small-similar",
                                 resolve_input_shape(backbone, image_size), weights=weights,
                                 pooling=pooling, cache_features=cache_features, **common)
     return hm.override(fix=fix, space=space)
-
-
-def _load_data(data, input_shape, name, **kwargs):
-    """`data` at `input_shape`, with a warning when its channels are not the model's."""
-    import warnings
-
-    from tlkit.transfer import channels_note, convert_dataset
-
-    dataset = (convert_dataset(data, input_shape) if isinstance(data, data_lib.Dataset) else
-               data_lib.load(data, image_size=tuple(input_shape[:2]), channels=input_shape[2],
-                             **kwargs))
-    note = channels_note(name, data, dataset, input_shape)
-    if note:
-        warnings.warn(note, stacklevel=3)
-    return dataset
 
 
 def _data_id(data, dataset):
@@ -365,7 +350,6 @@ def _prepare_out(out, settings, *, overwrite, role):
     if role == "worker":
         return  # only the chief (or a single process) owns the settings file
     out.mkdir(parents=True, exist_ok=True)
-    from tlkit import __version__
 
     fileio.write_json({"tlkit_version": __version__,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),

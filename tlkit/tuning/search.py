@@ -6,8 +6,8 @@ import time
 import keras
 import keras_tuner as kt
 
-from tlkit import compat
-from tlkit.errors import TlkitError, suggest
+from tlkit.core import compat
+from tlkit.core.errors import TlkitError, suggest
 from tlkit.tuning.constants import OBJECTIVES, PROJECT, TUNERS
 from tlkit.tuning.space import _fmt
 

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from tlkit.errors import TlkitError, suggest
+from tlkit.core.errors import TlkitError, suggest
 from tlkit.tuning.constants import ALIASES
 
 

@@ -1,4 +1,4 @@
-"""`ZooHyperModel`: a `tlkit.zoo` model with BN placement, dropout and depth tuned per block."""
+"""`ZooHyperModel`: a `tlkit.models.zoo` model with BN placement, dropout and depth tuned per block."""
 
 import dataclasses
 import functools
@@ -8,9 +8,9 @@ import re
 import keras
 from keras import layers
 
-from tlkit import zoo
-from tlkit.blocks import BN_PLACEMENTS, conv_bn_act, vgg_block
-from tlkit.errors import TlkitError
+from tlkit.core.errors import TlkitError
+from tlkit.models import zoo
+from tlkit.models.blocks import BN_PLACEMENTS, conv_bn_act, vgg_block
 from tlkit.tuning.constants import DROPOUTS, LEARNING_RATES, OPTIMIZERS, ZOO_PREFIX
 from tlkit.tuning.hypermodel import TlkitHyperModel
 from tlkit.tuning.space import Tunable
@@ -50,7 +50,7 @@ FC_UNIT_CHOICES = (64, 128, 256, 512, 1024, 4096)
 
 @functools.lru_cache(maxsize=None)
 def block_layout(name):
-    """The `BlockLayout` of zoo model `name`, read from the model `tlkit.zoo` builds.
+    """The `BlockLayout` of zoo model `name`, read from the model `tlkit.models.zoo` builds.
 
     The model is built once at its smallest input (with a one-unit FC head where the head is
     an option): its `block{i}_conv*` layers give the blocks and their filters, its `fc{j}`
@@ -103,14 +103,14 @@ _OPTION_TUNABLES = {
 
 
 class ZooHyperModel(TlkitHyperModel):
-    """A `tlkit.zoo` model with its BN placement, dropout, depth/width and optimizer tuned.
+    """A `tlkit.models.zoo` model with its BN placement, dropout, depth/width and optimizer tuned.
 
     The model takes raw pixels (a `Rescaling(1/255)` layer follows the input) and is built
     from standard layers only, so the best one saves as a plain-Keras `.h5`. With every
     hyperparameter at its default, the network is the published zoo model.
 
     Args:
-        name: a `tlkit.zoo.names()` entry (a `zoo:` prefix is accepted).
+        name: a `tlkit.models.zoo.names()` entry (a `zoo:` prefix is accepted).
         input_shape: (height, width, channels); default: the zoo model's published input.
         num_classes: output classes; default: taken from `set_data`.
         **kwargs: see `TlkitHyperModel` (fix, space, epochs, batch_size, seed, ...).

@@ -1,0 +1,148 @@
+"""tlkit.calibrate: temperature scaling, its metrics, the unknown threshold, and T in every
+artifact a finetuned model is exported to."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from tlkit import calibrate
+from tlkit.deploy import saving
+from tlkit.calibrate import metrics, temperature, unknown
+from tlkit.core.errors import TlkitError
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _planted(t_true, n=3000, c=6, seed=0):
+    """Labels drawn from softmax(z); the model reports softmax(z x t_true): T = t_true
+    undoes it."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, c)) * 2.5
+    p_true = _softmax(z)
+    y = (p_true.cumsum(1) > rng.uniform(size=(n, 1))).argmax(1)
+    return _softmax(z * t_true), y
+
+
+@pytest.mark.parametrize("t_true", [0.5, 2.5])
+def test_temperature_recovers_a_planted_temperature(t_true):
+    probs, y = _planted(t_true)
+    assert temperature.fit_temperature(probs, y) == pytest.approx(t_true, rel=0.08)
+
+
+def test_scaling_an_over_confident_model_lowers_ece_and_nll_and_keeps_classes():
+    probs, y = _planted(2.5, seed=1)  # over-confident: the model's logits are 2.5x too large
+    val, test = slice(0, 1500), slice(1500, None)
+    t = temperature.fit_temperature(probs[val], y[val])
+    after = calibrate.apply(probs[test], t)
+    assert t > 1.5
+    assert metrics.ece(probs[test], y[test]) > 0.1
+    assert metrics.ece(after, y[test]) < metrics.ece(probs[test], y[test]) / 3
+    assert metrics.nll(after, y[test]) < metrics.nll(probs[test], y[test])
+    np.testing.assert_array_equal(after.argmax(1), probs[test].argmax(1))
+
+
+@pytest.mark.parametrize("coverage", [0.5, 0.9, 0.95, 1.0])
+def test_threshold_keeps_the_requested_share_of_validation_images(coverage):
+    probs, y = _planted(1.0, n=997, seed=2)
+    s = unknown.scores(probs, "msp", 1.3)
+    thr = unknown.threshold(s, coverage)
+    kept = np.mean(~unknown.reject(s, thr))
+    assert coverage <= kept <= coverage + 2 / len(s)
+
+
+def test_calibrate_probs_reports_every_field_and_refuses_bad_input():
+    probs, y = _planted(0.5, n=400, seed=3)
+    cal = calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:], 0.9)
+    for key in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after",
+                "brier_before", "brier_after"):
+        assert np.isfinite(cal[key]), key
+    assert cal["unknown"]["score"] == "msp" and cal["unknown"]["val_coverage"] >= 0.9
+    assert cal["error_at_90"] < cal["error_full"]  # the least confident are the most wrong
+    with pytest.raises(TlkitError, match=r"\(0, 1\]"):
+        calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:], 1.5)
+    with pytest.raises(TlkitError, match="19 images: fitting a temperature needs at least 20"):
+        calibrate.run.calibrate_probs(probs[:19], y[:19], probs[200:], y[200:])
+    assert calibrate.run.resolve_method(None, 19)[0] == "none"
+    assert calibrate.run.resolve_method(None, 20) == ("temperature", None)
+
+
+def test_risk_coverage_and_auroc():
+    conf = np.array([0.9, 0.8, 0.7, 0.6])
+    cov, risk = metrics.risk_coverage(conf, [True, True, False, False])
+    np.testing.assert_allclose(cov, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(risk, [0, 0, 1 / 3, 0.5])
+    assert metrics.auroc([0.1, 0.2], [0.3, 0.4]) == 1.0
+    assert metrics.fpr_at_tpr(np.linspace(0, 1, 101), [0.5, 2.0]) == 0.5
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    """A digits classifier (zoo:simple_cnn, 16 px, 2 epochs) that finetune calibrated."""
+    import tlkit
+
+    out = tmp_path_factory.mktemp("calibrated") / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = tlkit.finetune(data="digits", backbone="zoo:simple_cnn", weights=None,
+                             strategy="large-dissimilar", epochs=2, image_size=16, out=str(out),
+                             verbose=0, augment=False)
+    return res, out
+
+
+def test_finetune_reports_and_saves_the_calibration(calibrated):
+    res, out = calibrated
+    cal = res.report["calibration"]
+    assert cal["temperature"] > 0 and cal["nll_after"] <= cal["nll_before"] + 1e-9
+    report = json.loads((out.with_suffix("") / "report.json").read_text())
+    assert report["calibration"]["temperature"] == cal["temperature"]
+    assert (out.with_suffix("") / "reliability.png").stat().st_size > 1000
+    assert "## Calibration" in (out.with_suffix("") / "model_card.md").read_text()
+    meta = saving.read_metadata(out)
+    assert meta["calibration"]["unknown"]["threshold"] == cal["unknown"]["threshold"]
+
+
+def test_write_metadata_replaces_it_in_both_formats(calibrated, tmp_path):
+    model, meta = saving.load(calibrated[1])
+    for name in ("m.h5", "m.keras"):
+        path = saving.save(model, tmp_path / name, meta)
+        saving.write_metadata(path, {**meta, "calibration": {"temperature": 3.0}})
+        assert saving.read_metadata(path)["calibration"] == {"temperature": 3.0}
+        assert saving.load(path)[0].count_params() == model.count_params()
+        assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == []
+
+
+def test_every_artifact_carries_t_and_the_threshold(calibrated, tmp_path):
+    import tensorflow as tf
+
+    from tlkit.deploy import artifacts, export
+
+    model, meta = saving.load(calibrated[1])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 16, 16, 1)).astype("float32")
+    want, want_s, want_r = calibrate.apply_metadata(model.predict(x, verbose=0), meta)
+    formats = [("keras", "m.keras"), ("savedmodel", "sm"), ("tflite", "m.tflite")]
+    try:
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+        formats.append(("onnx", "m.onnx"))
+    except ImportError:
+        pass
+    for fmt, name in formats:
+        export.export(str(calibrated[1]), fmt, str(tmp_path / name), sample=x)
+        art = artifacts.load(tmp_path / name)
+        assert art.metadata["calibration"]["temperature"] == meta["calibration"]["temperature"]
+        assert art.metadata["calibration"]["unknown"] == meta["calibration"]["unknown"]
+        got, _, got_r = calibrate.apply_metadata(art.predict(x), art.metadata)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=fmt)
+        np.testing.assert_array_equal(got_r, want_r)
+    out = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
+        images=tf.constant(x))
+    np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
+    np.testing.assert_array_equal(out["unknown"].numpy(), want_r)
+    np.testing.assert_allclose(out["unknown_score"].numpy(), want_s, atol=1e-5)
+    assert not np.allclose(want, model.predict(x, verbose=0), atol=1e-3)  # T does something

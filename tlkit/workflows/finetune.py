@@ -1,0 +1,514 @@
+"""`tlkit.finetune`: data -> backbone -> strategy plan -> fit -> report -> `.h5`, in one call.
+
+This is what `tlkit finetune` runs; every step is also a public function of its own module.
+
+Example:
+    >>> import tlkit
+    >>> result = tlkit.finetune(data="digits", backbone="mobilenet_v2", weights=None,
+    ...                         strategy="small-similar", epochs=2, image_size=32, verbose=0)
+    >>> 0.0 <= result.report["accuracy"] <= 1.0
+    True
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+import numbers
+import pathlib
+import warnings
+
+import keras
+
+from tlkit import advise as advise_lib
+from tlkit import data as data_lib
+from tlkit.calibrate import run as calibrate_lib
+from tlkit.config.settings import CALIBRATION, DATA, MODEL, OUTPUT, RECIPE, RUN
+from tlkit.core import fileio
+from tlkit.core.errors import TlkitError, suggest
+from tlkit.data import data_folder
+from tlkit.data import index as index_lib
+from tlkit.deploy import saving
+from tlkit.evaluation import model_card
+from tlkit.evaluation import report as report_lib
+from tlkit.models import backbones as backbones_lib
+from tlkit.models.backbones import specs as backbone_specs
+from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit.training import distribute as distribute_lib
+from tlkit.training import lr_sweep as lr_find_lib
+from tlkit.training import runs, strategies, train, train_settings
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """The trained model, its merged history, its test report, the plan and the saved path."""
+
+    model: object
+    history: dict
+    report: dict
+    plan: object
+    dataset: object
+    path: pathlib.Path = None
+
+
+def convert_dataset(dataset, input_shape, resize=None):
+    """`dataset` at `input_shape` (H, W, C): arrays converted now, files as they are read."""
+    return dataset.converted(input_shape, resize)
+
+
+def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=RUN.epochs,
+             weights=MODEL.weights, image_size=DATA.image_size, out=OUTPUT.out,
+             report_dir=OUTPUT.report_dir, batch_size=RUN.batch_size,
+             learning_rate=RUN.learning_rate, fine_tune_lr=RUN.fine_tune_lr,
+             head_epochs=RUN.head_epochs, unfreeze=MODEL.unfreeze, cut_stage=MODEL.cut_stage,
+             dropout=MODEL.dropout, dense=MODEL.dense, head_bn=MODEL.head_bn,
+             pooling=MODEL.pooling, augment=RUN.augment, augment_passes=RUN.augment_passes,
+             cache_features=RUN.cache_features, seed=RUN.seed, val_fraction=DATA.val_fraction,
+             test_fraction=DATA.test_fraction, on_bad_image=DATA.on_bad_image,
+             download=DATA.download, index=DATA.index, exclude=DATA.exclude,
+             relabel=DATA.relabel, autotune=RUN.autotune, patience=RUN.patience,
+             tensorboard=RUN.tensorboard, cache_dir=RUN.cache_dir, distribute=RUN.distribute,
+             jit_compile=RUN.jit_compile, mixed_precision=RUN.mixed_precision,
+             resize=DATA.resize, image_cache=RUN.image_cache, restart=OUTPUT.restart,
+             overwrite=OUTPUT.overwrite,
+             deterministic=RUN.deterministic, schedule=RECIPE.schedule, warmup=RECIPE.warmup,
+             lr_decay_per_stage=RECIPE.lr_decay_per_stage,
+             label_smoothing=RECIPE.label_smoothing, class_weight=RECIPE.class_weight,
+             mixup=RECIPE.mixup, cutmix=RECIPE.cutmix, head_solver=RECIPE.head_solver,
+             calibrate=CALIBRATION.calibrate, coverage=CALIBRATION.coverage, verbose=1):
+    """Fine-tune a pretrained backbone on `data` with one of the four strategies.
+
+    Every default is a field default of `tlkit.config.settings` (`DATA`, `MODEL`, `RUN`, `RECIPE`,
+    `OUTPUT`), the same dataclasses that build `tlkit finetune`'s flags.
+
+    Args:
+        data: a source string for `tlkit.data.load` (folder, `tfds:NAME`, `npz:PATH`,
+            `fashion_mnist`, `digits`) or a loaded `tlkit.data.Dataset`.
+        backbone: a `tlkit.models.backbones.names()` entry, `zoo:NAME`, or a saved `.h5` classifier.
+        strategy: `small-similar`, `small-dissimilar`, `large-similar` or `large-dissimilar`.
+        epochs: total epochs (two-phase strategies split them, see `strategies.plan`).
+        weights: `"imagenet"`, None, or a local weights file.
+        image_size: input size (int or (h, w)) instead of the backbone's default.
+        out: `.h5` path to save the model to (None: not saved).
+        report_dir: folder for report.json, PNGs, history.csv. Default: next to `out`, named
+            after it (`saved_models/photos.h5` -> `saved_models/photos/`).
+        batch_size, learning_rate, fine_tune_lr, head_epochs, unfreeze, cut_stage, dropout,
+        dense, head_bn, pooling: see `tlkit.training.strategies.plan` and `tlkit.training.train.fit`.
+        augment: default augmentation on/off, or a Keras layer.
+        augment_passes, cache_features, autotune, patience, tensorboard, cache_dir: see
+            `tlkit.training.train.fit`.
+        distribute: None, `"mirrored"` (all GPUs of this machine) or `"multiworker"` (machines
+            listed in `TF_CONFIG`; every worker runs the same call); see `tlkit.training.distribute`.
+        jit_compile: XLA-compile the train step (off by default: slower on small CPUs).
+        mixed_precision: build and train under the `mixed_float16` policy (off by default: it
+            helps on recent GPUs, not on CPUs); the softmax stays float32.
+        seed: makes the split, the initialisation and the shuffling repeatable.
+        val_fraction, test_fraction, on_bad_image, download, resize: see `tlkit.data.load`.
+        index, exclude, relabel: an `index.json` that fixes the split (`tlkit audit
+            --fix-splits` writes one), files to leave out (an audit.csv or a list of paths),
+            and a `path,label` CSV of corrected labels (`tlkit.data.overrides`); recorded in
+            the data summary of report.json and the model card.
+        image_cache: keep decoded, resized training images in a tf.data file cache in the
+            report folder (`image_cache/`), for phases that train on images from files:
+            worth it when decoding costs more than reading the cache (large source images;
+            bench/bench_data.py measures it). Off by default.
+        deterministic: TensorFlow's op determinism (`enable_op_determinism`): the same seed
+            gives the same weights on GPUs too, at some speed (CPU runs are deterministic
+            already; see the README for the measured cost).
+        restart: discard the saved state of an interrupted run in the report folder and start
+            over (without it, the same call continues that run; a different one is refused).
+        overwrite: replace a finished run in the report folder (and its model at `out`)
+            that had other settings; without it that is refused (`tlkit.training.runs`).
+        schedule: `"constant"`, `"cosine"` (warm-up in fine-tuning phases) or `"onecycle"`
+            (`tlkit.training.schedules`); `warmup`: the share of a fine-tuning phase's steps `cosine`
+            warms up over.
+        lr_decay_per_stage: F in (0, 1]: in phases that train base stages, the k-th stage
+            below the top one trains at LR x F**k (`tlkit.training.optimizers`).
+        label_smoothing, mixup, cutmix: training targets (`tlkit.training.mixing`); training batches
+            only, validation and test keep exact labels.
+        class_weight: None, `"balanced"`, or {class name: weight} (or `"cat=2,dog=1"`);
+            classes not named weigh 1 (`tlkit.training.class_weights`).
+        head_solver: `"auto"` (default): a head phase on cached features under the default
+            budget is solved in closed form (`tlkit.training.head_solver`: shrinkage LDA, scaled on
+            val), where that applies; `"closed-form"` always (an error where it cannot
+            apply); `"adam"`: gradient steps, as every phase with `epochs` given.
+        calibrate: `"temperature"`: after training, fit one temperature T on the validation
+            split and set the unknown threshold (`tlkit.calibrate`); the report's
+            `calibration`, reliability.png and the model's metadata carry them. `"none"`:
+            skip it. None (default): temperature when the validation split has at least
+            `tlkit.calibrate.MIN_VAL_IMAGES` images, else none with a warning (an explicit
+            `"temperature"` on a smaller split is refused before training).
+        coverage: the share of known validation images the unknown threshold keeps, in
+            (0, 1].
+        learning_rate: a rate, or `"auto"`: `tlkit.lr_find` sweeps the first phase and its
+            suggestion becomes the rate (recorded in the report as `lr_find`).
+        verbose: 1 shows Keras progress bars, 2 one line per epoch, 0 is silent.
+
+    The final model is the best val_loss checkpoint across the phases; the report's `best`
+    says which phase and epoch (`tlkit.training.train.fit`).
+
+    With a report folder (`out` or `report_dir`) the run holds a lock on it, backs up its
+    state every epoch and resumes after an interruption (`tlkit.training.runs`). A NaN or infinite
+    loss raises `tlkit.training.callbacks.DivergedError` and nothing is saved.
+
+    Returns:
+        A `FinetuneResult`.
+    """
+    settings = _run_settings(locals())
+    recipe = train_settings.TrainSettings(
+        schedule=schedule, warmup=warmup, lr_decay_per_stage=lr_decay_per_stage,
+        label_smoothing=label_smoothing, class_weight=class_weight, mixup=mixup, cutmix=cutmix,
+        head_solver=head_solver)
+    check_settings(epochs=epochs, batch_size=batch_size,
+                   learning_rate=1e-3 if learning_rate == "auto" else learning_rate,
+                   fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
+                   head_epochs=head_epochs, dropout=dropout)
+
+    if calibrate is not None:
+        calibrate_lib.check_method(calibrate)
+    calibrate_lib.check_coverage(coverage)
+    path = saving.check_writable(out) if out is not None else None
+    report_what = "--report-dir" if out is None else "the report folder of --out"
+    if report_dir is None and path is not None:
+        report_dir = path.with_suffix("")
+    if report_dir is not None:  # validated before any data is read
+        report_dir = saving.check_folder_writable(report_dir, report_what)
+    data_root = data_folder(data)
+    for what, where in (("--out", path), (report_what, report_dir), ("--cache-dir", cache_dir)):
+        fileio.check_outside(where, data_root, what)
+    runs.check_finished(report_dir, settings, path, overwrite=overwrite)
+    if strategy not in strategies.STRATEGIES + ("auto",):
+        raise suggest(strategy, strategies.STRATEGIES + ("auto",), "strategy")
+    if image_cache and report_dir is None:
+        raise TlkitError("image_cache needs a report folder (--out or --report-dir) to hold "
+                         "the cached images.")
+    # Multi-worker collectives must be set up before TensorFlow runs its first op.
+    dist = distribute_lib.get_strategy(distribute)
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    input_shape = resolve_input_shape(backbone, image_size)
+    # Everything that can fail on the user's input (the data, its splits, the backbone) is
+    # checked before the run folder, its lock or its state exist (`tlkit.training.runs`).
+    if isinstance(data, data_lib.Dataset):
+        dataset = convert_dataset(data, input_shape)
+    else:
+        dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
+                                val_fraction=val_fraction, test_fraction=test_fraction,
+                                seed=seed, on_bad_image=on_bad_image, download=download,
+                                resize=resize, index=index, exclude=exclude, relabel=relabel,
+                                verbose=verbose)
+    split_notes = check_splits(dataset)  # warned with the run's other notes
+    channels = channels_note(backbone, data, dataset, input_shape)
+    if channels:
+        split_notes = [*split_notes, channels]
+    calibrate, note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
+    if note:
+        split_notes = [*split_notes, note]
+    keras.utils.set_random_seed(seed)  # before the first weights are made
+    with dist.scope() if dist else contextlib.nullcontext():
+        bb = backbones_lib.build(backbone, input_shape, weights=weights)
+    folder = (runs.RunFolder(report_dir, settings, restart=restart, model_path=path)
+              if report_dir is not None else contextlib.nullcontext())
+    with folder as run:
+        if run is not None and run.resuming and verbose:
+            print(f"tlkit: continuing the interrupted run in {report_dir} (--restart starts "
+                  f"over)")
+        if run is not None:
+            run.begin()
+        if report_dir is not None and dataset.streams and dataset.origin:
+            index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
+        previous_policy = keras.config.dtype_policy()
+        if mixed_precision:
+            keras.config.set_dtype_policy("mixed_float16")
+        try:
+            result = _finetune_on(
+                dataset, bb, backbone, weights, strategy, dist, path, report_dir,
+                dict(epochs=epochs, learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
+                     head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
+                     dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling),
+                dict(batch_size=batch_size, cache_features=cache_features, augment=augment,
+                     augment_passes=augment_passes, seed=seed, autotune=autotune,
+                     patience=patience, tensorboard=tensorboard, cache_dir=cache_dir,
+                     jit_compile=jit_compile, run=run, settings=recipe,
+                     image_cache=(pathlib.Path(report_dir) / "image_cache"
+                                  if image_cache else None)), verbose, split_notes,
+                calibration=(calibrate, coverage))
+        except KeyboardInterrupt:
+            if run is not None and run.has_progress():
+                raise runs.Interrupted(
+                    f"interrupted; the finished epochs are saved in {run.state}: run the same "
+                    f"command again to continue (--restart starts over)") from None
+            if run is not None:
+                raise runs.Interrupted("interrupted before the first epoch ended; nothing "
+                                       "was kept") from None
+            raise
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        if result.path is not None and report_dir is not None:
+            model_card.write(result.path, result.report, settings=settings,
+                             out=pathlib.Path(report_dir) / model_card.FILENAME)
+        if run is not None:
+            run.complete()
+        return result
+
+
+def channels_note(backbone, data, dataset, input_shape):
+    """`tlkit.models.backbones.specs.channels_note` for `dataset` (loaded from `data`) and a model
+    taking `input_shape`: the channels of the source images; for a `Dataset` given as data,
+    colour only when its images are colour and its source was (digits made RGB are gray)."""
+    have = dataset.source_channels
+    if isinstance(data, data_lib.Dataset):
+        have = min(data.source_channels or data.image_shape[2], data.image_shape[2])
+    return backbone_specs.channels_note(os.fspath(backbone), have, int(input_shape[2]))
+
+
+def check_splits(dataset):
+    """Refuse a dataset with an empty split or a class without training images (one line
+    naming the split and class); returns warnings for classes missing from val or test."""
+    return data_lib.splits.check_populated(
+        {"train": dataset.y_train, "val": dataset.y_val, "test": dataset.y_test},
+        dataset.class_names, source=str(dataset.source))
+
+
+def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
+                   patience=RUN.patience, augment_passes=RUN.augment_passes, head_epochs=None,
+                   dropout=None):
+    """Refuse impossible run settings up front, naming the flag (before any data is read).
+
+    Example:
+        >>> check_settings(epochs=1, batch_size=0, learning_rate=1e-3)
+        Traceback (most recent call last):
+        ...
+        tlkit.core.errors.TlkitError: --batch-size must be an integer >= 1. Received: 0.
+    """
+    def integer(flag, value, low):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise TlkitError(f"{flag} must be an integer >= {low}. Received: {value!r}.")
+
+    def rate(flag, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                not math.isfinite(value) or value <= 0:
+            raise TlkitError(f"{flag} must be a finite number > 0, e.g. 1e-3. "
+                             f"Received: {value!r}.")
+
+    if epochs is not None:
+        integer("--epochs", epochs, 1)
+    integer("--batch-size", batch_size, 1)
+    integer("--patience", patience, 0)
+    integer("--augment-passes", augment_passes, 1)
+    if head_epochs is not None:
+        integer("--head-epochs", head_epochs, 1)
+    if learning_rate is not None:
+        rate("--lr", learning_rate)
+    if fine_tune_lr is not None:
+        rate("--fine-tune-lr", fine_tune_lr)
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(
+            dropout, numbers.Real) or not 0 <= dropout < 1):
+        raise TlkitError(f"--dropout must be a number in [0, 1). Received: {dropout!r}.")
+
+
+def _run_settings(args):
+    """What makes a run the same run (for resuming): every argument but output and verbosity."""
+    out = {k: v for k, v in args.items()
+           if k not in ("verbose", "restart", "overwrite", "out", "report_dir", "data")}
+    data = args["data"]
+    out["data"] = ({"source": data.source, "counts": data.summary()["counts"]}
+                   if isinstance(data, data_lib.Dataset) else str(data))
+    return out
+
+
+def random_base_warning(weights, backbone, strategy):
+    """The warning for a frozen base with random weights, or None."""
+    if pretrained_base(weights, backbone) or strategy == "large-dissimilar":
+        return None
+    frozen = "the whole base" if strategy == "small-similar" else "its lower stages"
+    return (f"{strategy} with random base weights (weights=None) keeps {frozen} frozen: "
+            f"those features are random. Use --weights imagenet, a trained model as "
+            f"--backbone (a .h5 file), or --strategy large-dissimilar to train everything.")
+
+
+def chance_warning(rep, num_classes):
+    """The warning for a test accuracy near chance, or for a test set too small to tell.
+
+    The 95% (Wilson) interval of the accuracy decides: a model is called at chance only when
+    the interval includes chance and the accuracy is near it (within a quarter of the way
+    from chance to 1); an interval that includes chance around an accuracy far from it means
+    the test set is too small to tell, and says so. Returns None otherwise.
+
+    Example:
+        >>> chance_warning({"n": 2, "accuracy": 1.0}, 2)[:50]
+        'the test split has 2 images: too few to tell this '
+        >>> chance_warning({"n": 500, "accuracy": 0.9}, 2) is None
+        True
+    """
+    n, acc = rep.get("n", 0), rep.get("accuracy", float("nan"))
+    if not n or not num_classes or not math.isfinite(acc):
+        return None
+    chance = 1.0 / num_classes
+    low, high = report_lib.accuracy_interval(acc, n)
+    if low > chance:
+        return None
+    perfect_low = report_lib.accuracy_interval(1.0, n)[0]
+    if perfect_low > chance and acc <= chance + (1 - chance) / 4:
+        return (f"test accuracy {acc:.3f} is at chance level (1/{num_classes} = {chance:.3f}, "
+                f"n={n}, 95% interval {low:.3f}-{high:.3f}): the model has not learned this "
+                f"task. Check the data and labels, the learning rate, and whether the base's "
+                f"weights are random.")
+    return (f"the test split has {n} images: too few to tell this model from chance (test "
+            f"accuracy {acc:.3f}, 95% interval {low:.3f}-{high:.3f}, chance {chance:.3f}). "
+            f"Add test images for a figure you can trust.")
+
+
+def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_dir,
+                 plan_options, fit_options, verbose, split_notes=(),
+                 calibration=("none", None)):
+    batch_size = fit_options["batch_size"]
+    advice = None
+    with dist.scope() if dist else contextlib.nullcontext():
+        if strategy == "auto":
+            strategy, advice = _auto(bb, dataset, plan_options, fit_options, verbose)
+        auto_lr = plan_options["learning_rate"] == "auto"
+        if auto_lr:
+            plan_options["learning_rate"] = 1e-3  # replaced by the sweep's suggestion below
+        plan_options["pretrained"] = pretrained_base(weights, backbone)
+        plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
+        model = plan.build_model(dataset.num_classes)
+    found = None
+    if auto_lr:
+        found = lr_find_lib.sweep(model, plan, dataset, batch_size=batch_size,
+                                  seed=fit_options["seed"], autotune=fit_options["autotune"],
+                                  out_dir=report_dir, verbose=verbose)
+        plan_options["learning_rate"] = found.suggested_lr
+        plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
+        if verbose:
+            print(f"tlkit: --lr auto: {found.suggested_lr:.3g} ({found.rule})")
+    if verbose:
+        print(plan.describe())
+        if dist:
+            print(f"tlkit: {type(dist).__name__} with {dist.num_replicas_in_sync} replica(s); "
+                  f"global batch {batch_size}; feature cache off")
+    notes = [w for w in (random_base_warning(weights, backbone, strategy),) if w]
+    notes.extend(split_notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    with distribute_lib.training_patches(model, dist):
+        fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
+                           verbose=verbose, **fit_options)
+    extra = {"plan": plan.to_dict(), "fit": fitted.info, "data": dataset.summary(),
+             **fit_options["settings"].to_dict(), "best": fitted.info.get("best")}
+    if found is not None:
+        extra["lr_find"] = found.to_dict()
+    if advice is not None:
+        extra["advice"] = advice.to_dict()
+        extra["reasons"] = advice.choice["reasons"]
+    test_probs = []
+    rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
+                              out_dir=report_dir, history=fitted.history, batch_size=batch_size,
+                              extra=extra, predictions=test_probs)
+    cal = _calibrate(fitted.model, dataset, report_dir, calibration, batch_size, test_probs, rep)
+    chance = chance_warning(rep, dataset.num_classes)
+    if chance:
+        warnings.warn(chance, stacklevel=3)
+        notes.append(chance)
+    if notes or cal:
+        if notes:
+            rep["warnings"] = notes
+        if report_dir is not None:
+            report_lib.write_json(rep, pathlib.Path(report_dir) / "report.json")
+    if verbose:
+        print(report_lib.format_report(rep))
+        if cal:
+            print(f"calibration: T = {cal['temperature']:.3f}; test ECE "
+                  f"{cal['ece_before']:.2%} -> {cal['ece_after']:.2%}, NLL "
+                  f"{cal['nll_before']:.4f} -> {cal['nll_after']:.4f}; unknown above "
+                  f"{cal['unknown']['threshold']:.4g} ({cal['unknown']['score']})")
+    if path is not None:
+        metadata = {"class_names": dataset.class_names, "backbone": bb.name,
+                    "weights": _weights_record(weights, backbone) if pretrained_base(
+                        weights, backbone) else "none (random initialisation)",
+                    "strategy": strategy,
+                    "plan": plan.to_dict(), "warnings": notes,
+                    **({"strategy_requested": "auto", "reasons": advice.choice["reasons"]}
+                       if advice is not None else {}),
+                    "fit": fitted.info, **fit_options["settings"].to_dict(),
+                    "best": extra["best"],
+                    **({"lr_find": extra["lr_find"]} if found is not None else {}),
+                    "data": dataset.summary(),
+                    **({"calibration": cal} if cal else {}),
+                    "metrics": {k: v for k, v in rep.items()
+                                if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}}
+        saving.save(fitted.model, path, metadata)
+        if verbose:
+            print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
+    return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
+
+
+def _calibrate(model, dataset, report_dir, calibration, batch_size, test_probs, rep):
+    """`tlkit.calibrate.calibrate_model` on the trained model, reusing the test predictions
+    of the report; its dict goes into `rep["calibration"]` (None for `--calibrate none`)."""
+    method, coverage = calibration
+    if method == "none":
+        return None
+
+    cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
+                                        method=method, batch_size=batch_size,
+                                        test_probs=test_probs[0] if test_probs else None)
+    rep["calibration"] = cal
+    if report_dir is not None and "files" in rep:
+        rep["files"].update(cal.pop("files", {}))
+    cal.pop("files", None)
+    return cal
+
+
+UNTRAINED = "untrained"  # metadata key of a model file that holds initial (random) weights
+
+
+def pretrained_base(weights, backbone):
+    """True when the base starts from trained weights (ImageNet, a weights file, a classifier).
+
+    A model file whose tlkit metadata says `"untrained": true` (a saved random
+    initialisation, as the demo's `source_init.h5`) counts as random weights.
+
+    Example:
+        >>> pretrained_base(None, "mobilenet_v2"), pretrained_base(None, "no-such.h5")
+        (False, True)
+    """
+    if str(backbone).lower().endswith((".h5", ".keras")):
+        try:
+            return not saving.read_metadata(backbone).get(UNTRAINED, False)
+        except Exception:  # unreadable here: backbones.build names the problem
+            return True
+    return not _weights_record(weights, backbone).startswith("none")
+
+
+def _weights_record(weights, backbone):
+    """What the base's weights truly were, for the metadata."""
+    if str(backbone).lower().endswith((".h5", ".keras")):
+        return f"from {backbone}"
+    if str(backbone).startswith("zoo:") or weights is None:
+        return "none (random initialisation)"
+    return str(weights)
+
+
+def _auto(bb, dataset, plan_options, fit_options, verbose):
+    """`--strategy auto`: advise on this backbone, print the choice, fill the plan options.
+
+    The advice's pass caches the last stage's features where the run's head phase looks for
+    them (the run's state, or `cache_dir`), so the head phase does not run the base again.
+    """
+    run = fit_options.get("run")
+    cache = fit_options.get("cache_dir") or (run.feature_dir() if run is not None else None)
+    advice = advise_lib.advise(dataset, [bb], batch_size=fit_options["batch_size"],
+                               seed=fit_options["seed"], cache_dir=cache, verbose=0)
+    choice = advice.choice
+    if choice.get("unfreeze") and plan_options.get("unfreeze") is None and \
+            choice["strategy"] in strategies.FINE_TUNING:
+        plan_options["unfreeze"] = choice["unfreeze"]
+    if verbose:
+        print(advice.table())
+        print(f"tlkit: --strategy auto chose {choice['strategy']}"
+              + (f" (unfreeze {plan_options['unfreeze']})" if plan_options.get("unfreeze")
+                 else "") + ": " + "; ".join(choice["reasons"]))
+    return choice["strategy"], advice
