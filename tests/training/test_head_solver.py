@@ -93,6 +93,15 @@ def test_where_the_solve_does_not_apply_it_says_why():
     assert "[2]" in head_solver.unsuited(_head(), x[y < 2], y[y < 2], 3, None)
 
 
+def test_features_on_disk_are_solved_when_they_fit_the_memory_limit(tmp_path):
+    x, y = _blobs(5, 3, 8, 3)
+    np.save(tmp_path / "f.npy", x)
+    disk = np.load(tmp_path / "f.npy", mmap_mode="r")
+    assert isinstance(disk, np.memmap)
+    assert head_solver.unsuited(_head(), disk, y, 3, None, memory_limit=10**6) is None
+    assert "memory limit" in head_solver.unsuited(_head(), disk, y, 3, None, memory_limit=100)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     ds = data.load("digits", image_size=16, channels=1)
@@ -126,3 +135,12 @@ def test_hidden_layers_train_by_gradient_steps_and_an_explicit_closed_form_is_re
         _run(tiny, strategy="small-similar", dense=(16,), head_solver="closed-form")
     with pytest.raises(TlkitError, match="head_solver"):
         _run(tiny, strategy="small-similar", head_solver="lbfgs")
+
+
+def test_features_reused_from_the_cache_folder_are_solved_too(tiny, tmp_path):
+    # the second run reads the first one's features from disk (as `auto` reads advise's)
+    first = _run(tiny, strategy="small-similar", cache_dir=tmp_path / "cache")
+    again = _run(tiny, strategy="small-similar", cache_dir=tmp_path / "cache")
+    head = again.report["fit"]["phases"][0]
+    assert head["cache"]["train"]["where"] == "reused" and head["solver"] == "closed-form"
+    assert again.report["accuracy"] == first.report["accuracy"]

@@ -22,8 +22,8 @@ C picked on val, which takes seconds (an L-BFGS grid over C: 3.1 s on 3,000 x 12
 
 The solve applies when the head is dropout and a softmax Dense on the features, the
 training targets are the integer labels (no label smoothing or mixup), every class has a
-training image, and the features fit in memory with at most `MAX_FEATURES` dimensions
-(the covariance is `d x d`). Elsewhere the head trains by gradient steps.
+training image, and the features fit in the memory limit with at most `MAX_FEATURES`
+dimensions (the covariance is `d x d`). Elsewhere the head trains by gradient steps.
 
 Example:
     >>> import numpy as np
@@ -59,14 +59,20 @@ def output_layer(trainer):
     return out if activation == "softmax" else None
 
 
-def unsuited(trainer, f_train, y_train, num_classes, targets):
-    """Why the closed form cannot train this head (a phrase), or None when it can."""
+def unsuited(trainer, f_train, y_train, num_classes, targets, memory_limit=None):
+    """Why the closed form cannot train this head (a phrase), or None when it can.
+
+    Features on disk (a memmap) are solved when they fit in `memory_limit` bytes (as
+    features reused from an earlier pass, e.g. `advise`'s, are), not when they were put on
+    disk for their size.
+    """
     if output_layer(trainer) is None:
         return "the head has layers other than dropout and a softmax Dense"
     if targets is not None:
         return "label smoothing or mixup changes the training targets"
-    if isinstance(f_train, np.memmap):
-        return "the features are cached on disk, not in memory"
+    if isinstance(f_train, np.memmap) and (memory_limit is None
+                                           or f_train.nbytes > memory_limit):
+        return "the features are cached on disk, larger than the memory limit"
     if f_train.ndim != 2 or f_train.shape[1] > MAX_FEATURES:
         return f"the head's input has more than {MAX_FEATURES} features"
     missing = sorted(set(range(num_classes)) - set(np.unique(y_train).tolist()))

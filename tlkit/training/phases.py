@@ -213,7 +213,7 @@ def head_solver_choice(trainer, phase, f_train, y_train, o):
         return "adam"  # --epochs given: the head trains that many epochs
     layer = head_solver.output_layer(trainer)
     why = head_solver.unsuited(trainer, f_train, y_train, layer.units if layer else 0,
-                               o["targets"])
+                               o["targets"], o["cache_memory_limit"])
     if why is None:
         return "closed-form"
     if choice == "closed-form":
