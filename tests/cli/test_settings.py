@@ -84,3 +84,22 @@ def test_add_fields_switches_and_overrides():
     assert actions[-1].metavar == "N" and actions[-1].default == settings.RUN.seed
     assert p.parse_args([]).autotune is None and p.parse_args(["--no-autotune"]).autotune is False
     assert p.parse_args(["--no-augment"]).augment is False
+
+
+def test_finetune_is_a_facade_over_typed_settings(monkeypatch):
+    from tlkit.workflows import finetune as workflow
+
+    seen = {}
+
+    def typed(*cfgs, verbose):
+        seen.update(cfgs=cfgs, verbose=verbose)
+        return "result"
+
+    monkeypatch.setattr(workflow, "run_finetune", typed)
+    assert workflow.finetune("digits", "zoo:simple_cnn", epochs=3, head_solver="adam",
+                             out="m.h5", verbose=0) == "result"
+    data_cfg, model_cfg, run_cfg, recipe, calibration, output = seen["cfgs"]
+    assert [type(c) for c in seen["cfgs"]] == list(settings.FINETUNE)
+    assert data_cfg.data == "digits" and model_cfg.backbone == "zoo:simple_cnn"
+    assert run_cfg.epochs == 3 and recipe.head_solver == "adam" and output.out == "m.h5"
+    assert calibration == settings.CALIBRATION and seen["verbose"] == 0

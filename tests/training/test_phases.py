@@ -28,9 +28,12 @@ def test_compile_classifier_one_hot_and_loss_only():
     assert sorted(h.history) == ["loss"]
 
 
-def test_options_fill_defaults_and_reject_unknown_names():
-    o = phases.options(batch_size=8, keras_batches=True)
-    assert o["batch_size"] == 8 and o["keras_batches"] and o["suited_momentum"]
-    assert set(o) == set(phases.OPTIONS)
+def test_options_fill_defaults_reject_unknown_names_and_are_frozen():
+    import dataclasses
+
+    o = phases.PhaseOptions(batch_size=8, keras_batches=True)
+    assert o.batch_size == 8 and o.keras_batches and o.suited_momentum
     with pytest.raises(TypeError, match="batchsize"):
-        phases.options(batchsize=8)
+        phases.PhaseOptions(batchsize=8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.batch_size = 16

@@ -106,16 +106,16 @@ def advise(data, backbones="mobilenet_v2", *, weights="imagenet", image_size=Non
         first = items[0]
         shape = first.input_shape if not isinstance(first, str) else \
             resolve_input_shape(first, image_size)
-        dataset = data_lib.load(data, image_size=shape[:2], channels=shape[2], seed=seed,
-                                val_fraction=val_fraction, test_fraction=test_fraction,
-                                on_bad_image=on_bad_image, verbose=verbose)
+        dataset = data_lib.load_for(data, shape, seed=seed, val_fraction=val_fraction,
+                                    test_fraction=test_fraction, on_bad_image=on_bad_image,
+                                    verbose=verbose)
     facts = data_facts(dataset)
     results = []
     for item in items:
         bb = item if not isinstance(item, str) else backbones_lib.build(
             item, resolve_input_shape(item, image_size), weights=weights)
-        results.append(_measure(bb, dataset.converted(bb.input_shape), facts, batch_size,
-                                seed, cache_dir, verbose))
+        results.append(_measure(bb, data_lib.load_for(dataset, bb.input_shape), facts,
+                                batch_size, seed, cache_dir, verbose))
     ranking = [r["backbone"] for r in sorted(
         results, key=lambda r: (r["stages"][-1]["logme"],
                                 r["stages"][-1]["linear_probe_accuracy"]), reverse=True)]

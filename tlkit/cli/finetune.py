@@ -103,7 +103,7 @@ def console_verbosity(quiet, stream=None):
 def cmd_finetune(args):
     # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.config import recipes
-    from tlkit.workflows.finetune import finetune
+    from tlkit.workflows.finetune import run_finetune
 
     if not args.data:
         raise TlkitError("--data is required (a folder, tfds:NAME, npz:PATH, fashion_mnist or "
@@ -115,10 +115,10 @@ def cmd_finetune(args):
         existed = chosen.exists(), chosen.parent.exists()
         print(f"tlkit: no --out given: the model goes to {args.out}")
     # the run's settings, resolved: the dataclasses of every flag (tlkit.config.settings.FINETUNE)
-    resolved = settings.as_dict(*(settings.resolve(args, cls) for cls in settings.FINETUNE))
+    typed = [settings.resolve(args, cls) for cls in settings.FINETUNE]
+    resolved = settings.as_dict(*typed)
     try:
-        result = finetune(**{k: v for k, v in resolved.items() if k != "quiet"},
-                          verbose=console_verbosity(args.quiet))
+        result = run_finetune(*typed, verbose=console_verbosity(args.quiet))
     except TlkitError:
         if chosen is not None and not existed[0] and args.report_dir is None:
             _discard_unused(chosen, remove_parent=not existed[1])

@@ -192,6 +192,27 @@ def load(source, *, image_size=None, channels=None, val_fraction=_DATA.val_fract
     return overrides.apply(dataset, exclude=exclude, relabel=relabel)
 
 
+def load_for(source, input_shape, *, resize=None, **kwargs):
+    """`source` loaded (or a `Dataset` converted) at a model's `input_shape` (H, W, C).
+
+    The one way the entry points (finetune, tune, lr-find, curve, advise) read their data at
+    the backbone's input size: a source string goes through `load` with `kwargs` (its split,
+    bad-image and file options) at that size and channel count; a loaded `Dataset` is
+    converted (arrays now, files as they are read). `resize`: `load`'s, or None for its
+    default (a `Dataset` keeps the mode it was loaded with).
+
+    Example:
+        >>> load_for("digits", (16, 16, 3)).image_shape
+        (16, 16, 3)
+    """
+    if isinstance(source, Dataset):
+        return source.converted(tuple(input_shape), resize)
+    if resize is not None:
+        kwargs["resize"] = resize
+    return load(source, image_size=tuple(input_shape[:2]), channels=int(input_shape[2]),
+                **kwargs)
+
+
 def _load_source(source, *, image_size, channels, val_fraction, test_fraction, seed,
                  on_bad_image, download, resize, verbose):
     """`load` without an index or overrides."""
@@ -320,7 +341,7 @@ def _load_tfds(tfds_name, split, name, size, channels, resize, val_fraction, tes
     return Dataset(class_names=names, source=name, source_channels=native, **fields)
 
 
-__all__ = ["Dataset", "ImageFiles", "load", "parse_source", "convert_images", "augmentation",
+__all__ = ["Dataset", "ImageFiles", "load", "load_for", "parse_source", "convert_images", "augmentation",
            "pipeline", "predict_labelled", "read_images", "is_files", "concat", "default_autotune",
            "SOURCES", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DEBIAN", "IMAGE_EXTENSIONS",
            "RESIZE_MODES", "DEFAULT_RESIZE", "FLIPS", "VALID_SOURCES", "BAD_IMAGE_POLICIES"]

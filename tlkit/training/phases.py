@@ -5,10 +5,11 @@ runs a phase: the head on cached features (`fit_cached`, `fit_features`), fine-t
 images (`fit_images`, `train_images`) or on the cached frozen prefix (`fit_cached`).
 `tlkit.training.train.fit` calls these for every phase of a plan (see its docstring for the feature
 cache), tuning's hypermodels for every trial, the demo and the learning-rate finder for
-their compiles. The runners take their settings as a dict from `options`.
+their compiles. The runners take their settings as one frozen `PhaseOptions`.
 """
 
 import contextlib
+import dataclasses
 import pathlib
 import time
 
@@ -24,31 +25,37 @@ from tlkit.training import bn as bn_lib
 from tlkit.training import feature_cache, head_solver, optimizers, schedules
 from tlkit.training.frozen import feature_extractor, feature_cut, frozen_prefix_split, head_model
 
-# The runners' options (`options`): train.fit's settings, and three switches that keep a
-# KerasTuner trial training as it always has.
-OPTIONS = {
-    "batch_size": 32, "seed": 0, "verbose": 0, "autotune": None, "jit_compile": False,
-    "cache_dir": None, "cache_memory_limit": feature_cache.DEFAULT_MEMORY_LIMIT,
-    "out_dir": None, "run": None, "settings": None, "class_weight": None, "targets": None,
-    "multipliers": None,
-    "steps_per_epoch": None,  # set: the training data repeats, an epoch is this many steps
-    "suited_momentum": True,  # BN momentum suited to the epoch's steps (`tlkit.training.bn`)
-    "keras_batches": False,  # cached arrays batched and shuffled by Keras, a step per call
-    "note_failed": True,  # record and warn about files that failed to decode
-}
-
-
-def options(**given):
-    """The runners' options: `OPTIONS` with `given` replacing defaults (names checked).
+@dataclasses.dataclass(frozen=True)
+class PhaseOptions:
+    """How the phase runners train: `tlkit.training.train.fit`'s settings for one phase, and
+    three switches that keep a KerasTuner trial training as it always has.
 
     Example:
-        >>> options(batch_size=64)["batch_size"], options()["suited_momentum"]
+        >>> PhaseOptions(batch_size=64).batch_size, PhaseOptions().suited_momentum
         (64, True)
+        >>> PhaseOptions(batch_sise=64)
+        Traceback (most recent call last):
+        ...
+        TypeError: PhaseOptions.__init__() got an unexpected keyword argument 'batch_sise'
     """
-    unknown = sorted(set(given) - set(OPTIONS))
-    if unknown:
-        raise TypeError(f"Unknown phase options: {', '.join(unknown)}.")
-    return {**OPTIONS, **given}
+
+    batch_size: int = 32
+    seed: int = 0
+    verbose: int = 0
+    autotune: object = None
+    jit_compile: bool = False
+    cache_dir: object = None
+    cache_memory_limit: int = feature_cache.DEFAULT_MEMORY_LIMIT
+    out_dir: object = None
+    run: object = None  # a `tlkit.training.runs.RunFolder`
+    settings: object = None  # a `tlkit.training.train_settings.TrainSettings`
+    class_weight: object = None  # {class index: weight}
+    targets: object = None  # a `tlkit.training.mixing.Targets`
+    multipliers: object = None  # per-stage learning-rate multipliers
+    steps_per_epoch: object = None  # set: the training data repeats, an epoch is this many steps
+    suited_momentum: bool = True  # BN momentum suited to the epoch's steps (`tlkit.training.bn`)
+    keras_batches: bool = False  # cached arrays batched and shuffled by Keras, a step per call
+    note_failed: bool = True  # record and warn about files that failed to decode
 
 
 def compile_classifier(model, optimizer, *, one_hot=False, metrics=True, jit_compile="auto",
@@ -126,15 +133,15 @@ def cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
     """(extractor, trainer) when this phase can train on a cached frozen part, else None."""
     if not cache_features or strategy is not None or plan.bn_training:
         return None
-    if o["settings"].cutmix:
-        if o["verbose"]:
+    if o.settings.cutmix:
+        if o.verbose:
             print(f"tlkit: phase {phase.name!r} trains on images (no feature cache): --cutmix "
                   f"pastes image boxes")
         return None
     if not phase.train_stages:
         if feature_cut(model) is None:
             return None
-        if aug is not None and o["verbose"]:
+        if aug is not None and o.verbose:
             print("tlkit: feature cache on: the head phase trains on un-augmented features "
                   "(--augment-passes K caches K-1 augmented copies too; --no-cache "
                   "augments live)")
@@ -147,8 +154,8 @@ def cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
     if split is not None:
         cut_bytes = (len(dataset.x_train) + len(dataset.x_val)) * 4 * int(
             np.prod(split[0].output.shape[1:]))
-        if cut_bytes > o["cache_memory_limit"] and not (o["cache_dir"] or o["out_dir"]):
-            if o["verbose"]:
+        if cut_bytes > o.cache_memory_limit and not (o.cache_dir or o.out_dir):
+            if o.verbose:
                 print(f"tlkit: phase {phase.name!r} trains without a feature cache: the "
                       f"frozen stages' output ({cut_bytes / 2**30:.1f} GiB) exceeds the "
                       f"memory limit and there is no output folder to hold it")
@@ -160,7 +167,7 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
     """Train `phase` on the cached output of the frozen part; returns the cache facts."""
     extractor, trainer = split
     passes = augment_passes if aug is not None and not phase.train_stages else 1
-    batch_size, verbose = o["batch_size"], o["verbose"]
+    batch_size, verbose = o.batch_size, o.verbose
     if verbose:
         what = ("the frozen base" if not phase.train_stages else
                 f"the frozen layers below {trainer.layers[1].layers[1].name!r}")
@@ -168,15 +175,15 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
               f"(feature cache) for {len(dataset.x_train):,} training + "
               f"{len(dataset.x_val):,} validation images")
     t0 = time.perf_counter()
-    run, cache_dir, out_dir = o["run"], o["cache_dir"], o["out_dir"]
+    run, cache_dir, out_dir = o.run, o.cache_dir, o.out_dir
     where = cache_dir or (run.feature_dir() if run is not None else
                           pathlib.Path(out_dir) / "feature_cache" if out_dir else None)
-    kw = dict(cache_dir=where, memory_limit=o["cache_memory_limit"], batch_size=batch_size,
-              verbose=verbose, autotune=o["autotune"],
+    kw = dict(cache_dir=where, memory_limit=o.cache_memory_limit, batch_size=batch_size,
+              verbose=verbose, autotune=o.autotune,
               persist=cache_dir is not None or run is not None)
     f_train, c_train = feature_cache.get(extractor, dataset.x_train, labels=dataset.y_train,
                                          name="train", augment=aug, passes=passes,
-                                         seed=o["seed"], **kw)
+                                         seed=o.seed, **kw)
     f_val, c_val = feature_cache.get(extractor, dataset.x_val, labels=dataset.y_val,
                                      name="val", **kw)
     y_train, y_val = c_train.pop("labels"), c_val.pop("labels")
@@ -206,20 +213,20 @@ def head_solver_choice(trainer, phase, f_train, y_train, o):
     budget (no `--epochs`) and the solve applies; `closed-form` asks for it whatever the
     budget, and is an error where it cannot apply; `adam` trains by gradient steps.
     """
-    choice = getattr(o["settings"], "head_solver", "auto") if o["settings"] else "auto"
-    if choice == "adam" or phase.train_stages or o["keras_batches"]:
+    choice = getattr(o.settings, "head_solver", "auto") if o.settings else "auto"
+    if choice == "adam" or phase.train_stages or o.keras_batches:
         return "adam"
     if choice == "auto" and not phase.min_steps:
         return "adam"  # --epochs given: the head trains that many epochs
     layer = head_solver.output_layer(trainer)
     why = head_solver.unsuited(trainer, f_train, y_train, layer.units if layer else 0,
-                               o["targets"], o["cache_memory_limit"])
+                               o.targets, o.cache_memory_limit)
     if why is None:
         return "closed-form"
     if choice == "closed-form":
         raise TlkitError(f"--head-solver closed-form cannot train this head: {why}. Use "
                          f"--head-solver adam (gradient steps) or auto.")
-    if o["verbose"]:
+    if o.verbose:
         print(f"tlkit: phase {phase.name!r}: the head trains by gradient steps ({why})")
     return "adam"
 
@@ -233,7 +240,7 @@ def fit_closed_form(trainer, phase, train, val, cbs, o):
     Returns the solver's facts for report.json.
     """
     layer = head_solver.output_layer(trainer)
-    logs, facts = head_solver.fit_head(trainer, train, val, layer.units, o["class_weight"])
+    logs, facts = head_solver.fit_head(trainer, train, val, layer.units, o.class_weight)
     shown = keras.callbacks.CallbackList(
         [c for c in cbs or [] if not isinstance(c, keras.callbacks.BackupAndRestore)],
         model=trainer)
@@ -241,7 +248,7 @@ def fit_closed_form(trainer, phase, train, val, cbs, o):
     shown.on_epoch_begin(0)
     shown.on_epoch_end(0, logs)
     shown.on_train_end()
-    if o["verbose"]:
+    if o.verbose:
         print(f"tlkit: phase {phase.name!r}: head solved in closed form ({facts['method']}) "
               f"on {len(train[1]):,} cached feature rows in {facts['seconds']:.2f} s: "
               f"val_loss {logs['val_loss']:.4f}, val_accuracy {logs['val_accuracy']:.4f}")
@@ -260,30 +267,30 @@ def fit_features(trainer, plan, phase, train, val, cbs, o, *, epochs=None, initi
     By default an epoch is one compiled call (steps_per_execution): on cached features a step
     is so cheap that Keras's per-step Python overhead would dominate the head's epochs;
     callbacks see batch hooks once per epoch, epoch hooks as usual. With
-    `o["keras_batches"]` Keras batches and shuffles the arrays a step per call (tuning's
+    `o.keras_batches` Keras batches and shuffles the arrays a step per call (tuning's
     trials, as they always trained).
     """
     (f_train, y_train), (f_val, y_val) = train, val
-    batch_size, targets = o["batch_size"], o["targets"]
-    repeat = o["steps_per_epoch"] if not o["keras_batches"] and not isinstance(
+    batch_size, targets = o.batch_size, o.targets
+    repeat = o.steps_per_epoch if not o.keras_batches and not isinstance(
         f_train, np.memmap) else None  # tiny data: an epoch of `repeat` steps (train.fit)
     steps = repeat or -(-len(y_train) // batch_size)
     if compile:
-        compile_phase(trainer, plan, phase, o["jit_compile"],
-                      steps_per_execution=1 if o["keras_batches"] else steps,
-                      settings=o["settings"], steps_per_epoch=steps,
-                      multipliers=o["multipliers"], one_hot=targets is not None)
-    if o["keras_batches"]:
+        compile_phase(trainer, plan, phase, o.jit_compile,
+                      steps_per_execution=1 if o.keras_batches else steps,
+                      settings=o.settings, steps_per_epoch=steps,
+                      multipliers=o.multipliers, one_hot=targets is not None)
+    if o.keras_batches:
         data = dict(x=f_train, y=y_train, validation_data=(f_val, y_val),
                     batch_size=batch_size, shuffle=True)
     else:
         if isinstance(f_train, np.memmap) or isinstance(f_val, np.memmap):
             train_data = feature_cache.FeatureBatches(f_train, y_train, batch_size,
-                                                      seed=o["seed"])
+                                                      seed=o.seed)
             val_data = feature_cache.FeatureBatches(f_val, y_val, batch_size, shuffle=False)
         else:
             train_data = feature_cache.as_dataset(f_train, y_train, batch_size, shuffle=True,
-                                                  seed=o["seed"], repeat=bool(repeat))
+                                                  seed=o.seed, repeat=bool(repeat))
             val_data = feature_cache.as_dataset(f_val, y_val, batch_size)
         if targets is not None:
             train_data, val_data = targets.train(train_data), targets.val(val_data)
@@ -291,12 +298,12 @@ def fit_features(trainer, plan, phase, train, val, cbs, o, *, epochs=None, initi
                     steps_per_epoch=repeat)
     with _momentum(trainer, steps, o):
         return trainer.fit(**data, epochs=epochs or phase.epochs, initial_epoch=initial_epoch,
-                           callbacks=list(cbs or []), verbose=o["verbose"],
-                           class_weight=o["class_weight"])
+                           callbacks=list(cbs or []), verbose=o.verbose,
+                           class_weight=o.class_weight)
 
 
-def fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o, *,
-               epochs=None, initial_epoch=0, compile=True):
+def fit_images(model, plan, phase, dataset, cbs, o, *, aug=None, strategy=None,
+               image_cache=None, epochs=None, initial_epoch=0, compile=True):
     """Compile `model` for `phase` and train it on images; returns (`History`, facts).
 
     The facts are for the run's info (the shard under multi-worker training). `epochs` is
@@ -304,13 +311,13 @@ def fit_images(model, plan, phase, dataset, aug, strategy, image_cache, cbs, o, 
     keeps the compile (and optimizer state) `model` has for this phase. See `train_images`.
     """
     shard = worker_shard(strategy)
-    steps = o["steps_per_epoch"] or -(-len(dataset.y_train) // (
-        o["batch_size"] * (shard[0] if shard else 1)))
+    steps = o.steps_per_epoch or -(-len(dataset.y_train) // (
+        o.batch_size * (shard[0] if shard else 1)))
     if compile:
         with strategy.scope() if strategy else contextlib.nullcontext():
-            compile_phase(model, plan, phase, o["jit_compile"], settings=o["settings"],
-                          steps_per_epoch=steps, multipliers=o["multipliers"],
-                          one_hot=o["targets"] is not None)
+            compile_phase(model, plan, phase, o.jit_compile, settings=o.settings,
+                          steps_per_epoch=steps, multipliers=o.multipliers,
+                          one_hot=o.targets is not None)
     return train_images(model, dataset, cbs, o, epochs=epochs or phase.epochs,
                         initial_epoch=initial_epoch, aug=aug, shard=shard,
                         image_cache=image_cache)
@@ -324,17 +331,17 @@ def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, s
     training (each worker decodes only its own training files), `image_cache` a folder for
     tf.data's file cache of decoded images (`image_cache_prefix`).
     """
-    batch_size, out_dir, targets = o["batch_size"], o["out_dir"], o["targets"]
-    repeat = o["steps_per_epoch"] if shard is None else None  # tiny data (train.fit)
+    batch_size, out_dir, targets = o.batch_size, o.out_dir, o.targets
+    repeat = o.steps_per_epoch if shard is None else None  # tiny data (train.fit)
     steps = repeat or -(-len(dataset.y_train) // (batch_size * (shard[0] if shard else 1)))
     # Validation (small) keeps tf.data's auto-sharding, which splits its batches evenly.
     caches = {name: (image_cache_prefix(image_cache, x)
                      if image_cache and data_lib.is_files(x) else False)
               for name, x in (("train", dataset.x_train), ("val", dataset.x_val))}
     train_ds = dataset.pipeline("train", batch_size=batch_size, shuffle=True, augment=aug,
-                                seed=o["seed"], autotune=o["autotune"], shard=shard,
+                                seed=o.seed, autotune=o.autotune, shard=shard,
                                 cache=caches["train"])
-    val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=o["autotune"],
+    val_ds = dataset.pipeline("val", batch_size=batch_size, autotune=o.autotune,
                               cache=caches["val"])
     if repeat:  # an epoch of `repeat` steps over data of fewer batches
         train_ds = train_ds.repeat()
@@ -352,16 +359,16 @@ def train_images(model, dataset, cbs, o, *, epochs, initial_epoch=0, aug=None, s
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                             steps_per_epoch=repeat, initial_epoch=initial_epoch,
                             callbacks=list(cbs or []),
-                            verbose=o["verbose"], shuffle=False,  # tf.data shuffles
-                            class_weight=o["class_weight"])
-    if o["note_failed"]:
-        warn_failed(dataset, o["verbose"])
+                            verbose=o.verbose, shuffle=False,  # tf.data shuffles
+                            class_weight=o.class_weight)
+    if o.note_failed:
+        warn_failed(dataset, o.verbose)
     return history, facts
 
 
 def _momentum(model, steps, o):
-    """`tlkit.training.bn.suited_momentum` unless `o["suited_momentum"]` is off."""
-    return (bn_lib.suited_momentum(model, steps) if o["suited_momentum"]
+    """`tlkit.training.bn.suited_momentum` unless `o.suited_momentum` is off."""
+    return (bn_lib.suited_momentum(model, steps) if o.suited_momentum
             else contextlib.nullcontext())
 
 

@@ -160,7 +160,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
                              tensorboard=tensorboard, extra=callbacks, state=state,
                              offset=offset)
         started = time.perf_counter()
-        options = phases.options(
+        options = phases.PhaseOptions(
             batch_size=batch_size, seed=seed, verbose=verbose, autotune=autotune,
             jit_compile=jit_compile, cache_dir=cache_dir, cache_memory_limit=cache_memory_limit,
             out_dir=out_dir, run=run, settings=settings, class_weight=weights_by_class,
@@ -176,8 +176,8 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
         else:
             cache_info = None
-            _, facts = phases.fit_images(model, plan, phase, dataset, aug, strategy,
-                                         image_cache, cbs, options)
+            _, facts = phases.fit_images(model, plan, phase, dataset, cbs, options, aug=aug,
+                                         strategy=strategy, image_cache=image_cache)
             info.update(facts)
         epochs_run = sum(r["phase"] == phase.name for r in records)
         solved = (cache_info or {}).get("head_solver")

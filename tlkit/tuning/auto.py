@@ -6,7 +6,7 @@ from tlkit import advise as advise_lib
 from tlkit import data as data_lib
 from tlkit.core.errors import TlkitError
 from tlkit.models.backbones.builders import resolve_input_shape
-from tlkit.workflows.finetune import channels_note, convert_dataset
+from tlkit.workflows.finetune import channels_note
 
 
 def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, fix,
@@ -37,9 +37,8 @@ def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, 
 
 def _load_data(data, input_shape, name, **kwargs):
     """`data` at `input_shape`, with a warning when its channels are not the model's."""
-    dataset = (convert_dataset(data, input_shape) if isinstance(data, data_lib.Dataset) else
-               data_lib.load(data, image_size=tuple(input_shape[:2]), channels=input_shape[2],
-                             **kwargs))
+    dataset = data_lib.load_for(data, input_shape,
+                                **({} if isinstance(data, data_lib.Dataset) else kwargs))
     note = channels_note(name, data, dataset, input_shape)
     if note:
         warnings.warn(note, stacklevel=3)

@@ -202,14 +202,13 @@ class BackboneHyperModel(TlkitHyperModel):
                                           initial_epoch=initial_epoch,
                                           compile=trainer is not model))
             else:
-                merge(phases.fit_images(model, plan, plan.phases[0], self.dataset, None, None,
-                                        None, callbacks, o, epochs=head_end,
-                                        initial_epoch=initial_epoch, compile=False)[0])
+                merge(phases.fit_images(model, plan, plan.phases[0], self.dataset, callbacks,
+                                        o, epochs=head_end, initial_epoch=initial_epoch,
+                                        compile=False)[0])
         if self.two_phase and epochs > head_end and len(plan.phases) > 1:
             plan.apply(model, 1)
-            merge(phases.fit_images(model, plan, plan.phases[1], self.dataset, None, None, None,
-                                    callbacks, o, epochs=epochs,
-                                    initial_epoch=max(initial_epoch, head_end))[0])
+            merge(phases.fit_images(model, plan, plan.phases[1], self.dataset, callbacks, o,
+                                    epochs=epochs, initial_epoch=max(initial_epoch, head_end))[0])
         result = keras.callbacks.History()
         result.history = history
         return result

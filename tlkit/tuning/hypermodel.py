@@ -155,9 +155,10 @@ class TlkitHyperModel(kt.HyperModel):
         A trial trains as plain KerasTuner does: Keras batches and shuffles cached arrays
         (one step per call), BN momentum stays as built, and no decode failures are noted.
         """
-        return phases.options(batch_size=self.batch_size, seed=self.seed,
-                              verbose=self.fit_verbose, autotune=self.autotune,
-                              suited_momentum=False, keras_batches=True, note_failed=False)
+        return phases.PhaseOptions(batch_size=self.batch_size, seed=self.seed,
+                                   verbose=self.fit_verbose, autotune=self.autotune,
+                                   suited_momentum=False, keras_batches=True,
+                                   note_failed=False)
 
     def deployable(self, model, values):
         """The deployable image classifier for a trained trial model (here: itself)."""

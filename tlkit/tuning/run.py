@@ -14,7 +14,6 @@ from tlkit.core import compat, fileio
 from tlkit.core.errors import TlkitError
 from tlkit.core.logs import quiet_tf_logs
 from tlkit.data.decode import _size
-from tlkit.deploy import saving
 from tlkit.models import zoo
 from tlkit.tuning.auto import _load_data, auto_strategy
 from tlkit.tuning.constants import (
@@ -26,13 +25,13 @@ from tlkit.tuning.distributed import (
 from tlkit.core.version import __version__
 from tlkit.data import data_folder
 from tlkit.evaluation import model_card
-from tlkit.evaluation import report as report_lib
 from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.tuning.backbone_hypermodel import BackboneHyperModel
 from tlkit.tuning.hypermodel import BestCheckpoint
 from tlkit.tuning.reports import format_table, trials_table, write_reports
 from tlkit.tuning.search import check_tuner_args, make_tuner
 from tlkit.tuning.zoo_hypermodel import ZooHyperModel
+from tlkit.workflows import finish
 
 
 @dataclasses.dataclass
@@ -228,36 +227,24 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         values = next(r["hyperparameters"] for r in rows if r["trial"] == best.trial_id)
         best_model, how = _best_model(t, hm, best, retrain, verbose)
 
-    test_probs = []
     with quiet_tf_logs():
-        rep = report_lib.evaluate(best_model, dataset.x_test, dataset.y_test,
-                                  dataset.class_names, out_dir=out / "report",
-                                  batch_size=batch_size, predictions=test_probs)
-        cal = calibrate_lib.calibrate_model(best_model, dataset, out_dir=out / "report",
-                                            coverage=coverage, method=calibrate,
-                                            batch_size=batch_size, test_probs=test_probs[0])
-    if cal:
-        rep["calibration"] = cal
-        rep["files"].update(cal.pop("files", {}))
-        report_lib.write_json(rep, out / "report" / "report.json")
-    test_metrics = {k: v for k, v in rep.items()
-                    if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}
+        rep, cal = finish.evaluate_and_calibrate(best_model, dataset, out / "report",
+                                                 batch_size=batch_size,
+                                                 calibration=(calibrate, coverage))
+    test_metrics = finish.test_metrics(rep)
     summary = {"objective": {"name": objective, "direction": OBJECTIVES[objective]},
                "tuner": tuner, "best": {"trial": best.trial_id, "score": best.score,
                                         "hyperparameters": values, "model": how},
                "test": test_metrics, "trials": rows}
     paths.update(write_reports(out, summary, hm))
-    metadata = {"class_names": dataset.class_names, **hm.describe(),
-                "hyperparameters": values,
-                "tuning": {"tuner": tuner, "objective": objective, "score": best.score,
-                           "trial": best.trial_id, "trials": len(rows), "epochs": epochs,
-                           "best_model": how},
-                "data": dataset.summary(), "metrics": test_metrics,
-                **({"calibration": cal} if cal else {})}
-    paths["model"] = str(saving.save(best_model, out / MODEL_FILE, metadata))
-
-    paths["model_card"] = str(model_card.write(out / MODEL_FILE, rep, metadata=metadata,
-                                               out=out / "report" / model_card.FILENAME))
+    known = {"class_names": dataset.class_names, **hm.describe(), "hyperparameters": values,
+             "tuning": {"tuner": tuner, "objective": objective, "score": best.score,
+                        "trial": best.trial_id, "trials": len(rows), "epochs": epochs,
+                        "best_model": how},
+             "data": dataset.summary()}
+    saved, card = finish.save(best_model, out / MODEL_FILE, rep, known,
+                              card=out / "report" / model_card.FILENAME)
+    paths["model"], paths["model_card"] = str(saved), str(card)
     if verbose:
         print(format_table(rows, objective))
         print(f"best trial {best.trial_id}: {objective} {best.score:.4f}; test accuracy "

@@ -239,13 +239,10 @@ def curve(data, backbone=MODEL.backbone, *, sizes=CURVE.sizes, strategies=CURVE.
         out = fileio.check_folder_writable(out, "--out")
         fileio.check_outside(out, data_lib.data_folder(data), "--out")
     input_shape = resolve_input_shape(backbone, image_size)
-    if isinstance(data, data_lib.Dataset):
-        dataset = data.converted(input_shape, resize)
-    else:
-        dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
-                                val_fraction=val_fraction, test_fraction=test_fraction,
-                                seed=seed, on_bad_image=on_bad_image, download=download,
-                                resize=resize, verbose=0)
+    load = {} if isinstance(data, data_lib.Dataset) else dict(
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        on_bad_image=on_bad_image, download=download, verbose=0)
+    dataset = data_lib.load_for(data, input_shape, resize=resize, **load)
     transfer.check_splits(dataset)
     check_sizes(dataset, sizes)
     _check_backbone(backbone, input_shape, weights, strategies)

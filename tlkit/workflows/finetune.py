@@ -23,6 +23,7 @@ import keras
 from tlkit import advise as advise_lib
 from tlkit import data as data_lib
 from tlkit.calibrate import run as calibrate_lib
+from tlkit.config import settings as settings_lib
 from tlkit.config.settings import CALIBRATION, DATA, MODEL, OUTPUT, RECIPE, RUN
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, suggest
@@ -37,6 +38,7 @@ from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.training import distribute as distribute_lib
 from tlkit.training import lr_sweep as lr_find_lib
 from tlkit.training import runs, strategies, train, train_settings
+from tlkit.workflows import finish
 
 
 @dataclasses.dataclass
@@ -49,11 +51,6 @@ class FinetuneResult:
     plan: object
     dataset: object
     path: pathlib.Path = None
-
-
-def convert_dataset(dataset, input_shape, resize=None):
-    """`dataset` at `input_shape` (H, W, C): arrays converted now, files as they are read."""
-    return dataset.converted(input_shape, resize)
 
 
 def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=RUN.epochs,
@@ -154,62 +151,81 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
     Returns:
         A `FinetuneResult`.
     """
-    settings = _run_settings(locals())
-    recipe = train_settings.TrainSettings(
-        schedule=schedule, warmup=warmup, lr_decay_per_stage=lr_decay_per_stage,
-        label_smoothing=label_smoothing, class_weight=class_weight, mixup=mixup, cutmix=cutmix,
-        head_solver=head_solver)
-    check_settings(epochs=epochs, batch_size=batch_size,
-                   learning_rate=1e-3 if learning_rate == "auto" else learning_rate,
-                   fine_tune_lr=fine_tune_lr, patience=patience, augment_passes=augment_passes,
-                   head_epochs=head_epochs, dropout=dropout)
+    given = locals()
+    return run_finetune(*(_settings(cls, given) for cls in settings_lib.FINETUNE),
+                        verbose=verbose)
+
+
+def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, verbose=1):
+    """`finetune` on typed settings: what the CLI calls with the dataclasses of its flags.
+
+    Args:
+        data_cfg: a `tlkit.config.settings.DataSettings` (the source in `data`, split, resize).
+        model_cfg: a `ModelSettings` (backbone, weights, strategy, head).
+        run_cfg: a `RunSettings` (epochs, rates, batches, caching, runtime).
+        recipe: a `RecipeSettings` (schedule, regularisation, head solver); checked here as a
+            `tlkit.training.train_settings.TrainSettings`.
+        calibration: a `CalibrationSettings` (method, coverage).
+        output: an `OutputSettings` (model path, report folder, restart, overwrite).
+        verbose: as `finetune`'s.
+
+    Returns:
+        A `FinetuneResult`.
+    """
+    settings = _run_settings(data_cfg, model_cfg, run_cfg, recipe, calibration)
+    report_dir, calibrate = output.report_dir, calibration.calibrate
+    recipe = train_settings.TrainSettings(**settings_lib.as_dict(recipe))  # checked together
+    check_settings(epochs=run_cfg.epochs, batch_size=run_cfg.batch_size,
+                   learning_rate=1e-3 if run_cfg.learning_rate == "auto" else
+                   run_cfg.learning_rate, fine_tune_lr=run_cfg.fine_tune_lr,
+                   patience=run_cfg.patience, augment_passes=run_cfg.augment_passes,
+                   head_epochs=run_cfg.head_epochs, dropout=model_cfg.dropout)
 
     if calibrate is not None:
         calibrate_lib.check_method(calibrate)
-    calibrate_lib.check_coverage(coverage)
-    path = saving.check_writable(out) if out is not None else None
-    report_what = "--report-dir" if out is None else "the report folder of --out"
+    calibrate_lib.check_coverage(calibration.coverage)
+    path = saving.check_writable(output.out) if output.out is not None else None
+    report_what = "--report-dir" if output.out is None else "the report folder of --out"
     if report_dir is None and path is not None:
         report_dir = path.with_suffix("")
     if report_dir is not None:  # validated before any data is read
         report_dir = saving.check_folder_writable(report_dir, report_what)
-    data_root = data_folder(data)
-    for what, where in (("--out", path), (report_what, report_dir), ("--cache-dir", cache_dir)):
+    data_root = data_folder(data_cfg.data)
+    for what, where in (("--out", path), (report_what, report_dir),
+                        ("--cache-dir", run_cfg.cache_dir)):
         fileio.check_outside(where, data_root, what)
-    runs.check_finished(report_dir, settings, path, overwrite=overwrite)
-    if strategy not in strategies.STRATEGIES + ("auto",):
-        raise suggest(strategy, strategies.STRATEGIES + ("auto",), "strategy")
-    if image_cache and report_dir is None:
+    runs.check_finished(report_dir, settings, path, overwrite=output.overwrite)
+    if model_cfg.strategy not in strategies.STRATEGIES + ("auto",):
+        raise suggest(model_cfg.strategy, strategies.STRATEGIES + ("auto",), "strategy")
+    if run_cfg.image_cache and report_dir is None:
         raise TlkitError("image_cache needs a report folder (--out or --report-dir) to hold "
                          "the cached images.")
     # Multi-worker collectives must be set up before TensorFlow runs its first op.
-    dist = distribute_lib.get_strategy(distribute)
-    if deterministic:
+    dist = distribute_lib.get_strategy(run_cfg.distribute)
+    if run_cfg.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    input_shape = resolve_input_shape(backbone, image_size)
+    input_shape = resolve_input_shape(model_cfg.backbone, data_cfg.image_size)
     # Everything that can fail on the user's input (the data, its splits, the backbone) is
     # checked before the run folder, its lock or its state exist (`tlkit.training.runs`).
-    if isinstance(data, data_lib.Dataset):
-        dataset = convert_dataset(data, input_shape)
-    else:
-        dataset = data_lib.load(data, image_size=input_shape[:2], channels=input_shape[2],
-                                val_fraction=val_fraction, test_fraction=test_fraction,
-                                seed=seed, on_bad_image=on_bad_image, download=download,
-                                resize=resize, index=index, exclude=exclude, relabel=relabel,
-                                verbose=verbose)
+    load = {} if isinstance(data_cfg.data, data_lib.Dataset) else dict(
+        resize=data_cfg.resize, val_fraction=data_cfg.val_fraction,
+        test_fraction=data_cfg.test_fraction, seed=run_cfg.seed,
+        on_bad_image=data_cfg.on_bad_image, download=data_cfg.download, index=data_cfg.index,
+        exclude=data_cfg.exclude, relabel=data_cfg.relabel, verbose=verbose)
+    dataset = data_lib.load_for(data_cfg.data, input_shape, **load)
     split_notes = check_splits(dataset)  # warned with the run's other notes
-    channels = channels_note(backbone, data, dataset, input_shape)
+    channels = channels_note(model_cfg.backbone, data_cfg.data, dataset, input_shape)
     if channels:
         split_notes = [*split_notes, channels]
     calibrate, note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
     if note:
         split_notes = [*split_notes, note]
-    keras.utils.set_random_seed(seed)  # before the first weights are made
+    keras.utils.set_random_seed(run_cfg.seed)  # before the first weights are made
     with dist.scope() if dist else contextlib.nullcontext():
-        bb = backbones_lib.build(backbone, input_shape, weights=weights)
-    folder = (runs.RunFolder(report_dir, settings, restart=restart, model_path=path)
+        bb = backbones_lib.build(model_cfg.backbone, input_shape, weights=model_cfg.weights)
+    folder = (runs.RunFolder(report_dir, settings, restart=output.restart, model_path=path)
               if report_dir is not None else contextlib.nullcontext())
     with folder as run:
         if run is not None and run.resuming and verbose:
@@ -220,21 +236,12 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
         if report_dir is not None and dataset.streams and dataset.origin:
             index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
         previous_policy = keras.config.dtype_policy()
-        if mixed_precision:
+        if run_cfg.mixed_precision:
             keras.config.set_dtype_policy("mixed_float16")
         try:
-            result = _finetune_on(
-                dataset, bb, backbone, weights, strategy, dist, path, report_dir,
-                dict(epochs=epochs, learning_rate=learning_rate, fine_tune_lr=fine_tune_lr,
-                     head_epochs=head_epochs, unfreeze=unfreeze, cut_stage=cut_stage,
-                     dropout=dropout, dense=dense, head_bn=head_bn, pooling=pooling),
-                dict(batch_size=batch_size, cache_features=cache_features, augment=augment,
-                     augment_passes=augment_passes, seed=seed, autotune=autotune,
-                     patience=patience, tensorboard=tensorboard, cache_dir=cache_dir,
-                     jit_compile=jit_compile, run=run, settings=recipe,
-                     image_cache=(pathlib.Path(report_dir) / "image_cache"
-                                  if image_cache else None)), verbose, split_notes,
-                calibration=(calibrate, coverage))
+            result = _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path,
+                                  report_dir, run, verbose, split_notes,
+                                  calibration=(calibrate, calibration.coverage))
         except KeyboardInterrupt:
             if run is not None and run.has_progress():
                 raise runs.Interrupted(
@@ -309,11 +316,10 @@ def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
         raise TlkitError(f"--dropout must be a number in [0, 1). Received: {dropout!r}.")
 
 
-def _run_settings(args):
-    """What makes a run the same run (for resuming): every argument but output and verbosity."""
-    out = {k: v for k, v in args.items()
-           if k not in ("verbose", "restart", "overwrite", "out", "report_dir", "data")}
-    data = args["data"]
+def _run_settings(data_cfg, *others):
+    """What makes a run the same run (for resuming): every setting but output and verbosity."""
+    out = {k: v for k, v in settings_lib.as_dict(data_cfg, *others).items() if k != "data"}
+    data = data_cfg.data
     out["data"] = ({"source": data.source, "counts": data.summary()["counts"]}
                    if isinstance(data, data_lib.Dataset) else str(data))
     return out
@@ -361,10 +367,29 @@ def chance_warning(rep, num_classes):
             f"Add test images for a figure you can trust.")
 
 
-def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_dir,
-                 plan_options, fit_options, verbose, split_notes=(),
-                 calibration=("none", None)):
-    batch_size = fit_options["batch_size"]
+def _settings(cls, given):
+    """A settings dataclass from `finetune`'s arguments (the fields are its parameters)."""
+    return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
+
+
+def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir, run,
+                 verbose, split_notes=(), calibration=("none", None)):
+    """Plan, fit, report, calibrate and save: the run inside its folder (`run`, or None)."""
+    backbone, weights, strategy = model_cfg.backbone, model_cfg.weights, model_cfg.strategy
+    batch_size = run_cfg.batch_size
+    # strategies.plan's and train.fit's keyword arguments, read from the typed settings
+    plan_options = dict(epochs=run_cfg.epochs, learning_rate=run_cfg.learning_rate,
+                        fine_tune_lr=run_cfg.fine_tune_lr, head_epochs=run_cfg.head_epochs,
+                        unfreeze=model_cfg.unfreeze, cut_stage=model_cfg.cut_stage,
+                        dropout=model_cfg.dropout, dense=model_cfg.dense,
+                        head_bn=model_cfg.head_bn, pooling=model_cfg.pooling)
+    fit_options = dict(batch_size=batch_size, cache_features=run_cfg.cache_features,
+                       augment=run_cfg.augment, augment_passes=run_cfg.augment_passes,
+                       seed=run_cfg.seed, autotune=run_cfg.autotune, patience=run_cfg.patience,
+                       tensorboard=run_cfg.tensorboard, cache_dir=run_cfg.cache_dir,
+                       jit_compile=run_cfg.jit_compile, run=run, settings=recipe,
+                       image_cache=(pathlib.Path(report_dir) / "image_cache"
+                                    if run_cfg.image_cache else None))
     advice = None
     with dist.scope() if dist else contextlib.nullcontext():
         if strategy == "auto":
@@ -403,20 +428,17 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
     if advice is not None:
         extra["advice"] = advice.to_dict()
         extra["reasons"] = advice.choice["reasons"]
-    test_probs = []
-    rep = report_lib.evaluate(fitted.model, dataset.x_test, dataset.y_test, dataset.class_names,
-                              out_dir=report_dir, history=fitted.history, batch_size=batch_size,
-                              extra=extra, predictions=test_probs)
-    cal = _calibrate(fitted.model, dataset, report_dir, calibration, batch_size, test_probs, rep)
+    rep, cal = finish.evaluate_and_calibrate(fitted.model, dataset, report_dir,
+                                             batch_size=batch_size, calibration=calibration,
+                                             history=fitted.history, extra=extra)
     chance = chance_warning(rep, dataset.num_classes)
     if chance:
         warnings.warn(chance, stacklevel=3)
         notes.append(chance)
-    if notes or cal:
-        if notes:
-            rep["warnings"] = notes
+    if notes:
+        rep["warnings"] = notes
         if report_dir is not None:
-            report_lib.write_json(rep, pathlib.Path(report_dir) / "report.json")
+            finish.write_report(rep, report_dir)
     if verbose:
         print(report_lib.format_report(rep))
         if cal:
@@ -435,31 +457,11 @@ def _finetune_on(dataset, bb, backbone, weights, strategy, dist, path, report_di
                     "fit": fitted.info, **fit_options["settings"].to_dict(),
                     "best": extra["best"],
                     **({"lr_find": extra["lr_find"]} if found is not None else {}),
-                    "data": dataset.summary(),
-                    **({"calibration": cal} if cal else {}),
-                    "metrics": {k: v for k, v in rep.items()
-                                if k in ("accuracy", "macro_f1", "n") or k.startswith("top_")}}
-        saving.save(fitted.model, path, metadata)
+                    "data": dataset.summary()}
+        finish.save(fitted.model, path, rep, metadata)
         if verbose:
             print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
     return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
-
-
-def _calibrate(model, dataset, report_dir, calibration, batch_size, test_probs, rep):
-    """`tlkit.calibrate.calibrate_model` on the trained model, reusing the test predictions
-    of the report; its dict goes into `rep["calibration"]` (None for `--calibrate none`)."""
-    method, coverage = calibration
-    if method == "none":
-        return None
-
-    cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
-                                        method=method, batch_size=batch_size,
-                                        test_probs=test_probs[0] if test_probs else None)
-    rep["calibration"] = cal
-    if report_dir is not None and "files" in rep:
-        rep["files"].update(cal.pop("files", {}))
-    cal.pop("files", None)
-    return cal
 
 
 UNTRAINED = "untrained"  # metadata key of a model file that holds initial (random) weights

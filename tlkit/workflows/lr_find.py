@@ -40,14 +40,11 @@ def lr_find(data, backbone="mobilenet_v2", strategy="small-similar", *, weights=
         check_not_a_run(out_dir, "--out")
     strategies.get(strategy)  # validated before any data is read
     shape = resolve_input_shape(backbone, image_size)
-    if isinstance(data, data_lib.Dataset):
-        dataset = data.converted(shape, None)
-    else:
-        dataset = data_lib.load(data, image_size=shape[:2], channels=shape[2],
-                                val_fraction=val_fraction, test_fraction=test_fraction,
-                                seed=seed, on_bad_image=on_bad_image, download=download,
-                                resize=resize, index=index, exclude=exclude, relabel=relabel,
-                                verbose=verbose)
+    load = {} if isinstance(data, data_lib.Dataset) else dict(
+        resize=resize, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        on_bad_image=on_bad_image, download=download, index=index, exclude=exclude,
+        relabel=relabel, verbose=verbose)
+    dataset = data_lib.load_for(data, shape, **load)
     keras.utils.set_random_seed(seed)
     bb = backbones_lib.build(backbone, shape, weights=weights)
     plan = strategies.plan(strategy, bb, dataset.summary(), epochs=2, dropout=dropout,
