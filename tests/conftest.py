@@ -11,11 +11,13 @@ import process_helpers  # noqa: E402
 
 # `make test-fast` (`-m "not slow"`): everything but the modules that train for minutes (the
 # quick demo, resume after kill, tuning searches, distributed processes, ONNX/TFLite exports,
-# end to end runs, the failed-run and curve workflows). `make test` runs them all.
+# end to end runs, the failed-run and curve workflows, multi-worker streaming, the resize
+# contract of every export). `make test` runs them all.
 SLOW_MODULES = ("test_demo.py", "test_runs.py", "test_tuning.py", "test_tune_cli.py",
                 "test_distribute.py", "test_export.py", "test_export_cli.py", "test_finetune.py",
                 "test_advise.py", "test_explain_cli.py", "test_lr_find.py", "test_readme.py",
-                "test_failed_runs.py", "test_curve.py")
+                "test_failed_runs.py", "test_curve.py", "test_streaming.py",
+                "test_resize_contract.py")
 
 
 def pytest_collection_modifyitems(config, items):
