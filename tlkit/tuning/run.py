@@ -231,6 +231,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         rep, cal = finish.evaluate_and_calibrate(best_model, dataset, out / "report",
                                                  batch_size=batch_size,
                                                  calibration=(calibrate, coverage))
+    if cal:
+        finish.write_report(rep, out / "report")
     test_metrics = finish.test_metrics(rep)
     summary = {"objective": {"name": objective, "direction": OBJECTIVES[objective]},
                "tuner": tuner, "best": {"trial": best.trial_id, "score": best.score,

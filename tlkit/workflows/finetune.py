@@ -437,8 +437,8 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         notes.append(chance)
     if notes:
         rep["warnings"] = notes
-        if report_dir is not None:
-            finish.write_report(rep, report_dir)
+    if (notes or cal) and report_dir is not None:
+        finish.write_report(rep, report_dir)
     if verbose:
         print(report_lib.format_report(rep))
         if cal:

@@ -2,7 +2,8 @@
 
 `tlkit.finetune` and `tlkit.tune` both finish here, so that their report.json, the metadata
 inside the saved model and the model card are built one way: `evaluate_and_calibrate` writes
-the test report (and reliability.png) and attaches the calibration to it, `metadata` adds the
+the test report (and reliability.png) and attaches the calibration to it (the caller rewrites
+report.json once with `write_report` after adding to it), `metadata` adds the
 calibration and the test metrics to what the workflow knows of its run, and `save` writes the
 model and, given a report folder, its model card.
 """
@@ -33,8 +34,9 @@ def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibratio
 
     `calibration` is (method, coverage): `"temperature"` fits T on the validation split and
     sets the unknown threshold, reusing the report's test predictions
-    (`tlkit.calibrate.calibrate_model`); its dict goes into the report's `calibration`, its
-    files into the report's `files`, and report.json is rewritten. `"none"` skips it.
+    (`tlkit.calibrate.calibrate_model`); its dict goes into the report's `calibration` and its
+    files into the report's `files` (report.json on disk does not have them yet: the caller
+    writes it once, with whatever else it adds). `"none"` skips it.
     Returns (report, calibration dict or None).
     """
     test_probs = []
@@ -51,7 +53,6 @@ def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibratio
     rep["calibration"] = cal
     if report_dir is not None and "files" in rep:
         rep["files"].update(files)
-        write_report(rep, report_dir)
     return rep, cal
 
 
