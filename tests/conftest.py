@@ -100,6 +100,20 @@ def tiny_digits():
     return ds.select(per_class=12, eval_per_class=6, seed=0)
 
 
+@pytest.fixture(scope="session")
+def tiny():
+    """Digits at 16 px gray, 5 training and 5 validation images per class (50 + 50): the
+    small-data runs of tests/training."""
+    import dataclasses
+
+    from tlkit import data
+
+    ds = data.load("digits", image_size=16, channels=1)
+    few = ds.select(per_class=5, seed=0)
+    val = ds.select(eval_per_class=5, seed=1)
+    return dataclasses.replace(few, x_val=val.x_val, y_val=val.y_val)
+
+
 def pytest_terminal_summary(terminalreporter):
     """Seconds per test file (setup + call + teardown, summed over its tests), the 12 largest:
     where `make test`'s time goes (CI keeps it under 15 minutes on 2 cores)."""

@@ -41,3 +41,9 @@ def small_photo_model(photos, backbone, out):
     tlkit.finetune(data=str(photos), backbone=backbone, weights=None, image_size=32,
                    strategy="small-similar", epochs=1, out=out, verbose=0, augment=False)
     return out, photos
+
+
+def finetune_tiny(ds, **kw):
+    """`tlkit.finetune` of `zoo:simple_cnn` from random weights on `ds`, quiet, unaugmented."""
+    return tlkit.finetune(data=ds, backbone="zoo:simple_cnn", weights=None, augment=False,
+                          verbose=0, seed=0, **kw)

@@ -2,27 +2,9 @@
 repeat their data, patience in steps, and the best weights kept across phases."""
 
 import numpy as np
-import pytest
 
-import tlkit
-from tlkit import data
+from model_helpers import finetune_tiny
 from tlkit.training import strategies
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """Digits at 16 px, 5 training and 5 validation images per class (50 + 50)."""
-    ds = data.load("digits", image_size=16, channels=1)
-    few = ds.select(per_class=5, seed=0)
-    val = ds.select(eval_per_class=5, seed=1)
-    import dataclasses
-
-    return dataclasses.replace(few, x_val=val.x_val, y_val=val.y_val)
-
-
-def _run(ds, **kw):
-    return tlkit.finetune(data=ds, backbone="zoo:simple_cnn", weights=None, augment=False,
-                          verbose=0, seed=0, **kw)
 
 
 def test_a_five_image_head_converges_by_default_and_records_how(tiny):
@@ -30,9 +12,9 @@ def test_a_five_image_head_converges_by_default_and_records_how(tiny):
 
     from tlkit.training.frozen import feature_extractor
 
-    default = _run(tiny, strategy="small-similar")  # solved in closed form
-    adam = _run(tiny, strategy="small-similar", head_solver="adam")  # the step floor
-    old = _run(tiny, strategy="small-similar", epochs=10)  # the old budget: 20 steps
+    default = finetune_tiny(tiny, strategy="small-similar")  # solved in closed form
+    adam = finetune_tiny(tiny, strategy="small-similar", head_solver="adam")  # the step floor
+    old = finetune_tiny(tiny, strategy="small-similar", epochs=10)  # the old budget: 20 steps
     head = default.report["fit"]["phases"][0]
     assert head["solver"] == "closed-form" and head["steps"] == 0 and head["epochs_run"] == 1
     assert head["cache"]["head_solver"]["logit_scale"] > 0
@@ -54,7 +36,7 @@ def test_a_five_image_head_converges_by_default_and_records_how(tiny):
 
 
 def test_explicit_epochs_keep_their_meaning(tiny):
-    r = _run(tiny, strategy="large-dissimilar", epochs=3, patience=10)
+    r = finetune_tiny(tiny, strategy="large-dissimilar", epochs=3, patience=10)
     phase = r.report["fit"]["phases"][0]
     assert phase["epochs_run"] == 3 and phase["min_steps"] == 0
     assert phase["steps"] == 3 * 2 and phase["steps_per_epoch"] == 2
@@ -82,7 +64,7 @@ def test_pretrained_large_dissimilar_trains_at_a_lower_rate(tmp_path):
 
 def test_a_phase_that_ends_worse_does_not_replace_the_earlier_weights(tiny):
     # a fine-tuning rate that wrecks the weights: the head's weights are the final model
-    r = _run(tiny, strategy="large-similar", fine_tune_lr=5.0)
+    r = finetune_tiny(tiny, strategy="large-similar", fine_tune_lr=5.0)
     best = r.report["best"]
     assert best["phase"] == "head" and best["restored"]
     fine = [h for h, p in zip(r.history["val_loss"], r.history["phase"]) if p == "fine-tune"]

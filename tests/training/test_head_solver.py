@@ -1,15 +1,12 @@
 """The closed-form head (`tlkit.training.head_solver`): what it solves, where it applies, and how a
 run records it."""
 
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
 from scipy import special
 
-import tlkit
-from tlkit import data
+from model_helpers import finetune_tiny
 from tlkit.training import head_solver
 from tlkit.core.errors import TlkitError
 
@@ -102,21 +99,8 @@ def test_features_on_disk_are_solved_when_they_fit_the_memory_limit(tmp_path):
     assert "memory limit" in head_solver.unsuited(_head(), disk, y, 3, None, memory_limit=100)
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    ds = data.load("digits", image_size=16, channels=1)
-    few = ds.select(per_class=5, seed=0)
-    val = ds.select(eval_per_class=5, seed=1)
-    return dataclasses.replace(few, x_val=val.x_val, y_val=val.y_val)
-
-
-def _run(ds, **kw):
-    return tlkit.finetune(data=ds, backbone="zoo:simple_cnn", weights=None, augment=False,
-                          verbose=0, seed=0, **kw)
-
-
 def test_a_two_phase_strategy_fine_tunes_from_the_solved_head(tiny):
-    r = _run(tiny, strategy="large-similar", unfreeze=1)
+    r = finetune_tiny(tiny, strategy="large-similar", unfreeze=1)
     head, tune = r.report["fit"]["phases"]
     assert head["solver"] == "closed-form" and tune["solver"] == "adam"
     assert tune["steps"] > 0
@@ -129,18 +113,18 @@ def test_a_two_phase_strategy_fine_tunes_from_the_solved_head(tiny):
 
 
 def test_hidden_layers_train_by_gradient_steps_and_an_explicit_closed_form_is_refused(tiny):
-    r = _run(tiny, strategy="small-similar", dense=(16,))
+    r = finetune_tiny(tiny, strategy="small-similar", dense=(16,))
     assert r.report["fit"]["phases"][0]["solver"] == "adam"
     with pytest.raises(TlkitError, match="--head-solver closed-form cannot train this head"):
-        _run(tiny, strategy="small-similar", dense=(16,), head_solver="closed-form")
+        finetune_tiny(tiny, strategy="small-similar", dense=(16,), head_solver="closed-form")
     with pytest.raises(TlkitError, match="head_solver"):
-        _run(tiny, strategy="small-similar", head_solver="lbfgs")
+        finetune_tiny(tiny, strategy="small-similar", head_solver="lbfgs")
 
 
 def test_features_reused_from_the_cache_folder_are_solved_too(tiny, tmp_path):
     # the second run reads the first one's features from disk (as `auto` reads advise's)
-    first = _run(tiny, strategy="small-similar", cache_dir=tmp_path / "cache")
-    again = _run(tiny, strategy="small-similar", cache_dir=tmp_path / "cache")
+    first = finetune_tiny(tiny, strategy="small-similar", cache_dir=tmp_path / "cache")
+    again = finetune_tiny(tiny, strategy="small-similar", cache_dir=tmp_path / "cache")
     head = again.report["fit"]["phases"][0]
     assert head["cache"]["train"]["where"] == "reused" and head["solver"] == "closed-form"
     assert again.report["accuracy"] == first.report["accuracy"]

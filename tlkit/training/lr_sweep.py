@@ -22,13 +22,6 @@ rule was a tenth of it).
 The model is never changed: its weights (BatchNormalization statistics included) and every
 layer's `trainable` flag are restored bit for bit afterwards, and the sweep compiles a
 separate Model over the same layers, so the model's own compile state is untouched.
-
-Example:
-    >>> from tlkit.workflows.lr_find import lr_find
-    >>> r = lr_find("digits", backbone="mobilenet_v2", weights=None,
-    ...             image_size=32, steps=30, verbose=0)  # doctest: +SKIP
-    >>> r.suggested_lr > 0  # doctest: +SKIP
-    True
 """
 
 import dataclasses
