@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tlkit.models import backbones
-from tlkit.training import strategies
+from tlkit.training import matrix, strategies
 from tlkit.core.errors import TlkitError
 
 
@@ -114,7 +114,7 @@ def test_cut_stage(backbone):
 
 
 def test_matrix_and_format(backbone):
-    rows = strategies.matrix(backbone, num_classes=5, epochs=4)
+    rows = matrix.matrix(backbone, num_classes=5, epochs=4)
     assert [r["strategy"] for r in rows] == ["small-similar", "small-dissimilar",
                                              "small-dissimilar", "large-similar",
                                              "large-similar", "large-dissimilar"]
@@ -122,7 +122,7 @@ def test_matrix_and_format(backbone):
     assert rows[0]["trainable_params"] == 1280 * 5 + 5
     assert rows[-1]["frozen_params"] == 0 or rows[-1]["frozen_params"] < rows[1]["frozen_params"]
     assert all(r["trainable_params"] + r["frozen_params"] == total for r in rows)
-    text = strategies.format_matrix(backbone, rows)
+    text = matrix.format_matrix(backbone, rows)
     for s in strategies.STRATEGIES:
         assert s in text
     assert "head only" in text

@@ -13,7 +13,7 @@ from PIL import Image
 from cli_helpers import run_cli as run
 from tlkit.core import fileio
 from tlkit.training import runs
-from tlkit.workflows import finetune as transfer
+from tlkit.workflows import checks
 
 TINY = ("--backbone", "zoo:simple_cnn", "--weights", "none", "--image-size", "32",
         "--epochs", "1", "--quiet", "--no-augment")
@@ -175,13 +175,13 @@ def test_the_scan_never_reads_a_run_folder(tmp_path, capsys):
 
 
 def test_small_test_sets_are_called_small_not_chance():
-    perfect = transfer.chance_warning({"n": 2, "accuracy": 1.0}, 2)
+    perfect = checks.chance_warning({"n": 2, "accuracy": 1.0}, 2)
     assert "too few to tell" in perfect and "chance level" not in perfect
     assert "95% interval" in perfect
-    at_chance = transfer.chance_warning({"n": 400, "accuracy": 0.52}, 2)
+    at_chance = checks.chance_warning({"n": 400, "accuracy": 0.52}, 2)
     assert "chance level" in at_chance and "95% interval" in at_chance
-    assert transfer.chance_warning({"n": 400, "accuracy": 0.9}, 2) is None
-    assert "too few" in transfer.chance_warning({"n": 10, "accuracy": 0.7}, 2)
+    assert checks.chance_warning({"n": 400, "accuracy": 0.9}, 2) is None
+    assert "too few" in checks.chance_warning({"n": 10, "accuracy": 0.7}, 2)
 
 
 def test_tiny_folders_keep_every_class_in_val_and_test(tmp_path):

@@ -35,7 +35,8 @@ import sys
 import types
 
 from tlkit.audit.report import KINDS
-from tlkit.audit.run import FIELDS, AuditResult, audit
+from tlkit.audit.folder import FIELDS
+from tlkit.audit.run import AuditResult, audit
 
 __all__ = ["audit", "AuditResult", "KINDS", "FIELDS"]
 

@@ -7,34 +7,31 @@ thumbnails of near duplicates (`properties`), one pass of the frozen model gives
 features (through the feature cache, so a second audit, or a `finetune --cache-dir` on the same
 data, skips it); the K-fold probe (`labels`) and the outliers' neighbour search (`duplicates`,
 `outliers`) work on the features, near duplicates and leaks on the thumbnails (`pixels`).
-Files are written into a hidden staging folder inside `out` and moved into place at the end, so
-an error leaves no partial audit.
+The files are written by `tlkit.audit.folder`: staged inside `out` and moved into place at
+the end, so an error leaves no partial audit.
 """
 
 import dataclasses
 import os
 import pathlib
-import shutil
-import tempfile
 import time
 
 import numpy as np
 
 from tlkit import data as data_lib
-from tlkit.audit import duplicates, gallery, outliers, pixels, properties, report
+from tlkit.audit import duplicates, outliers, pixels, properties
+from tlkit.audit import folder as audit_folder
 from tlkit.audit import labels as labels_lib
 from tlkit.audit.report import KINDS
 from tlkit.config.settings import DATA, MODEL, RUN
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice, suggest
-from tlkit.data import ImageFiles, concat, data_folder, decode
-from tlkit.data import index as index_lib
+from tlkit.data import ImageFiles, concat, data_folder
 from tlkit.deploy import saving
 from tlkit.models import backbones as backbones_lib
 from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.training import feature_cache, frozen
 
-FIELDS = ("path", "split", "kind", "score", "given", "suggested", "other")
 SPLITS = duplicates.SPLIT_ORDER
 
 
@@ -142,15 +139,6 @@ def _load(data, input_shape, seed, val_fraction, test_fraction, on_bad_image, ve
                          on_bad_image=on_bad_image, verbose=verbose)
 
 
-def _names(dataset, split, x):
-    """Paths relative to the data root (folders), tfds record names, or `split/NNNNN`."""
-    if hasattr(x, "paths"):
-        root = (dataset.origin or {}).get("root")
-        return [os.path.relpath(p, root) if root and not str(p).startswith("tfds:") else str(p)
-                for p in x.paths]
-    return [f"{split}/{i:05d}" for i in range(len(x))]
-
-
 def _images(x):
     """The images of a split for the property checks: files at their stored size, arrays."""
     if isinstance(x, ImageFiles):
@@ -244,7 +232,7 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
             ok[i] = False
         feats.append(np.asarray(got)[rows[ok]])
         t_props, t_feats = t_props + t1 - t0, t_feats + time.perf_counter() - t1
-        names += _names(dataset, split, x)
+        names += audit_folder.names(dataset, split, x)
         splits += [split] * len(y)
         hashes += h
         found += f
@@ -334,7 +322,7 @@ def audit(data, backbone=MODEL.backbone, *, model=None, weights=MODEL.weights,
         fixed = None
         if fix_splits:
             fixed = _fixed_dataset(dataset, pos, sp, all_pairs)
-        result.files = _write(result, out, dataset, feat_data, fixed)
+        result.files = audit_folder.write(result, out, dataset, fixed)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
     if verbose:
         print(result.table())
@@ -355,72 +343,3 @@ def _fixed_dataset(dataset, pos, sp, pairs):
     moved = sum(a != b for a, b in zip(sp, new))
     origin = {**dataset.origin, "fixed_by": "tlkit audit --fix-splits", "moved": int(moved)}
     return dc.replace(dataset, origin=origin, **fields), moved
-
-
-def _reader(dataset):
-    """path (as in the issues) -> uint8 image, for the galleries."""
-    where = {}
-    for s in SPLITS:
-        x, _ = dataset.split(s)
-        for i, name in enumerate(_names(dataset, s, x)):
-            where[name] = (x, i)
-
-    def read(name):
-        x, i = where.get(name, (None, None))
-        if x is None:
-            return None
-        try:
-            if isinstance(x, ImageFiles):
-                return decode.read_image(x.paths[i])
-            return np.asarray(x[i])
-        except TlkitError:
-            return None
-
-    return read
-
-
-def _write(result, out, dataset, feat_data, fixed):
-    """Write every file into a staging folder, then move them into `out`; return the paths."""
-    import csv
-
-    made = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    stage = pathlib.Path(tempfile.mkdtemp(prefix=".audit-", dir=out))
-    try:
-        if fixed is not None:
-            index_lib.save(fixed[0], stage / index_lib.FILENAME)
-            result.summary["fix_splits"] = {"index": str(out / index_lib.FILENAME),
-                                            "moved": fixed[1]}
-        fileio.write_json(result.to_dict(), stage / "audit.json")
-        with open(stage / "audit.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, FIELDS)
-            w.writeheader()
-            w.writerows(result.issues)
-        with open(stage / "label_scores.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, list(result.label_scores[0]) if result.label_scores else
-                               ["path", "label_quality"])
-            w.writeheader()
-            w.writerows(result.label_scores)
-        read = _reader(dataset)
-        shown = []
-        for kind in KINDS:
-            rows = [r for r in result.issues if r["kind"] == kind]
-            if rows:
-                gallery.save(kind, rows, read, stage / "galleries" / f"{kind}.png",
-                             total=result.summary["counts"][kind])
-                shown.append(kind)
-        (stage / "summary.md").write_text(report.markdown(result, shown), encoding="utf-8")
-        files = []
-        for p in sorted(stage.rglob("*")):
-            if p.is_file():
-                target = out / p.relative_to(stage)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(p, target)
-                files.append(target)
-        return files
-    except BaseException:
-        if made:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

@@ -24,7 +24,7 @@ def _configure_plan(p):
 def cmd_plan(args):
     # the library is imported when the command runs: parsing and --help import no TensorFlow
     from tlkit.models import backbones
-    from tlkit.training import strategies
+    from tlkit.training import matrix
     from tlkit.models.backbones.builders import resolve_input_shape
 
     if args.list:
@@ -34,8 +34,8 @@ def cmd_plan(args):
         return 0
     bb = backbones.build(args.backbone, resolve_input_shape(args.backbone, args.image_size),
                          weights=args.weights)
-    rows = strategies.matrix(bb, num_classes=args.num_classes, epochs=args.epochs)
-    print(strategies.format_matrix(bb, rows))
+    rows = matrix.matrix(bb, num_classes=args.num_classes, epochs=args.epochs)
+    print(matrix.format_matrix(bb, rows))
     return 0
 
 

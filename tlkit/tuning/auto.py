@@ -6,7 +6,7 @@ from tlkit import advise as advise_lib
 from tlkit import data as data_lib
 from tlkit.core.errors import TlkitError
 from tlkit.models.backbones.builders import resolve_input_shape
-from tlkit.workflows.finetune import channels_note
+from tlkit.workflows.checks import channels_note
 
 
 def auto_strategy(data, backbone, weights, image_size, batch_size, seed, space, fix,

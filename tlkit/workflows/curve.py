@@ -57,6 +57,7 @@ from tlkit.deploy import saving
 from tlkit.evaluation import curve_plot
 from tlkit.models import backbones
 from tlkit.models.backbones.builders import resolve_input_shape
+from tlkit.workflows import checks
 # transfer.finetune is looked up at each run: tests/workflows/test_curve.py spies on it
 from tlkit.workflows import finetune as transfer
 
@@ -231,7 +232,7 @@ def curve(data, backbone=MODEL.backbone, *, sizes=CURVE.sizes, strategies=CURVE.
                                      patience=patience).items() if v is not None}
     options.update(finetune_options)
     lr = options.get("learning_rate", RUN.learning_rate)
-    transfer.check_settings(epochs=options.get("epochs", RUN.epochs),
+    checks.check_settings(epochs=options.get("epochs", RUN.epochs),
                             batch_size=options.get("batch_size", RUN.batch_size),
                             learning_rate=1e-3 if lr == "auto" else lr,
                             patience=options.get("patience", RUN.patience))
@@ -243,7 +244,7 @@ def curve(data, backbone=MODEL.backbone, *, sizes=CURVE.sizes, strategies=CURVE.
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
         on_bad_image=on_bad_image, download=download, verbose=0)
     dataset = data_lib.load_for(data, input_shape, resize=resize, **load)
-    transfer.check_splits(dataset)
+    checks.check_splits(dataset)
     check_sizes(dataset, sizes)
     _check_backbone(backbone, input_shape, weights, strategies)
     created = fileio.created_folders(out) if out is not None else []

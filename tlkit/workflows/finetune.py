@@ -12,9 +12,6 @@ Example:
 
 import contextlib
 import dataclasses
-import math
-import os
-import numbers
 import pathlib
 import warnings
 
@@ -33,12 +30,11 @@ from tlkit.deploy import saving
 from tlkit.evaluation import model_card
 from tlkit.evaluation import report as report_lib
 from tlkit.models import backbones as backbones_lib
-from tlkit.models.backbones import specs as backbone_specs
 from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.training import distribute as distribute_lib
 from tlkit.training import lr_sweep as lr_find_lib
 from tlkit.training import runs, strategies, train, train_settings
-from tlkit.workflows import finish
+from tlkit.workflows import checks, finish
 
 
 @dataclasses.dataclass
@@ -175,7 +171,7 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
     settings = _run_settings(data_cfg, model_cfg, run_cfg, recipe, calibration)
     report_dir, calibrate = output.report_dir, calibration.calibrate
     recipe = train_settings.TrainSettings(**settings_lib.as_dict(recipe))  # checked together
-    check_settings(epochs=run_cfg.epochs, batch_size=run_cfg.batch_size,
+    checks.check_settings(epochs=run_cfg.epochs, batch_size=run_cfg.batch_size,
                    learning_rate=1e-3 if run_cfg.learning_rate == "auto" else
                    run_cfg.learning_rate, fine_tune_lr=run_cfg.fine_tune_lr,
                    patience=run_cfg.patience, augment_passes=run_cfg.augment_passes,
@@ -215,8 +211,8 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
         on_bad_image=data_cfg.on_bad_image, download=data_cfg.download, index=data_cfg.index,
         exclude=data_cfg.exclude, relabel=data_cfg.relabel, verbose=verbose)
     dataset = data_lib.load_for(data_cfg.data, input_shape, **load)
-    split_notes = check_splits(dataset)  # warned with the run's other notes
-    channels = channels_note(model_cfg.backbone, data_cfg.data, dataset, input_shape)
+    split_notes = checks.check_splits(dataset)  # warned with the run's other notes
+    channels = checks.channels_note(model_cfg.backbone, data_cfg.data, dataset, input_shape)
     if channels:
         split_notes = [*split_notes, channels]
     calibrate, note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
@@ -261,61 +257,6 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
         return result
 
 
-def channels_note(backbone, data, dataset, input_shape):
-    """`tlkit.models.backbones.specs.channels_note` for `dataset` (loaded from `data`) and a model
-    taking `input_shape`: the channels of the source images; for a `Dataset` given as data,
-    colour only when its images are colour and its source was (digits made RGB are gray)."""
-    have = dataset.source_channels
-    if isinstance(data, data_lib.Dataset):
-        have = min(data.source_channels or data.image_shape[2], data.image_shape[2])
-    return backbone_specs.channels_note(os.fspath(backbone), have, int(input_shape[2]))
-
-
-def check_splits(dataset):
-    """Refuse a dataset with an empty split or a class without training images (one line
-    naming the split and class); returns warnings for classes missing from val or test."""
-    return data_lib.splits.check_populated(
-        {"train": dataset.y_train, "val": dataset.y_val, "test": dataset.y_test},
-        dataset.class_names, source=str(dataset.source))
-
-
-def check_settings(*, epochs, batch_size, learning_rate, fine_tune_lr=None,
-                   patience=RUN.patience, augment_passes=RUN.augment_passes, head_epochs=None,
-                   dropout=None):
-    """Refuse impossible run settings up front, naming the flag (before any data is read).
-
-    Example:
-        >>> check_settings(epochs=1, batch_size=0, learning_rate=1e-3)
-        Traceback (most recent call last):
-        ...
-        tlkit.core.errors.TlkitError: --batch-size must be an integer >= 1. Received: 0.
-    """
-    def integer(flag, value, low):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise TlkitError(f"{flag} must be an integer >= {low}. Received: {value!r}.")
-
-    def rate(flag, value):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-                not math.isfinite(value) or value <= 0:
-            raise TlkitError(f"{flag} must be a finite number > 0, e.g. 1e-3. "
-                             f"Received: {value!r}.")
-
-    if epochs is not None:
-        integer("--epochs", epochs, 1)
-    integer("--batch-size", batch_size, 1)
-    integer("--patience", patience, 0)
-    integer("--augment-passes", augment_passes, 1)
-    if head_epochs is not None:
-        integer("--head-epochs", head_epochs, 1)
-    if learning_rate is not None:
-        rate("--lr", learning_rate)
-    if fine_tune_lr is not None:
-        rate("--fine-tune-lr", fine_tune_lr)
-    if dropout is not None and (isinstance(dropout, bool) or not isinstance(
-            dropout, numbers.Real) or not 0 <= dropout < 1):
-        raise TlkitError(f"--dropout must be a number in [0, 1). Received: {dropout!r}.")
-
-
 def _run_settings(data_cfg, *others):
     """What makes a run the same run (for resuming): every setting but output and verbosity."""
     out = {k: v for k, v in settings_lib.as_dict(data_cfg, *others).items() if k != "data"}
@@ -323,48 +264,6 @@ def _run_settings(data_cfg, *others):
     out["data"] = ({"source": data.source, "counts": data.summary()["counts"]}
                    if isinstance(data, data_lib.Dataset) else str(data))
     return out
-
-
-def random_base_warning(weights, backbone, strategy):
-    """The warning for a frozen base with random weights, or None."""
-    if pretrained_base(weights, backbone) or strategy == "large-dissimilar":
-        return None
-    frozen = "the whole base" if strategy == "small-similar" else "its lower stages"
-    return (f"{strategy} with random base weights (weights=None) keeps {frozen} frozen: "
-            f"those features are random. Use --weights imagenet, a trained model as "
-            f"--backbone (a .h5 file), or --strategy large-dissimilar to train everything.")
-
-
-def chance_warning(rep, num_classes):
-    """The warning for a test accuracy near chance, or for a test set too small to tell.
-
-    The 95% (Wilson) interval of the accuracy decides: a model is called at chance only when
-    the interval includes chance and the accuracy is near it (within a quarter of the way
-    from chance to 1); an interval that includes chance around an accuracy far from it means
-    the test set is too small to tell, and says so. Returns None otherwise.
-
-    Example:
-        >>> chance_warning({"n": 2, "accuracy": 1.0}, 2)[:50]
-        'the test split has 2 images: too few to tell this '
-        >>> chance_warning({"n": 500, "accuracy": 0.9}, 2) is None
-        True
-    """
-    n, acc = rep.get("n", 0), rep.get("accuracy", float("nan"))
-    if not n or not num_classes or not math.isfinite(acc):
-        return None
-    chance = 1.0 / num_classes
-    low, high = report_lib.accuracy_interval(acc, n)
-    if low > chance:
-        return None
-    perfect_low = report_lib.accuracy_interval(1.0, n)[0]
-    if perfect_low > chance and acc <= chance + (1 - chance) / 4:
-        return (f"test accuracy {acc:.3f} is at chance level (1/{num_classes} = {chance:.3f}, "
-                f"n={n}, 95% interval {low:.3f}-{high:.3f}): the model has not learned this "
-                f"task. Check the data and labels, the learning rate, and whether the base's "
-                f"weights are random.")
-    return (f"the test split has {n} images: too few to tell this model from chance (test "
-            f"accuracy {acc:.3f}, 95% interval {low:.3f}-{high:.3f}, chance {chance:.3f}). "
-            f"Add test images for a figure you can trust.")
 
 
 def _settings(cls, given):
@@ -397,7 +296,7 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         auto_lr = plan_options["learning_rate"] == "auto"
         if auto_lr:
             plan_options["learning_rate"] = 1e-3  # replaced by the sweep's suggestion below
-        plan_options["pretrained"] = pretrained_base(weights, backbone)
+        plan_options["pretrained"] = checks.pretrained_base(weights, backbone)
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         model = plan.build_model(dataset.num_classes)
     found = None
@@ -414,7 +313,7 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         if dist:
             print(f"tlkit: {type(dist).__name__} with {dist.num_replicas_in_sync} replica(s); "
                   f"global batch {batch_size}; feature cache off")
-    notes = [w for w in (random_base_warning(weights, backbone, strategy),) if w]
+    notes = [w for w in (checks.random_base_warning(weights, backbone, strategy),) if w]
     notes.extend(split_notes)
     for note in notes:
         warnings.warn(note, stacklevel=3)
@@ -431,7 +330,7 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
     rep, cal = finish.evaluate_and_calibrate(fitted.model, dataset, report_dir,
                                              batch_size=batch_size, calibration=calibration,
                                              history=fitted.history, extra=extra)
-    chance = chance_warning(rep, dataset.num_classes)
+    chance = checks.chance_warning(rep, dataset.num_classes)
     if chance:
         warnings.warn(chance, stacklevel=3)
         notes.append(chance)
@@ -448,8 +347,9 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
                   f"{cal['unknown']['threshold']:.4g} ({cal['unknown']['score']})")
     if path is not None:
         metadata = {"class_names": dataset.class_names, "backbone": bb.name,
-                    "weights": _weights_record(weights, backbone) if pretrained_base(
-                        weights, backbone) else "none (random initialisation)",
+                    "weights": (checks.weights_record(weights, backbone)
+                                if checks.pretrained_base(weights, backbone)
+                                else "none (random initialisation)"),
                     "strategy": strategy,
                     "plan": plan.to_dict(), "warnings": notes,
                     **({"strategy_requested": "auto", "reasons": advice.choice["reasons"]}
@@ -462,36 +362,6 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         if verbose:
             print(f"saved {path}" + (f"; report in {report_dir}/" if report_dir else ""))
     return FinetuneResult(fitted.model, fitted.history, rep, plan, dataset, path)
-
-
-UNTRAINED = "untrained"  # metadata key of a model file that holds initial (random) weights
-
-
-def pretrained_base(weights, backbone):
-    """True when the base starts from trained weights (ImageNet, a weights file, a classifier).
-
-    A model file whose tlkit metadata says `"untrained": true` (a saved random
-    initialisation, as the demo's `source_init.h5`) counts as random weights.
-
-    Example:
-        >>> pretrained_base(None, "mobilenet_v2"), pretrained_base(None, "no-such.h5")
-        (False, True)
-    """
-    if str(backbone).lower().endswith((".h5", ".keras")):
-        try:
-            return not saving.read_metadata(backbone).get(UNTRAINED, False)
-        except Exception:  # unreadable here: backbones.build names the problem
-            return True
-    return not _weights_record(weights, backbone).startswith("none")
-
-
-def _weights_record(weights, backbone):
-    """What the base's weights truly were, for the metadata."""
-    if str(backbone).lower().endswith((".h5", ".keras")):
-        return f"from {backbone}"
-    if str(backbone).startswith("zoo:") or weights is None:
-        return "none (random initialisation)"
-    return str(weights)
 
 
 def _auto(bb, dataset, plan_options, fit_options, verbose):
