@@ -233,8 +233,12 @@ class RunSettings:
                                          "deterministic already) (default: off)")
     jit_compile: bool = setting(False, "XLA-compile the train step (default: off, slower on "
                                        "small CPUs)")
-    mixed_precision: bool = setting(False, "mixed_float16 policy (default: off; helps on recent "
-                                           "GPUs only)")
+    precision: str = setting("auto", "training precision: float32, mixed_bfloat16 (CPUs with "
+                                     "avx512_bf16/AMX, TPUs, recent GPUs), mixed_float16 (GPUs "
+                                     "with tensor cores), or auto: mixed_float16 on such GPUs, "
+                                     "mixed_bfloat16 where a short probe of this base on this "
+                                     "CPU shows it faster (cached), else float32. The saved "
+                                     "model is float32 in every case", choices=choices.PRECISIONS)
 
 
 CALIBRATE_CHOICES = ("none", "temperature")  # tlkit.calibrate.run.METHODS

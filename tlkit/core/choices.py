@@ -20,4 +20,6 @@ STRATEGY_CHOICES = STRATEGIES + ("auto",)  # auto: tlkit.advise measures, then c
 RESIZE_MODES = ("squash", "crop", "pad")  # fitting images to the input size
 BAD_IMAGE_POLICIES = ("skip", "error")  # unreadable image files
 TUNERS = ("random", "hyperband", "bayesian")  # KerasTuner's search algorithms
+# training precision (tlkit.training.precision): auto decides per run, by device and a probe
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")  # what a search optimises

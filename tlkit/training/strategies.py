@@ -219,7 +219,7 @@ class Plan:
         `predictions`.
         """
         base = self.base_model()
-        mixed = keras.config.dtype_policy().name == "mixed_float16"
+        mixed = keras.config.dtype_policy().name.startswith("mixed_")  # softmax in float32
         inputs = keras.Input(self.backbone.input_shape, name="image")
         x = base(inputs) if self.bn_training else base(inputs, training=False)
         outputs = classifier_head(x, num_classes, pooling=self.head.pooling,

@@ -33,6 +33,7 @@ from tlkit.models import backbones as backbones_lib
 from tlkit.models.backbones.builders import resolve_input_shape
 from tlkit.training import distribute as distribute_lib
 from tlkit.training import lr_sweep as lr_find_lib
+from tlkit.training import precision as precision_lib
 from tlkit.training import runs, strategies, train, train_settings
 from tlkit.workflows import checks, finish
 
@@ -61,7 +62,7 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
              download=DATA.download, index=DATA.index, exclude=DATA.exclude,
              relabel=DATA.relabel, autotune=RUN.autotune, patience=RUN.patience,
              tensorboard=RUN.tensorboard, cache_dir=RUN.cache_dir, distribute=RUN.distribute,
-             jit_compile=RUN.jit_compile, mixed_precision=RUN.mixed_precision,
+             jit_compile=RUN.jit_compile, precision=RUN.precision,
              resize=DATA.resize, image_cache=RUN.image_cache, restart=OUTPUT.restart,
              overwrite=OUTPUT.overwrite,
              deterministic=RUN.deterministic, schedule=RECIPE.schedule, warmup=RECIPE.warmup,
@@ -93,8 +94,11 @@ def finetune(data, backbone=MODEL.backbone, strategy=MODEL.strategy, *, epochs=R
         distribute: None, `"mirrored"` (all GPUs of this machine) or `"multiworker"` (machines
             listed in `TF_CONFIG`; every worker runs the same call); see `tlkit.training.distribute`.
         jit_compile: XLA-compile the train step (off by default: slower on small CPUs).
-        mixed_precision: build and train under the `mixed_float16` policy (off by default: it
-            helps on recent GPUs, not on CPUs); the softmax stays float32.
+        precision: `"auto"` (default), `"float32"`, `"mixed_bfloat16"` or `"mixed_float16"`:
+            the policy the model trains under (`tlkit.training.precision`: auto takes
+            mixed_float16 on GPUs with tensor cores, mixed_bfloat16 where a cached probe of
+            this base on this CPU shows it faster, else float32); the softmax stays float32,
+            and the returned and saved model is float32.
         seed: makes the split, the initialisation and the shuffling repeatable.
         val_fraction, test_fraction, on_bad_image, download, resize: see `tlkit.data.load`.
         index, exclude, relabel: an `index.json` that fixes the split (`tlkit audit
@@ -180,6 +184,7 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
     if calibrate is not None:
         calibrate_lib.check_method(calibrate)
     calibrate_lib.check_coverage(calibration.coverage)
+    precision_lib.check(run_cfg.precision)
     path = saving.check_writable(output.out) if output.out is not None else None
     report_what = "--report-dir" if output.out is None else "the report folder of --out"
     if report_dir is None and path is not None:
@@ -231,9 +236,6 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
             run.begin()
         if report_dir is not None and dataset.streams and dataset.origin:
             index_lib.save(dataset, pathlib.Path(report_dir) / index_lib.FILENAME)
-        previous_policy = keras.config.dtype_policy()
-        if run_cfg.mixed_precision:
-            keras.config.set_dtype_policy("mixed_float16")
         try:
             result = _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path,
                                   report_dir, run, verbose, split_notes,
@@ -247,8 +249,6 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
                 raise runs.Interrupted("interrupted before the first epoch ended; nothing "
                                        "was kept") from None
             raise
-        finally:
-            keras.config.set_dtype_policy(previous_policy)
         if result.path is not None and report_dir is not None:
             model_card.write(result.path, result.report, settings=settings,
                              out=pathlib.Path(report_dir) / model_card.FILENAME)
@@ -298,7 +298,15 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
             plan_options["learning_rate"] = 1e-3  # replaced by the sweep's suggestion below
         plan_options["pretrained"] = checks.pretrained_base(weights, backbone)
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
-        model = plan.build_model(dataset.num_classes)
+        precision = precision_lib.resolve(
+            run_cfg.precision, trains_base=any(ph.train_stages for ph in plan.phases),
+            model=bb.model, batch_size=batch_size, verbose=verbose)
+        if precision.policy != "float32":  # the base's layers compute under the policy too
+            bb = dataclasses.replace(bb, model=precision_lib.with_policy(bb.model,
+                                                                         precision.policy))
+            plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
+        with precision_lib.policy_scope(precision.policy):
+            model = plan.build_model(dataset.num_classes)
     found = None
     if auto_lr:
         found = lr_find_lib.sweep(model, plan, dataset, batch_size=batch_size,
@@ -320,8 +328,11 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
     with distribute_lib.training_patches(model, dist):
         fitted = train.fit(plan, dataset, out_dir=report_dir, model=model, strategy=dist,
                            verbose=verbose, **fit_options)
+    # evaluated, calibrated, saved and returned in float32, whatever it trained in
+    fitted = dataclasses.replace(fitted, model=precision_lib.to_float32(fitted.model))
     extra = {"plan": plan.to_dict(), "fit": fitted.info, "data": dataset.summary(),
-             **fit_options["settings"].to_dict(), "best": fitted.info.get("best")}
+             **fit_options["settings"].to_dict(), "best": fitted.info.get("best"),
+             "precision": precision.to_dict()}
     if found is not None:
         extra["lr_find"] = found.to_dict()
     if advice is not None:
@@ -355,7 +366,7 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
                     **({"strategy_requested": "auto", "reasons": advice.choice["reasons"]}
                        if advice is not None else {}),
                     "fit": fitted.info, **fit_options["settings"].to_dict(),
-                    "best": extra["best"],
+                    "best": extra["best"], "precision": extra["precision"],
                     **({"lr_find": extra["lr_find"]} if found is not None else {}),
                     "data": dataset.summary()}
         finish.save(fitted.model, path, rep, metadata)
