@@ -17,7 +17,7 @@ SLOW_MODULES = ("test_demo.py", "test_runs.py", "test_tuning.py", "test_tune_cli
                 "test_distribute.py", "test_export.py", "test_export_cli.py", "test_finetune.py",
                 "test_advise.py", "test_explain_cli.py", "test_lr_find.py", "test_readme.py",
                 "test_failed_runs.py", "test_curve.py", "test_streaming.py",
-                "test_resize_contract.py")
+                "test_resize_contract.py", "test_backends.py")
 
 
 def pytest_collection_modifyitems(config, items):

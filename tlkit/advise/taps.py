@@ -40,13 +40,14 @@ def features(tapped, x, y, *, batch_size=32, verbose=0):
     # Keras's bar on a terminal; off one (a log, a pipe) Keras's verbose=2: one line at the end
     bar = keras.utils.Progbar(n, unit_name="image", verbose=1 if sys.stdout.isatty() else 2) \
         if verbose else None
-    for images, batch_labels in data_lib.pipeline(x, y, batch_size=batch_size):
+    for images, batch_labels in data_lib.model_batches(data_lib.pipeline(x, y,
+                                                                      batch_size=batch_size)):
         got = tapped.predict_on_batch(images)
         got = got if isinstance(got, (list, tuple)) else [got]
         k = len(batch_labels)
         for out, g in zip(outs, got):
             out[row:row + k] = np.asarray(g)
-        labels.append(batch_labels.numpy())
+        labels.append(np.asarray(batch_labels))
         row += k
         if bar:
             bar.update(row)

@@ -11,6 +11,8 @@ exit, even on an error.
   layers). Backbone graph surgery and stage computation need them; Keras has no public graph
   walking API.
 - Keras's TensorFlow trainer: `multiworker_training` works around keras-team/keras#20585.
+- Keras backends: `backend`, `require_tensorflow` (what only TensorFlow has: tf.distribute,
+  Grad-CAM's GradientTape) and `tensorflow_env` (a TensorFlow child for the TF-only exports).
 - TensorFlow's gradient registry: `gradient_registry` (freeing memory between tuning trials).
 - KerasTuner: `best_epoch_metrics` (tuner_utils), `is_save_best_epoch`, the trial
   checkpoint name, the worker's local oracle, the gRPC chief's servicer and protos, and
@@ -26,6 +28,8 @@ import contextlib
 import inspect
 import os
 import sys
+
+from tlkit.core.errors import TlkitError
 
 CHECKED = {"keras": "3.15.1", "tensorflow": "2.21.0", "keras-tuner": "1.4.8"}
 
@@ -139,6 +143,48 @@ def multiworker_training(model, strategy):
             model._maybe_symbolic_build = saved
         else:
             del model._maybe_symbolic_build
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras backends: tlkit trains and predicts on TensorFlow and JAX (`KERAS_BACKEND`); the pieces
+# that exist only on TensorFlow say so up front (`require_tensorflow`) or run in a TensorFlow
+# child process (`tensorflow_env`, for the SavedModel, TFLite and ONNX exports).
+
+
+def backend():
+    """The Keras backend this process runs (`keras.backend.backend()`: "tensorflow", "jax"...)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def require_tensorflow(what, instead=""):
+    """Refuse `what` on any backend but TensorFlow, in one line that names the backend.
+
+    Example:
+        >>> require_tensorflow("Grad-CAM") if backend() == "tensorflow" else None
+    """
+    if backend() != "tensorflow":
+        raise TlkitError(f"{what} needs the TensorFlow backend; this process runs Keras on "
+                         f"{backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')!r})"
+                         f". Run it with KERAS_BACKEND=tensorflow{instead}.")
+
+
+def training_forward(model):
+    """`images -> model(images, training=True)`, compiled where the backend allows it: a
+    `tf.function` on TensorFlow (an eager call per batch costs 5-10x more); an eager call on
+    the other backends, where Keras's layers update their state (BatchNormalization's moving
+    statistics) only outside a JAX trace."""
+    if backend() != "tensorflow":
+        return lambda images: model(images, training=True)
+    import tensorflow as tf
+
+    return tf.function(lambda images: model(images, training=True), reduce_retracing=True)
+
+
+def tensorflow_env():
+    """The environment for a child process that runs Keras on TensorFlow."""
+    return {**os.environ, "KERAS_BACKEND": "tensorflow"}
 
 
 # ---------------------------------------------------------------------------------------------

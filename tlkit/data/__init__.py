@@ -41,8 +41,8 @@ from tlkit.data.dataset import Dataset
 from tlkit.data.decode import DEFAULT_RESIZE, IMAGE_EXTENSIONS, RESIZE_MODES, check_resize
 from tlkit.data.files import ImageFiles, concat, is_files
 from tlkit.data.folder import VALID_SOURCES
-from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, pipeline,
-                                 predict_labelled)
+from tlkit.data.pipeline import (FLIPS, augmentation, default_autotune, model_batches,
+                                 pipeline, predict_labelled)
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.config.settings import DATA as _DATA  # load's defaults, as the CLI's data flags
 from tlkit.config.settings import RUN as _RUN
@@ -342,6 +342,6 @@ def _load_tfds(tfds_name, split, name, size, channels, resize, val_fraction, tes
 
 
 __all__ = ["Dataset", "ImageFiles", "load", "load_for", "parse_source", "convert_images", "augmentation",
-           "pipeline", "predict_labelled", "read_images", "is_files", "concat", "default_autotune",
+           "pipeline", "model_batches", "predict_labelled", "read_images", "is_files", "concat", "default_autotune",
            "SOURCES", "FASHION_MNIST_CLASSES", "FASHION_MNIST_DEBIAN", "IMAGE_EXTENSIONS",
            "RESIZE_MODES", "DEFAULT_RESIZE", "FLIPS", "VALID_SOURCES", "BAD_IMAGE_POLICIES"]

@@ -70,6 +70,19 @@ def augmentation(flip="horizontal", rotation=0.1, zoom=0.1, contrast=0.0, *, see
     return keras.Sequential(layers, name="augmentation") if layers else None
 
 
+def model_batches(ds):
+    """Iterate a tf.data dataset as the Keras backend's models take its batches: TensorFlow
+    tensors on the TensorFlow backend (no copy), NumPy arrays on the others (JAX's compiled
+    steps take no `tf.Tensor`; Keras's own `fit` converts tf.data the same way).
+
+    Example:
+        >>> import tensorflow as tf
+        >>> [np.asarray(b).tolist() for b in model_batches(tf.data.Dataset.range(4).batch(2))]
+        [[0, 1], [2, 3]]
+    """
+    return iter(ds) if keras.backend.backend() == "tensorflow" else ds.as_numpy_iterator()
+
+
 def default_autotune():
     """Whether tf.data autotuning is on by default here: with more than 4 CPU cores.
 
@@ -156,10 +169,16 @@ def pipeline(x, y, *, batch_size=32, shuffle=False, augment=None, seed=0, cache=
             ds = ds.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
+    # A Sequential is applied layer by layer: Keras's preprocessing layers run on TensorFlow
+    # inside tf.data whatever the Keras backend, but a Sequential around them converts its
+    # inputs to the backend's tensors first, which fails in a tf.data graph under JAX.
+    steps = list(augment.layers) if isinstance(augment, keras.Sequential) else \
+        [augment] if augment is not None else []
+
     def prepare(images, *labels):
         images = tf.cast(images, tf.float32)
-        if augment is not None:
-            images = augment(images, training=True)
+        for layer in steps:
+            images = layer(images, training=True)
         return (images, *labels) if labels else images
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE if autotune else None)
@@ -224,15 +243,15 @@ def predict_labelled(model, x, y, *, batch_size=64, verbose=0, autotune=None):
         # shards and gathers correctly. The labels then take a second (label-only) pass.
         probs = model.predict(pipeline(x, None, batch_size=batch_size, autotune=autotune),
                               verbose=verbose)
-        return probs, np.concatenate([b.numpy() for _, b in ds])
+        return probs, np.concatenate([np.asarray(b) for _, b in model_batches(ds)])
     bar = (keras.utils.Progbar(len(x), unit_name="image", verbose=verbose)  # 2: one line
            if verbose else None)
     probs, labels, done = [], [], 0
-    for images, batch_labels in ds:
+    for images, batch_labels in model_batches(ds):
         # predict_on_batch runs Keras's compiled predict step (an eager call per batch costs
         # several times more); labels come from the same batch, so skipped files stay aligned.
         probs.append(np.asarray(model.predict_on_batch(images)))
-        labels.append(batch_labels.numpy())
+        labels.append(np.asarray(batch_labels))
         done += len(labels[-1])
         if bar:
             bar.update(done)

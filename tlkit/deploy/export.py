@@ -75,7 +75,8 @@ import numpy as np
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import decode
-from tlkit.deploy import artifacts, calibration, onnx, saved_model, saving, tflite
+from tlkit.deploy import (artifacts, calibration, onnx, saved_model, saving,
+                          tensorflow_export, tflite)
 
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -234,7 +235,7 @@ def _margin(y):
     return top2[:, 1] - top2[:, 0]
 
 
-def _write(model, fmt, quantize, artifact, work, metadata, representative):
+def write_artifact(model, fmt, quantize, artifact, work, metadata, representative):
     """Write the artifact (and the files beside it) at `artifact` inside the folder `work`."""
     if fmt == "keras":
         saving.save(model, artifact, metadata)
@@ -342,7 +343,11 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         artifact = work / out.name
-        _write(model, fmt, quantize, artifact, work, meta, representative)
+        if tensorflow_export.needed(fmt):  # on JAX: written by a TensorFlow child process
+            tensorflow_export.write(model, path, fmt, quantize, artifact, work, meta,
+                                    representative)
+        else:
+            write_artifact(model, fmt, quantize, artifact, work, meta, representative)
         got = artifacts.load(artifact).predict(x).reshape(expected.shape)
         diff = float(np.max(np.abs(got.astype("float64") - expected)))
         agree = _top1(got) == _top1(expected)
@@ -392,4 +397,4 @@ def _check(fmt, quantize, out, diff, agree, top1, tolerance, expected, random=Fa
 
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "FLOAT_TOLERANCE", "QUANT_TOLERANCES", "ExportResult",
-           "default_sample", "export", "run_tflite", "run_savedmodel"]
+           "default_sample", "export", "write_artifact", "run_tflite", "run_savedmodel"]

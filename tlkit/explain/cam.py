@@ -16,6 +16,7 @@ Example:
 
 import numpy as np
 
+from tlkit.core import compat
 from tlkit.core.errors import TlkitError
 from tlkit.explain.layers import display_name, last_layer, resolve
 from tlkit.explain.taps import as_batch, tap_model
@@ -34,6 +35,7 @@ class GradCam:
     def __init__(self, model, layer=None):
         import keras
 
+        require_backend()
         self.model = model
         self.path = last_layer(model) if layer is None else resolve(model, layer)
         self.layer = display_name(model, self.path)
@@ -80,6 +82,13 @@ class GradCam:
         peak = cam.max()
         cam = cam / peak if peak > 0 else np.zeros_like(cam)
         return cam.astype("float32"), class_index, probs
+
+
+def require_backend():
+    """Refuse Grad-CAM on a backend other than TensorFlow (it takes gradients with
+    `tf.GradientTape`), in one line that names the backend."""
+    compat.require_tensorflow("Grad-CAM (tlkit explain --method gradcam: tf.GradientTape)",
+                              "; --method feature-maps and filters run on any backend")
 
 
 def check_index(class_index, n):

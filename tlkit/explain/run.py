@@ -17,6 +17,7 @@ import numpy as np
 from tlkit.core.errors import TlkitError, check_choice, suggest
 from tlkit.data import decode, listing
 from tlkit.deploy import saving
+from tlkit.explain import cam as cam_lib
 from tlkit.explain.cam import GradCam, check_index
 from tlkit.explain.figures import safe_name, save_feature_maps, save_filter_grid, save_gradcam
 from tlkit.explain.filters import first_conv
@@ -122,6 +123,8 @@ def explain_path(model_path, inputs=None, method="gradcam", layer=None, class_na
         The written paths.
     """
     check_choice("method", method, METHODS)
+    if method == "gradcam":
+        cam_lib.require_backend()
     if not 0.0 <= alpha <= 1.0:
         raise TlkitError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}.")
     model_path = Path(model_path)

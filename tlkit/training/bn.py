@@ -32,7 +32,9 @@ import contextlib
 
 import keras
 import numpy as np
+
 from tlkit import data as data_lib
+from tlkit.core import compat
 
 MAX_IMAGES = 4096  # training images the recalibration pass reads at most
 MIN_MOMENTUM = 0.9  # the lowest momentum `suited_momentum` sets
@@ -88,7 +90,7 @@ def recalibrate(model, dataset, *, batch_size=32, strategy=None, verbose=0,
     x, y = dataset.x_train[np.arange(n)], dataset.y_train[:n]
 
     ds = data_lib.pipeline(x, y, batch_size=batch_size, shuffle=True, seed=0)
-    return _run(model, layers, (images for images, _ in ds), verbose)
+    return _run(model, layers, (images for images, _ in data_lib.model_batches(ds)), verbose)
 
 
 def recalibrate_arrays(model, x, *, batch_size=32):
@@ -107,15 +109,12 @@ def _run(model, layers, batches, verbose):
     gives the same mean, but it is read when a function is traced, so it needed an eager call
     per batch: 5-10x slower.)
     """
-    import tensorflow as tf
-
     saved = [layer.momentum for layer in layers]
     sums, count, seen = None, 0, 0
     try:
         for layer in layers:
             layer.momentum = 0.0  # moving statistics := the last batch's
-        forward = tf.function(lambda images: model(images, training=True),
-                              reduce_retracing=True)
+        forward = compat.training_forward(model)
         for images in batches:
             forward(images)
             stats = [(layer.moving_mean.numpy(), layer.moving_variance.numpy())

@@ -53,6 +53,8 @@ def get_strategy(name):
     if name is None:
         return None
     check_choice("distribute", name, CHOICES)
+    compat.require_tensorflow(f"--distribute {name} (tf.distribute)",
+                              " (JAX shards with keras.distribution instead)")
     import tensorflow as tf
 
     if name == "mirrored":
