@@ -7,12 +7,21 @@ source model (`common.source_model`, trained on 0,1,4,5,8) with `large-similar` 
 `small-similar` (head only), each seed its own draw. Unknowns: the test images of the five
 held-out classes 0,1,4,5,8 (near), and scikit-learn's digits at 28 px (far).
 
-Scores compared: `msp` (1 - max calibrated probability, tlkit's default), `energy` (on the
-log-probabilities at the fitted T) and `knn` (k=10 distance to the training features, the
-head's input, L2-normalised; 2,000 training images as the bank).
+Scores compared (higher = more unknown). From the probabilities and T alone, as every
+artifact has them: `msp` (1 - max calibrated probability) and `energy` (on the
+log-probabilities at the fitted T); tlkit's default is `unknown.DEFAULT_SCORE`. From the
+head's input features (what an artifact would have to carry): `knn` (k=10 distance,
+L2-normalised, 2,000 training images as the bank), `maha` (the smallest Mahalanobis
+distance to a class mean, shared Ledoit-Wolf covariance, all training images; Lee et al.
+2018), `maha_pooled` (the same with the plain pooled covariance), `rel_maha` (`maha` less the
+distance under one Ledoit-Wolf Gaussian of all training features; Ren et al. 2021), and from
+the head's logits (the softmax Dense's input times its kernel, before softmax):
+`maxlogit` (minus the largest logit; Hendrycks et al. 2022) and `energy_logits` (minus
+logsumexp of the logits; Liu et al. 2020).
 
 Cost: the seconds inside `tlkit.calibrate.calibrate_model` (val forward pass, fit, figure)
-over the seconds of the whole `tlkit.finetune` call.
+over the seconds of the whole `tlkit.finetune` call, with the figure's and the fit's share
+(`calibration_parts`), and the other processes' CPU while the run ran (`other_cpu_cores`).
 
 Targets: ECE after <= 1.5% and at least halved where >= 2% before; NLL never worse; AUROC
 >= 0.90 far and >= 0.80 held-out; error at 90% coverage <= 0.6x full; cost <= 5%.
@@ -43,31 +52,52 @@ def unknown_images(fashion, n, seed):
     return np.asarray(near.x_test, "float32"), np.asarray(far, "float32")
 
 
+PROBABILITY_SCORES = ("msp", "energy")
+FEATURE_SCORES = ("knn", "maha", "maha_pooled", "rel_maha")
+LOGIT_SCORES = ("maxlogit", "energy_logits")
+
+
 def scores_of(model, cal, ds, x_near, x_far):
     import numpy as np
+    from scipy.special import logsumexp
 
     from tlkit import data as data_lib
     from tlkit.calibrate import metrics, unknown
     from tlkit.training.frozen import feature_extractor
 
     t = cal["temperature"]
-    probs = {k: model.predict(x, batch_size=256, verbose=0)
-             for k, x in (("known", np.asarray(ds.x_test, "float32")), ("near", x_near),
-                          ("far", x_far))}
+    sets = (("known", np.asarray(ds.x_test, "float32")), ("near", x_near), ("far", x_far))
+    probs = {k: model.predict(x, batch_size=256, verbose=0) for k, x in sets}
     extractor = feature_extractor(model)
-    feats = {k: extractor.predict(x, batch_size=256, verbose=0)
-             for k, x in (("known", np.asarray(ds.x_test, "float32")), ("near", x_near),
-                          ("far", x_far))}
-    bank, _ = data_lib.predict_labelled(extractor, ds.x_train[:2000], ds.y_train[:2000],
-                                        batch_size=256)
+    feats = {k: extractor.predict(x, batch_size=256, verbose=0) for k, x in sets}
+    train, y_train = data_lib.predict_labelled(extractor, ds.x_train, ds.y_train,
+                                               batch_size=256)
+    dense = model.get_layer("predictions")  # after the features: dropout, then this Dense
+    kernel, bias = (np.asarray(w, "float64") for w in dense.get_weights())
+    logit = {k: np.asarray(f, "float64") @ kernel + bias for k, f in feats.items()}
+    fits = {}
+    t0 = time.perf_counter()
+    gauss = unknown.fit_gaussians(train, y_train)
+    fits["maha_fit_seconds"] = round(time.perf_counter() - t0, 3)
+    pooled = unknown.fit_gaussians(train, y_train, covariance="pooled")
+    score_fns = {
+        "msp": lambda k: unknown.scores(probs[k], "msp", t),
+        "energy": lambda k: unknown.scores(probs[k], "energy", t),
+        "knn": lambda k: unknown.knn_scores(feats[k], train[:2000]),
+        "maha": lambda k: unknown.mahalanobis_scores(feats[k], gauss),
+        "maha_pooled": lambda k: unknown.mahalanobis_scores(feats[k], pooled),
+        "rel_maha": lambda k: unknown.mahalanobis_scores(feats[k], gauss, relative=True),
+        "maxlogit": lambda k: -logit[k].max(axis=1),
+        "energy_logits": lambda k: -logsumexp(logit[k], axis=1)}
     out = {}
-    for score in ("msp", "energy", "knn"):
-        s = ({k: unknown.knn_scores(f, bank) for k, f in feats.items()} if score == "knn"
-             else {k: unknown.scores(p, score, t) for k, p in probs.items()})
+    for score, fn in score_fns.items():
+        s = {k: fn(k) for k, _ in sets}
         out[score] = {f"{w}_auroc": metrics.auroc(s["known"], s[w]) for w in ("near", "far")}
         out[score].update({f"{w}_fpr95": metrics.fpr_at_tpr(s["known"], s[w])
                            for w in ("near", "far")})
-    return out
+        correct = probs["known"].argmax(1) == np.asarray(ds.y_test)
+        out[score]["error_at_90"] = metrics.error_at_coverage(-s["known"], correct, 0.90)
+    return out, {"feature_dim": int(train.shape[1]), "bank_images": int(len(train)), **fits}
 
 
 def one_run(fashion, source, strategy, per_class, seed, x_near, x_far):
@@ -75,23 +105,28 @@ def one_run(fashion, source, strategy, per_class, seed, x_near, x_far):
     from tlkit.calibrate import run as calibrate_run
 
     ds = common.subset(fashion, KNOWN, per_class, 200, 500, seed)
-    record = []
-    with tempfile.TemporaryDirectory() as tmp, common.timed_calls(calibrate_run, "calibrate_model",
-                                                                      record):
+    record, parts = [], {"reliability": [], "fit": []}
+    with tempfile.TemporaryDirectory() as tmp, \
+            common.timed_calls(calibrate_run, "calibrate_model", record), \
+            common.timed_calls(calibrate_run.plots, "plot_reliability", parts["reliability"]), \
+            common.timed_calls(calibrate_run, "calibrate_probs", parts["fit"]):
+        watch = common.CpuWatch().start()
         t0 = time.perf_counter()
         res = tlkit.finetune(data=ds, backbone=str(source), strategy=strategy, weights=None,
                              augment=False, autotune=False, seed=seed, verbose=0,
                              report_dir=tmp)
         total = time.perf_counter() - t0
+        others = watch.stop()["other_cpu_cores"]
     cal = res.report["calibration"]
+    scores, feature_info = scores_of(res.model, cal, ds, x_near, x_far)
     row = {"strategy": strategy, "per_class": per_class, "seed": seed,
            "accuracy": float(res.report["accuracy"]), "seconds": round(total, 2),
-           "calibration_seconds": round(sum(record), 3),
+           "other_cpu_cores": others, "calibration_seconds": round(sum(record), 3),
+           "calibration_parts": {k: round(sum(v), 3) for k, v in parts.items()},
            "cost_ratio": sum(record) / total, **{k: cal[k] for k in (
                "temperature", "ece_before", "ece_after", "nll_before", "nll_after",
                "brier_before", "brier_after", "error_full", "error_at_90", "error_at_95")},
-           "unknown": cal["unknown"],
-           "scores": scores_of(res.model, cal, ds, x_near, x_far)}
+           "unknown": cal["unknown"], "features": feature_info, "scores": scores}
     del res
     common.free()
     return row
@@ -101,8 +136,7 @@ def main():
     args = common.parser(__doc__.splitlines()[0]).parse_args()
     seeds = (0,) if args.quick else SEEDS
     situations = tuple((s, 100) for s, _ in SITUATIONS) if args.quick else SITUATIONS
-    if not args.no_wait:
-        common.wait_for_quiet(args)
+    quiet = common.wait_for_quiet(args)
     fashion = common.fashion()
     source, info = common.source_model(fashion, common.source_config(args))
     rows = []
@@ -114,9 +148,11 @@ def main():
             print(f"{strategy} seed {seed}: acc {r['accuracy']:.3f} T {r['temperature']:.2f} "
                   f"ECE {r['ece_before']:.2%}->{r['ece_after']:.2%} NLL {r['nll_before']:.3f}"
                   f"->{r['nll_after']:.3f} err {r['error_full']:.3f} @90 {r['error_at_90']:.3f}"
-                  f" cost {r['cost_ratio']:.1%} " + " ".join(
-                      f"{s}:{v['near_auroc']:.3f}/{v['far_auroc']:.3f}"
-                      for s, v in r["scores"].items()), flush=True)
+                  f" cost {r['cost_ratio']:.1%} (others {r['other_cpu_cores']} cores) " +
+                  " ".join(f"{s}:{v['near_auroc']:.3f}/{v['far_auroc']:.3f}"
+                           for s, v in r["scores"].items()), flush=True)
+    from tlkit.calibrate.unknown import DEFAULT_SCORE as default
+
     mean = lambda xs: statistics.mean(xs)  # noqa: E731
     checks, summary = [], {}
     for strategy, _ in situations:
@@ -126,6 +162,8 @@ def main():
                                                    "cost_ratio", "accuracy", "temperature")}
         m["scores"] = {s: {k: mean([r["scores"][s][k] for r in rs])
                            for k in rs[0]["scores"][s]} for s in rs[0]["scores"]}
+        m["calibration_parts"] = {k: mean([r["calibration_parts"][k] for r in rs])
+                                  for k in rs[0]["calibration_parts"]}
         summary[strategy] = m
         halved = all(r["ece_after"] <= r["ece_before"] / 2 for r in rs if r["ece_before"] >= .02)
         checks += [
@@ -138,12 +176,12 @@ def main():
             common.row(NAME, f"{strategy}: NLL after <= before (every seed)", None, "<= 1x",
                        all(r["nll_after"] <= r["nll_before"] + 1e-9 for r in rs),
                        note=f"{m['nll_before']:.4f} -> {m['nll_after']:.4f}"),
-            common.row(NAME, f"{strategy}: AUROC far (digits), msp", None, ">= 0.90",
-                       m["scores"]["msp"]["far_auroc"] >= 0.90,
-                       note=f"{m['scores']['msp']['far_auroc']:.3f}"),
-            common.row(NAME, f"{strategy}: AUROC held-out classes, msp", None, ">= 0.80",
-                       m["scores"]["msp"]["near_auroc"] >= 0.80,
-                       note=f"{m['scores']['msp']['near_auroc']:.3f}"),
+            common.row(NAME, f"{strategy}: AUROC far (digits), {default}", None, ">= 0.90",
+                       m["scores"][default]["far_auroc"] >= 0.90,
+                       note=f"{m['scores'][default]['far_auroc']:.3f}"),
+            common.row(NAME, f"{strategy}: AUROC held-out classes, {default}", None, ">= 0.80",
+                       m["scores"][default]["near_auroc"] >= 0.80,
+                       note=f"{m['scores'][default]['near_auroc']:.3f}"),
             common.row(NAME, f"{strategy}: error at 90% coverage / full", m["error_at_90"] /
                        max(m["error_full"], 1e-9), "<= 0.6", m["error_at_90"] <= 0.6 *
                        m["error_full"], note=f"{m['error_at_90']:.3f} / {m['error_full']:.3f}"),
@@ -152,8 +190,14 @@ def main():
     for c in checks:
         print(f"  {c['comparison']}: {c['note']} (target {c['target']}: "
               f"{'met' if c['met'] else 'NOT met'})")
+    print("score: AUROC near / far, FPR@95 near / far, error at 90% (mean of seeds)")
+    for strategy, m in summary.items():
+        for score, v in m["scores"].items():
+            print(f"  {strategy:14s} {score:14s} {v['near_auroc']:.3f} / {v['far_auroc']:.3f}"
+                  f"  {v['near_fpr95']:.3f} / {v['far_fpr95']:.3f}  {v['error_at_90']:.3f}")
     path = common.write(NAME, {"source": info, "seeds": list(seeds), "known": list(KNOWN),
-                               "held_out": list(HELD_OUT), "rows": rows, "summary": summary,
+                               "held_out": list(HELD_OUT), "default_score": default,
+                               "quiet": quiet, "rows": rows, "summary": summary,
                                "checks": checks}, args)
     print(f"wrote {path}")
 

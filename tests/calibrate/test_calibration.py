@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.covariance import ledoit_wolf
 
 from tlkit import calibrate
 from tlkit.deploy import saving
@@ -146,3 +147,35 @@ def test_every_artifact_carries_t_and_the_threshold(calibrated, tmp_path):
     np.testing.assert_array_equal(out["unknown"].numpy(), want_r)
     np.testing.assert_allclose(out["unknown_score"].numpy(), want_s, atol=1e-5)
     assert not np.allclose(want, model.predict(x, verbose=0), atol=1e-3)  # T does something
+
+
+def _clusters(n=200, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n)
+    return rng.normal(size=(3 * n, d)) + 4 * np.eye(3, d)[y], y, rng
+
+
+@pytest.mark.parametrize("covariance", ["ledoit_wolf", "pooled"])
+def test_mahalanobis_is_the_distance_to_the_nearest_class_mean(covariance):
+    x, y, rng = _clusters()
+    g = unknown.fit_gaussians(x, y, covariance=covariance)
+    q = rng.normal(size=(7, x.shape[1])) * 3
+    centred = x - g["means"][y]
+    cov = (np.cov(centred.T) if covariance == "pooled" else
+           ledoit_wolf(centred, assume_centered=True)[0])
+    prec = np.linalg.inv(cov)
+    want = [min((v - m) @ prec @ (v - m) for m in g["means"]) for v in q]
+    np.testing.assert_allclose(unknown.mahalanobis_scores(q, g), want, rtol=1e-4)
+
+
+def test_mahalanobis_scores_far_images_above_known_ones():
+    x, y, rng = _clusters(seed=1)
+    g = unknown.fit_gaussians(x[::2], y[::2])
+    known = x[1::2]
+    far = rng.normal(size=(100, x.shape[1])) + 12  # away from every class
+    for relative in (False, True):
+        s_known, s_far = (unknown.mahalanobis_scores(v, g, relative=relative)
+                          for v in (known, far))
+        assert metrics.auroc(s_known, s_far) > 0.99
+    with pytest.raises(ValueError, match="covariance"):
+        unknown.fit_gaussians(x, y, covariance="diagonal")

@@ -7,6 +7,10 @@
 - `knn`: distance to the k-th nearest training image in the (L2-normalised) feature space
   (Sun et al., ICML 2022); needs the features and the training features, so it cannot be
   computed from an artifact's probabilities alone.
+- `mahalanobis`: the smallest Mahalanobis distance to a class mean in feature space, one
+  shared covariance (Lee et al., NeurIPS 2018); `relative`: less the distance under one
+  Gaussian of all training features (Ren et al. 2021). Like `knn`, they need features
+  (`fit_gaussians`, `mahalanobis_scores`).
 
 The default is `msp`. Measured by bench/bench_calibration.py (3 seeds, Fashion-MNIST
 classes 1,3,5,7,9 known, 0,2,4,6,8 held out, sklearn digits far away; bench/results/
@@ -77,6 +81,62 @@ def knn_scores(features, train_features, k=KNN_K):
         d = np.sqrt(np.maximum(2 - 2 * f[i:i + 1024] @ t.T, 0))
         out.append(np.partition(d, min(k, d.shape[1]) - 1, axis=1)[:, min(k, d.shape[1]) - 1])
     return np.concatenate(out) if out else np.zeros(0, "float32")
+
+
+def fit_gaussians(train_features, train_labels, covariance="ledoit_wolf"):
+    """Class means, their shared precision, and one background Gaussian, from training features.
+
+    Args:
+        train_features: (M, D) features of training images (e.g. the head's input).
+        train_labels: (M,) their integer labels.
+        covariance: `"ledoit_wolf"` (shrunk towards a scaled identity by Ledoit and Wolf's
+            formula) or `"pooled"` (the plain pooled covariance, with a 1e-6 ridge floor).
+
+    Returns:
+        A dict of float64 arrays: `means` (C, D) of the classes present, `whiten` (D, D) with
+        `whiten @ whiten.T` the inverse of the class-centred covariance; `mean0` (D,) and
+        `whiten0` (D, D) the same for one Gaussian of all features.
+    """
+    from sklearn.covariance import ledoit_wolf  # here: predict imports this module, not it
+
+    f = np.asarray(train_features, "float64")
+    y = np.asarray(train_labels).astype(int)
+    classes = np.unique(y)
+    means = np.stack([f[y == c].mean(axis=0) for c in classes])
+
+    def whitener(centred):
+        if covariance == "ledoit_wolf":
+            cov = ledoit_wolf(centred, assume_centered=True)[0]
+        elif covariance == "pooled":
+            cov = centred.T @ centred / max(len(centred) - 1, 1)
+        else:
+            raise ValueError(f"covariance must be ledoit_wolf or pooled. "
+                             f"Received: covariance={covariance!r}")
+        cov = cov + np.eye(len(cov)) * 1e-6 * max(np.trace(cov) / len(cov), 1e-12)
+        # cov = L L^T (Cholesky): x @ inv(L).T has squared norm x^T cov^-1 x
+        return np.linalg.inv(np.linalg.cholesky(cov)).T
+
+    mean0 = f.mean(axis=0)
+    return {"means": means, "whiten": whitener(f - means[np.searchsorted(classes, y)]),
+            "mean0": mean0, "whiten0": whitener(f - mean0)}
+
+
+def mahalanobis_scores(features, gaussians, relative=False):
+    """The smallest squared Mahalanobis distance to a class mean (higher = more unknown).
+
+    Args:
+        features: (N, D) features of the images to score.
+        gaussians: `fit_gaussians`'s dict.
+        relative: subtract the squared distance under the background Gaussian (Ren et al.
+            2021's relative Mahalanobis distance).
+    """
+    f = np.asarray(features, "float64")
+    w = gaussians["whiten"]
+    fw, mw = f @ w, gaussians["means"] @ w
+    d = ((fw ** 2).sum(1)[:, None] - 2 * fw @ mw.T + (mw ** 2).sum(1)[None]).min(axis=1)
+    if relative:
+        d = d - (((f - gaussians["mean0"]) @ gaussians["whiten0"]) ** 2).sum(1)
+    return d
 
 
 def threshold(val_scores, coverage):
