@@ -179,3 +179,67 @@ def test_mahalanobis_scores_far_images_above_known_ones():
         assert metrics.auroc(s_known, s_far) > 0.99
     with pytest.raises(ValueError, match="covariance"):
         unknown.fit_gaussians(x, y, covariance="diagonal")
+
+
+def test_entropy_score_ranks_uncertain_rows_higher_and_energy_only_below_t_1():
+    p = np.array([[0.98, 0.01, 0.01], [0.6, 0.3, 0.1], [1 / 3, 1 / 3, 1 / 3]])
+    for t in (0.5, 1.0, 2.0):
+        h = unknown.scores(p, "entropy", t)
+        q = calibrate.apply(p, t).astype("float64")
+        np.testing.assert_allclose(h, -(q * np.log(q)).sum(1), rtol=1e-5)
+        assert h[0] < h[1] < h[2] and h[2] == pytest.approx(np.log(3))
+    e = {t: unknown.scores(p, "energy", t) for t in (0.5, 1.0, 2.0)}
+    assert e[0.5][0] < e[0.5][1] < e[0.5][2]  # (1 - T) x an entropy: right way round
+    np.testing.assert_allclose(e[1.0], 0, atol=1e-6)  # says nothing
+    assert e[2.0][0] > e[2.0][1] > e[2.0][2]  # backwards
+
+
+def test_calibrate_probs_refuses_scores_the_artifacts_cannot_compute():
+    probs, y = _planted(2.5, n=400, seed=4)  # over-confident: T > 1
+    with pytest.raises(TlkitError, match="ranks images by uncertainty only for T < 1"):
+        calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
+                                      score="energy")
+    for score in ("entropy", "knn"):
+        with pytest.raises(TlkitError, match="score must be one of msp, energy"):
+            calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
+                                          score=score)
+    under, y = _planted(0.5, n=400, seed=4)  # under-confident: T < 1, energy is sound
+    cal = calibrate.run.calibrate_probs(under[:200], y[:200], under[200:], y[200:],
+                                        score="energy")
+    assert cal["temperature"] < 1 and cal["unknown"]["score"] == "energy"
+
+
+def test_probabilities_already_fitted_on_val_keep_t_1_bit_for_bit():
+    """A solved head fits its scale on val (tlkit.training.head_solver): T is then 1.0
+    exactly, and the calibrated probabilities, ECE and NLL are the raw ones."""
+    probs, y = _planted(2.0, n=1000, seed=5)
+    fitted = calibrate.apply(probs, temperature.fit_temperature(probs[:500], y[:500]))
+    assert temperature.fit_temperature(fitted[:500], y[:500]) == 1.0
+    cal = calibrate.run.calibrate_probs(fitted[:500], y[:500], fitted[500:], y[500:])
+    assert cal["temperature"] == 1.0
+    assert cal["nll_after"] == cal["nll_before"] and cal["ece_after"] == cal["ece_before"]
+
+
+def test_calibrate_model_predicts_nothing_it_is_given(tmp_path):
+    import types
+
+    probs, y = _planted(1.5, n=600, seed=6)
+    ds = types.SimpleNamespace(y_val=y[:300], y_test=y[300:])
+    cal = calibrate.calibrate_model(None, ds, out_dir=tmp_path, val_probs=(probs[:300], y[:300]),
+                                    test_probs=(probs[300:], y[300:]))
+    assert cal == {**calibrate.run.calibrate_probs(probs[:300], y[:300], probs[300:],
+                                                   y[300:]), "files": cal["files"]}
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
+
+
+def test_reliability_figure_has_both_diagrams_and_their_histograms():
+    from tlkit.calibrate import plots
+
+    probs, y = _planted(1.5, n=300, seed=7)
+    fig = plots.reliability_figure(probs, calibrate.apply(probs, 1.4), y, 1.4)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 4 and titles[0].startswith("before: ECE")
+    assert titles[2].startswith("after (T = 1.4): ECE")
+    assert [ax.get_xlabel() for ax in fig.axes[1::2]] == ["confidence (max probability)"] * 2
+    heights = [p.get_height() for p in fig.axes[1].patches]
+    assert len(heights) == metrics.BINS and sum(heights) == pytest.approx(1.0)

@@ -80,12 +80,26 @@ def check_val_size(n, what="the validation split"):
                          f"--calibrate none.")
 
 
+def check_score(score, temperature=None):
+    """Refuse an unknown score the artifacts cannot compute, and `energy` at T >= 1."""
+    if score not in unknown.EXPORTED_SCORES:
+        raise TlkitError(f"score must be one of {', '.join(unknown.EXPORTED_SCORES)} (what "
+                         f"every artifact computes). Received: score={score!r}.")
+    if score == "energy" and temperature is not None and temperature >= 1.0:
+        raise TlkitError(f"score='energy' on log-probabilities is (1 - T) x an entropy: it "
+                         f"ranks images by uncertainty only for T < 1, and the fitted T is "
+                         f"{temperature:.4g}. Use score='msp'.")
+    return score
+
+
 def calibrate_probs(val_probs, y_val, test_probs, y_test, coverage=DEFAULT_COVERAGE,
                     score=unknown.DEFAULT_SCORE):
     """The calibration dict (module doc) from validation and test probabilities."""
     check_coverage(coverage)
+    check_score(score)
     check_val_size(len(y_val))
     t = temp_lib.fit_temperature(val_probs, y_val)
+    check_score(score, t)
     before, after = np.asarray(test_probs, "float64"), temp_lib.apply(test_probs, t)
     val_scores = unknown.scores(val_probs, score, t)
     thr = unknown.threshold(val_scores, coverage)
@@ -111,7 +125,7 @@ def calibrate_probs(val_probs, y_val, test_probs, y_test, coverage=DEFAULT_COVER
 
 def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
                     method="temperature", *, score=unknown.DEFAULT_SCORE, batch_size=64,
-                    test_probs=None):
+                    val_probs=None, test_probs=None):
     """Fit T on `dataset`'s validation split and measure on its test split.
 
     Args:
@@ -121,24 +135,29 @@ def calibrate_model(model, dataset, out_dir=None, coverage=DEFAULT_COVERAGE,
         out_dir: when given, reliability.png goes there.
         coverage: the share of known (validation) images the unknown threshold keeps.
         method: `"temperature"`, or `"none"` (returns None).
-        score: the unknown score (`tlkit.calibrate.unknown.PROBABILITY_SCORES`).
+        score: the unknown score (`tlkit.calibrate.unknown.EXPORTED_SCORES`).
         batch_size: prediction batch size.
-        test_probs: `(probabilities, labels)` of the test split when the caller has them
-            already (`tlkit.evaluation.report.evaluate(predictions=...)`), so it is not predicted again.
+        val_probs, test_probs: `(probabilities, labels)` of the validation or test split when
+            the caller has them already (`tlkit.evaluation.report.evaluate(predictions=...)`
+            for the test split), so they are not predicted again.
 
     Returns:
         The calibration dict (module doc), or None for `method="none"`.
 
     Raises:
-        TlkitError: a coverage outside (0, 1], or a validation split under MIN_VAL_IMAGES.
+        TlkitError: a coverage outside (0, 1], a validation split under MIN_VAL_IMAGES, or
+            a score that is not one of `EXPORTED_SCORES` (`energy` at a fitted T >= 1).
     """
     check_method(method)
     check_coverage(coverage)
+    check_score(score)
     if method == "none":
         return None
     check_val_size(len(dataset.y_val))
-    val_probs, y_val = data_lib.predict_labelled(model, dataset.x_val, dataset.y_val,
-                                                 batch_size=batch_size)
+    if val_probs is None:
+        val_probs = data_lib.predict_labelled(model, dataset.x_val, dataset.y_val,
+                                              batch_size=batch_size)
+    val_probs, y_val = val_probs
     if test_probs is None:
         test_probs = data_lib.predict_labelled(model, dataset.x_test, dataset.y_test,
                                                batch_size=batch_size)
