@@ -1,7 +1,15 @@
+import atexit
 import gc
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# tlkit's own cache (--precision auto's probe decisions) lives in one folder per test session,
+# made by the first process (pytest-xdist's workers inherit it), never in the user's ~/.cache.
+if "TLKIT_CACHE_DIR" not in os.environ:
+    os.environ["TLKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="tlkit-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["TLKIT_CACHE_DIR"], True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

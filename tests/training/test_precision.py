@@ -70,7 +70,6 @@ def test_auto_keeps_float32_where_bfloat16_cannot_pay(monkeypatch):
     monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", True))
     small = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(2, 3)])
     assert "no base layer" in precision.resolve("auto", trains_base=False, model=small).reason
-    assert "too small" in precision.resolve("auto", trains_base=True, model=small).reason
     monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", False))
     big = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Conv2D(2, 3)])
     choice = precision.resolve("auto", trains_base=True, model=big)

@@ -26,6 +26,7 @@ import numpy as np
 from tlkit import data as data_lib
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
+from tlkit.training import precision
 
 DEFAULT_MEMORY_LIMIT = 2 * 2**30  # bytes of features kept in memory before going to disk
 
@@ -123,6 +124,10 @@ def get(extractor, x, *, labels=None, cache_dir=None, memory_limit=DEFAULT_MEMOR
         `(features, info)`: an array (possibly a read-only `np.memmap`) and a dict saying where
         it came from (`"memory"`, `"disk"`, or `"reused"`) and its key.
     """
+    # Features are computed in float32 whatever policy the run trains under: computed once,
+    # they gain little from bfloat16, and so they are the same, and reusable (advise's pass,
+    # --cache-dir), whichever precision a run chooses.
+    extractor = precision.to_float32(extractor)
     feat_shape = tuple(extractor.output.shape[1:])
     nbytes = passes * len(x) * int(np.prod(feat_shape)) * 4
     given = labels is not None

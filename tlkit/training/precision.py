@@ -13,11 +13,16 @@ variables), chosen by `--precision auto|float32|mixed_bfloat16|mixed_float16`.
   - a GPU with compute capability >= 7.0: `mixed_float16`;
   - a run that trains no base layer (`small-similar`): `float32`, since the base only
     computes features once, and the frozen path is already at 1.1x its floor;
-  - a CPU without native bfloat16, or images under `PROBE_MIN_PIXELS`: `float32`;
+  - a run under tf.distribute on CPUs: `float32` (no probe: the workers must agree);
+  - a CPU without native bfloat16: `float32`;
   - otherwise a probe times a few training steps of the run's own base in both policies
-    (`probe`, ~10-30 s) and keeps bfloat16 only when it is at least `PROBE_MIN_SPEEDUP`
-    faster; the decision is cached by CPU, versions, base and batch (`cache_path`), so a
-    later run of the same shape decides in a millisecond.
+    (`probe`: seconds for a small base, ~30 s for ResNet50 at 96 px) and keeps bfloat16
+    only when it is at least `PROBE_MIN_SPEEDUP` faster; the decision is cached by CPU,
+    versions, base and batch (`cache_path`), so a later run of the same shape decides in a
+    millisecond. The winner depends on the base, not on the image size: on this Xeon
+    (bench/results/precision.json) bfloat16 trained the demo's 28 px VGG at 2.1x and
+    MobileNetV2 at 96 px at 0.44x (its depthwise convolutions gain nothing from bfloat16,
+    and the casts cost), so a rule by size or by device alone would be wrong one way.
 
 In every policy the softmax and the loss stay float32 (the output layer `predictions` is
 float32, as Keras's mixed-precision guide advises), and `to_float32` turns the trained
@@ -51,11 +56,6 @@ from tlkit.core.errors import check_choice
 
 MIXED = ("mixed_bfloat16", "mixed_float16")
 OUTPUT_LAYER = "predictions"  # stays float32 under a mixed policy (tlkit.models.blocks)
-# Below 64 x 64 pixels a training step is mostly per-op overhead and the casts a mixed policy
-# adds cost more than bfloat16 saves: MobileNetV2 at 48 px trained at 0.62x the float32 speed
-# under a mixed policy (bench/results/options.json), and at 96 px at 0.62x under
-# mixed_bfloat16 (bench/results/ceiling.json), so no probe is spent there.
-PROBE_MIN_PIXELS = 64 * 64
 PROBE_MIN_SPEEDUP = 1.1  # bfloat16 must beat float32 by this much to be chosen
 PROBE_STEPS = 5  # timed training steps per policy, after 2 warm-up steps; the median counts
 GPU_MIN_CAPABILITY = (7, 0)  # tensor cores: Volta and later
@@ -193,7 +193,8 @@ def cache_path():
     return pathlib.Path(root) / "precision.json"
 
 
-def resolve(precision, *, trains_base, model=None, batch_size=32, verbose=0):
+def resolve(precision, *, trains_base, model=None, batch_size=32, distributed=False,
+            verbose=0):
     """The policy a run trains under (a `Choice`).
 
     Args:
@@ -201,6 +202,8 @@ def resolve(precision, *, trains_base, model=None, batch_size=32, verbose=0):
         trains_base: whether any phase trains base layers on images (not `small-similar`).
         model: the base (`keras.Model`, float32) for `auto`'s probe.
         batch_size: the run's batch size (the probe's, and part of the cache key).
+        distributed: the run trains under tf.distribute: no probe (each worker could
+            decide differently; every replica must compute alike), so float32 on CPUs.
         verbose: 1 prints the probe's result.
     """
     check(precision)
@@ -214,14 +217,14 @@ def resolve(precision, *, trains_base, model=None, batch_size=32, verbose=0):
         return Choice("float32", "auto", "GPU without tensor cores")
     if not trains_base:
         return Choice("float32", "auto", "no base layer trains: features are computed once")
+    if distributed:
+        return Choice("float32", "auto", "tf.distribute: every worker must train alike, so "
+                                         "no probe")
     cpu, native = cpu_info()
     if not native:
         return Choice("float32", "auto", "this CPU has no native bfloat16 (avx512_bf16/amx)")
     if model is None:
         return Choice("float32", "auto", "no model to probe")
-    h, w = model.input_shape[1:3]
-    if (h or 0) * (w or 0) < PROBE_MIN_PIXELS:
-        return Choice("float32", "auto", f"{h}x{w} images: too small for bfloat16 to pay")
     key = _key(cpu, model, batch_size)
     cached = _read_cache().get(key)
     if cached is None:

@@ -300,7 +300,8 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         precision = precision_lib.resolve(
             run_cfg.precision, trains_base=any(ph.train_stages for ph in plan.phases),
-            model=bb.model, batch_size=batch_size, verbose=verbose)
+            model=bb.model, batch_size=batch_size, distributed=dist is not None,
+            verbose=verbose)
         if precision.policy != "float32":  # the base's layers compute under the policy too
             bb = dataclasses.replace(bb, model=precision_lib.with_policy(bb.model,
                                                                          precision.policy))
