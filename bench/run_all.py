@@ -47,6 +47,9 @@ BENCHES = [  # (script, result name[, extra arguments])
     ("bench_advise.py", "advise"),
     # float32 against bfloat16: the kernels' ceiling and plain Keras training (issue 26)
     ("bench_ceiling.py", "ceiling"),
+    # --precision auto's probe and bfloat16's accuracy; backend, XLA and threads (issue 26)
+    ("bench_precision.py", "precision"),
+    ("bench_runtime.py", "runtime"),
     ("bench_tuning.py", "tuning"),  # another owner's; runs when present
 ]
 NO_RETRY = {"tuning"}  # long; its owner decides about repeats
