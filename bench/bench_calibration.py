@@ -139,6 +139,7 @@ def one_run(fashion, source, strategy, per_class, seed, x_near, x_far):
     scores, feature_info = scores_of(res.model, cal, ds, x_near, x_far)
     row = {"strategy": strategy, "per_class": per_class, "seed": seed,
            "accuracy": float(res.report["accuracy"]), "seconds": round(total, 2),
+           "precision": res.report.get("precision"),
            "other_cpu_cores": others, "calibration_seconds": round(sum(record), 3),
            "calibration_parts": {k: round(sum(v), 3) for k, v in parts.items()},
            "cost_ratio": sum(record) / total, **{k: cal[k] for k in (

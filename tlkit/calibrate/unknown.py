@@ -42,17 +42,19 @@ from tlkit.calibrate.temperature import logits
 
 PROBABILITY_SCORES = ("msp", "energy", "entropy")  # computable from the probabilities and T
 EXPORTED_SCORES = ("msp", "energy")  # computed inside SavedModel (tlkit.deploy.saved_model)
-# Measured (bench/bench_calibration.py, 3 seeds, mean AUROC held-out classes / digits;
-# large-similar and small-similar, 1,000 images per class; bench/results/calibration.json):
-#   msp      0.621 / 0.889 and 0.677 / 0.858  error at 90% coverage 0.63x and 0.66x the full
-#   energy   0.629 / 0.924 and 0.561 / 0.622  (T = 1.000 on small-similar, whose solved head
-#            already fits its scale on val: energy is 0.5 at T = 1 and backwards above it)
-#   entropy  0.628 / 0.922 and 0.692 / 0.910  error at 90% 0.63x and 0.68x
-#   mahalanobis (features, Ledoit-Wolf)  0.881 / 0.942 and 0.845 / 0.979
-# MSP stays the default: energy is not sound at T >= 1; entropy meets the far target (0.90)
-# but SavedModel's graph does not compute it yet (EXPORTED_SCORES); no probability score
-# reaches 0.80 on held-out classes, Mahalanobis on the head's input does (it needs the class
-# means and covariance inside every artifact).
+# Measured (bench/bench_calibration.py, 3 seeds, mean AUROC held-out classes / digits, and
+# the error at 90% coverage over the full error; large-similar, then small-similar, 1,000
+# images per class; bench/results/calibration.json):
+#   msp          0.608 / 0.878, 0.62x   and 0.677 / 0.858, 0.67x
+#   energy       0.544 / 0.654          and 0.499 / 0.493  (T = 1.007 in one large-similar
+#                seed and 1.0 in small-similar, whose solved head already fits its scale on
+#                val: energy on log-probabilities is chance at T = 1 and backwards above)
+#   entropy      0.613 / 0.911, 0.62x   and 0.692 / 0.910, 0.68x
+#   mahalanobis  0.881 / 0.940, 0.88x   and 0.845 / 0.979, 0.89x  (features, Ledoit-Wolf)
+# MSP stays the default: energy is unsound at T >= 1; entropy meets the far target (0.90)
+# with msp's selective risk, but SavedModel's graph does not compute it yet
+# (EXPORTED_SCORES); no probability score reaches 0.80 on held-out classes. Mahalanobis on
+# the head's input does, and needs the class means and covariance in every artifact.
 DEFAULT_SCORE = "msp"
 KNN_K = 10
 
