@@ -100,7 +100,10 @@ def test_auto_takes_float16_on_gpus_with_tensor_cores_only(monkeypatch):
     assert precision.resolve("auto", trains_base=True).policy == "float32"
 
 
-def test_the_probe_times_both_policies():
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)])
-    out = precision.probe(model, batch_size=4, steps=1)
+@pytest.mark.parametrize("classifier", [False, True])
+def test_the_probe_times_both_policies_on_a_base_or_a_classifier(classifier):
+    layers = [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)]
+    if classifier:
+        layers += [keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+    out = precision.probe(keras.Sequential(layers), batch_size=4, steps=1)
     assert set(out) == {"float32", "mixed_bfloat16"} and all(v > 0 for v in out.values())

@@ -204,7 +204,8 @@ def test_small_similar_trials_share_the_base_features(digits16, tmp_path, monkey
 def test_two_phase_strategy_tunes_unfreeze_and_both_learning_rates(digits16, tmp_path):
     r = tuning.tune(digits16, out=tmp_path / "run", backbone="zoo:fashion_cnn",
                     strategy="large-similar", weights=None, image_size=16, max_trials=2,
-                    epochs=2, fix=["unfreeze=1", "head_width=64"], verbose=0)
+                    epochs=2, fix=["unfreeze=1", "head_width=64"], verbose=0,
+                    precision="float32")  # the trial's model is the saved one, to 1e-5
     for row in r.trials:
         hps = row["hyperparameters"]
         assert hps["unfreeze"] == 1 and hps["head_bn"] in ("before", "after", "none")
@@ -361,3 +362,24 @@ def test_backbone_defaults_are_the_strategy_plan(digits16):
                                        plan.phases[1].learning_rate,
                                        len(plan.phases[1].train_stages))
     keras.backend.clear_session()
+
+
+def test_trials_train_in_bfloat16_and_the_best_model_is_saved_in_float32(digits16, tmp_path):
+    from tlkit.training import precision
+
+    r = tuning.tune(digits16, out=tmp_path / "run", max_trials=1, tuner="random",
+                    precision="mixed_bfloat16", **FAST)
+    assert json.loads((tmp_path / "run" / "search.json").read_text())["search"][
+        "precision"] == "mixed_bfloat16"
+    summary = json.loads((tmp_path / "run" / "trials.json").read_text())
+    assert summary["precision"] == {"policy": "mixed_bfloat16", "requested": "mixed_bfloat16",
+                                    "reason": "requested"}
+    trial_model = r.tuner.get_best_models(1)[0]
+    assert precision.policy_of(trial_model) == "mixed_bfloat16"
+    saved = keras.models.load_model(r.paths["model"])
+    assert precision.policy_of(saved) == "float32"
+    x = r.dataset.x_test.astype("float32")
+    # the same weights, run in float32 against bfloat16: the same classes, nearly everywhere
+    agree = (saved.predict(x, verbose=0).argmax(1) ==
+             trial_model.predict(x, verbose=0).argmax(1)).mean()
+    assert agree >= 0.95

@@ -43,7 +43,7 @@ def _configure_tune(p):
                         "--space learning_rate=1e-4:1e-3 (repeatable)")
     g.add_argument("--list-space", action="store_true",
                    help="print the hyperparameters of --model/--backbone and exit")
-    settings.add_fields(g, settings.RunSettings, ("batch_size", "seed"),
+    settings.add_fields(g, settings.RunSettings, ("batch_size", "seed", "precision"),
                         batch_size={"metavar": "N", "help": "images per batch"},
                         seed={"metavar": "N",
                               "help": "seed of the split, the search and the initial weights"})

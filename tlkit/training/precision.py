@@ -240,25 +240,31 @@ def resolve(precision, *, trains_base, model=None, batch_size=32, distributed=Fa
 
 
 def probe(model, batch_size=32, steps=PROBE_STEPS):
-    """Median seconds of one training step of `model` (every layer training, a new 10-way
-    head, random images) under float32 and under mixed_bfloat16: `{policy: seconds}`.
+    """Median seconds of one training step of `model` (every layer training, random images)
+    under float32 and under mixed_bfloat16: `{policy: seconds}`. A base (a feature-map
+    output) gets a new 10-way head; a classifier trains as it is.
 
     Steps are timed one by one with `train_on_batch` (two warm-up steps first, which trace
     and build oneDNN's primitives), so a stall at the end of an epoch cannot enter them.
     """
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch_size, *model.input_shape[1:])).astype("float32")
-    y = rng.integers(0, 10, batch_size)
+    classifier = len(model.output_shape) == 2
+    classes = model.output_shape[-1] if classifier else 10
+    y = rng.integers(0, max(classes, 2), batch_size) if classes > 1 else np.zeros(batch_size)
     out = {}
     for policy in ("float32", "mixed_bfloat16"):
         base = with_policy(model, policy)
-        with policy_scope(policy):
-            inputs = keras.Input(model.input_shape[1:])
-            h = keras.layers.GlobalAveragePooling2D()(base(inputs))
-            head = keras.layers.Dense(10, activation="softmax", dtype="float32")(h)
-            trainer = keras.Model(inputs, head)
+        trainer = base
+        if not classifier:
+            with policy_scope(policy):
+                inputs = keras.Input(model.input_shape[1:])
+                h = keras.layers.GlobalAveragePooling2D()(base(inputs))
+                head = keras.layers.Dense(10, activation="softmax", dtype="float32")(h)
+                trainer = keras.Model(inputs, head)
         trainer.compile(optimizer=keras.optimizers.SGD(1e-3),
-                        loss="sparse_categorical_crossentropy")
+                        loss="binary_crossentropy" if classes == 1 else
+                        "sparse_categorical_crossentropy")
         times = []
         for i in range(steps + 2):
             t0 = time.perf_counter()

@@ -5,6 +5,8 @@ the head dropout, the learning rate of each phase, how many stages fine-tuning u
 whether the strategy has a fine-tuning phase at all; nothing is restated here.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -12,7 +14,7 @@ from tlkit.core import compat
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.models import backbones as backbones_lib
 from tlkit.models.blocks import BN_PLACEMENTS, classifier_head
-from tlkit.training import frozen, phases, strategies
+from tlkit.training import frozen, phases, precision, strategies
 from tlkit.tuning.constants import (
     DROPOUTS, FINE_TUNE_LEARNING_RATES, HEAD_WIDTHS, LEARNING_RATES,
 )
@@ -127,6 +129,18 @@ class BackboneHyperModel(TlkitHyperModel):
                 raise TlkitError(f"{e} (tuning {self.strategy} with --epochs {self.epochs})")
             raise
 
+    def set_precision(self, policy):
+        """Train the trials under `policy`: the base's layers are rebuilt under it too (same
+        weights), the head is built under it (`build`); returns self."""
+        if policy != precision.policy_of(self.backbone.model):
+            self.backbone = dataclasses.replace(
+                self.backbone, model=precision.with_policy(self.backbone.model, policy))
+        return super().set_precision(policy)
+
+    def probe_model(self):
+        """The base, which `--precision auto` times."""
+        return self.backbone.model
+
     def _reset_base(self):
         """Put the base's initial weights back (a strategy that trains it changes them)."""
         if self._base_weights is not None:
@@ -220,7 +234,7 @@ class BackboneHyperModel(TlkitHyperModel):
         model's predictions on images equal the head's on the cached features.
         """
         if not self.head_only:
-            return model
+            return precision.to_float32(model)
         self._reset_base()
         plan = self._plan(values)
         full = plan.build_model(self.num_classes)
@@ -229,7 +243,7 @@ class BackboneHyperModel(TlkitHyperModel):
                 full.get_layer(layer.name).set_weights(layer.get_weights())
         plan.apply(full, 0)
         phases.compile_phase(full, plan, plan.phases[0])
-        return full
+        return precision.to_float32(full)
 
     def describe(self):
         """JSON-able: backbone, weights, strategy, pooling, input shape, feature caching."""

@@ -6,7 +6,7 @@ import keras
 import keras_tuner as kt
 
 from tlkit.core.errors import TlkitError, check_choice
-from tlkit.training import phases
+from tlkit.training import phases, precision
 from tlkit.tuning.constants import ALIAS_HELP, ALIASES, OPTIMIZERS
 from tlkit.tuning.space import _fmt, parse_fix, parse_space
 
@@ -123,16 +123,30 @@ class TlkitHyperModel(kt.HyperModel):
         return phases.compile_classifier(model, make_optimizer(values.get("optimizer", "adam"),
                                                                values["learning_rate"]))
 
+    trains_base = True  # every layer trains (a zoo model); BackboneHyperModel decides per strategy
+    policy = "float32"  # the dtype policy trials train under (`set_precision`)
+
+    def set_precision(self, policy):
+        """Train the trials under `policy` (`tlkit.training.precision`); returns self."""
+        self.policy = policy
+        return self
+
+    def probe_model(self):
+        """The network `--precision auto` times (`tlkit.training.precision.probe`)."""
+        return self.make_model(self.declare(kt.HyperParameters()))
+
     def build(self, hp, compile=True):
         """Seed, declare the hyperparameters, build and compile a model (KerasTuner API).
 
-        `compile=False` returns the model uncompiled (to load trained weights into it).
+        The model is built under the hypermodel's `policy`. `compile=False` returns it
+        uncompiled (to load trained weights into it).
         """
         if self.num_classes is None:
             raise TlkitError("Attach data first: hypermodel.set_data(dataset).")
         keras.utils.set_random_seed(self.seed)
         values = self.declare(hp)
-        model = self.make_model(values)
+        with precision.policy_scope(self.policy):
+            model = self.make_model(values)
         return self.compile_model(model, values) if compile else model
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=None, **kwargs):
@@ -161,8 +175,9 @@ class TlkitHyperModel(kt.HyperModel):
                                    note_failed=False)
 
     def deployable(self, model, values):
-        """The deployable image classifier for a trained trial model (here: itself)."""
-        return model
+        """The deployable image classifier for a trained trial model (here: itself, in
+        float32 layers whatever the trials trained in)."""
+        return precision.to_float32(model)
 
     def describe(self):
         """A JSON-able summary of what is tuned (for metadata and settings)."""

@@ -15,6 +15,7 @@ from tlkit.core.errors import TlkitError
 from tlkit.core.logs import quiet_tf_logs
 from tlkit.data.decode import _size
 from tlkit.models import zoo
+from tlkit.training import precision as precision_lib
 from tlkit.tuning.auto import _load_data, auto_strategy
 from tlkit.tuning.constants import (
     MODEL_FILE, OBJECTIVES, OWNERS_FILE, PROJECT, REPORT_FILES, SETTINGS_FILE, ZOO_PREFIX,
@@ -74,7 +75,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
          oracle=None, connect_timeout=60.0, val_fraction=0.1, test_fraction=0.1,
          on_bad_image="skip", resize="squash", download=False, index=None, exclude=None,
          relabel=None, autotune=False, callbacks=(), calibrate=None, coverage=0.95,
-         verbose=1):
+         precision="auto", verbose=1):
     """Search hyperparameters with KerasTuner and save the best model as a deployable `.h5`.
 
     Args:
@@ -112,6 +113,9 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
         callbacks: extra Keras callbacks for every trial.
         calibrate, coverage: temperature scaling and the unknown threshold of the best model
             (`tlkit.finetune`'s; None: temperature when the validation split has 20+ images).
+        precision: the dtype policy of every trial (`tlkit.training.precision`: `auto`
+            decides once per search, with a cached probe); the best model is saved in
+            float32.
         verbose: 1 prints a line per trial; 2 also the Keras epochs; 0 is silent.
 
     Returns:
@@ -127,6 +131,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     if calibrate is not None:
         calibrate_lib.check_method(calibrate)
     calibrate_lib.check_coverage(coverage)
+    precision_lib.check(precision)
     role, tuner_id, host, port = distributed_role(tuner_id, oracle)
     if distributed and role == "single":
         raise TlkitError("--distributed needs the role and the chief's address: --tuner-id "
@@ -157,6 +162,11 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                          resize=resize, download=download, index=index, exclude=exclude,
                          relabel=relabel)
     hm.set_data(dataset)
+    # one decision for the whole search (every trial trains alike), made before any trial
+    chosen = precision_lib.resolve(precision, trains_base=hm.trains_base,
+                                   model=hm.probe_model(), batch_size=batch_size,
+                                   distributed=distributed, verbose=verbose)
+    hm.set_precision(chosen.policy)
     calibrate, calibrate_note = calibrate_lib.resolve_method(calibrate, len(dataset.y_val))
     if calibrate_note and verbose:
         print(f"tlkit: {calibrate_note}")
@@ -165,7 +175,8 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     settings = {"data": _data_id(data, dataset), **hm.describe(), "tuner": tuner,
                 "objective": objective, "epochs": epochs, "batch_size": batch_size,
                 "seed": seed, "fix": hm.fixed, "space": hm.narrowed,
-                "val_fraction": val_fraction, "test_fraction": test_fraction}
+                "val_fraction": val_fraction, "test_fraction": test_fraction,
+                "precision": precision}
     if tuner == "hyperband":
         settings["factor"] = factor
     settings = json.loads(json.dumps(settings, default=str))
@@ -237,6 +248,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
     summary = {"objective": {"name": objective, "direction": OBJECTIVES[objective]},
                "tuner": tuner, "best": {"trial": best.trial_id, "score": best.score,
                                         "hyperparameters": values, "model": how},
+               "precision": chosen.to_dict(),
                "test": test_metrics, "trials": rows}
     paths.update(write_reports(out, summary, hm))
     known = {"class_names": dataset.class_names, **hm.describe(), "hyperparameters": values,
