@@ -62,7 +62,7 @@ def test_calibrate_probs_reports_every_field_and_refuses_bad_input():
     for key in ("temperature", "ece_before", "ece_after", "nll_before", "nll_after",
                 "brier_before", "brier_after"):
         assert np.isfinite(cal[key]), key
-    assert cal["unknown"]["score"] == "msp" and cal["unknown"]["val_coverage"] >= 0.9
+    assert cal["unknown"]["score"] == "entropy" and cal["unknown"]["val_coverage"] >= 0.9
     assert cal["error_at_90"] < cal["error_full"]  # the least confident are the most wrong
     with pytest.raises(TlkitError, match=r"\(0, 1\]"):
         calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:], 1.5)
@@ -199,8 +199,8 @@ def test_calibrate_probs_refuses_scores_the_artifacts_cannot_compute():
     with pytest.raises(TlkitError, match="ranks images by uncertainty only for T < 1"):
         calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
                                       score="energy")
-    for score in ("entropy", "knn"):
-        with pytest.raises(TlkitError, match="score must be one of msp, energy"):
+    for score in ("knn", "mahalanobis"):
+        with pytest.raises(TlkitError, match="score must be one of msp, energy, entropy"):
             calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
                                           score=score)
     under, y = _planted(0.5, n=400, seed=4)  # under-confident: T < 1, energy is sound
@@ -243,3 +243,25 @@ def test_reliability_figure_has_both_diagrams_and_their_histograms():
     assert [ax.get_xlabel() for ax in fig.axes[1::2]] == ["confidence (max probability)"] * 2
     heights = [p.get_height() for p in fig.axes[1].patches]
     assert len(heights) == metrics.BINS and sum(heights) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("score", ["msp", "energy", "entropy"])
+def test_the_savedmodel_graph_computes_each_exported_score_as_numpy_does(score, tmp_path):
+    """serving_default's unknown_score equals tlkit.calibrate.unknown.scores (T < 1, where
+    energy is sound too)."""
+    import keras
+    import tensorflow as tf
+
+    from tlkit.deploy import saved_model
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    x = np.random.default_rng(0).normal(0, 2, (16, 4)).astype("float32")
+    meta = {"class_names": ["a", "b", "c"], "calibration": {
+        "temperature": 0.7, "unknown": {"score": score, "threshold": 0.4}}}
+    saved_model.write_savedmodel(model, tmp_path / "sm", meta, tmp_path)
+    got = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
+        images=tf.constant(x))
+    want = unknown.scores(model.predict(x, verbose=0), score, 0.7)
+    np.testing.assert_allclose(got["unknown_score"].numpy(), want, atol=1e-5)
+    np.testing.assert_array_equal(got["unknown"].numpy(), want > 0.4)

@@ -6,10 +6,11 @@ is the report's `"calibration"` and travels in the model's metadata (and so in e
     {"method": "temperature", "temperature": T, "ece_before", "ece_after", "nll_before",
      "nll_after", "brier_before", "brier_after", "accuracy", "n_val", "n_test",
      "error_full", "error_at_90", "error_at_95",
-     "unknown": {"score": "msp", "threshold": t, "coverage": 0.95, "val_coverage": ...}}
+     "unknown": {"score": "entropy", "threshold": t, "coverage": 0.95, "val_coverage": ...}}
 
-At prediction time (`apply_metadata`): `p_T = softmax(log p / T)`; unknown score = 1 - max
-p_T (for `msp`); rejected when the score > threshold.
+At prediction time (`apply_metadata`): `p_T = softmax(log p / T)`; unknown score = the
+entropy of p_T (the default score; 1 - max p_T for `msp`); rejected when the score >
+threshold.
 
 Example:
     >>> import numpy as np

@@ -18,7 +18,7 @@ From features (the head's input), so not from an artifact's probabilities alone:
   Gaussian of all training features (Ren et al. 2021) (`fit_gaussians`,
   `mahalanobis_scores`).
 
-The default is `msp`: see DEFAULT_SCORE's comment for the measurements (bench/
+The default is `entropy`: see DEFAULT_SCORE's comment for the measurements (bench/
 bench_calibration.py, 3 seeds; Fashion-MNIST classes 2,3,6,7,9 known, 0,1,4,5,8 held out,
 scikit-learn digits far away; bench/results/calibration.json). SavedModel's
 `serving_default` computes `EXPORTED_SCORES` in its graph; TFLite and ONNX users compute them
@@ -39,9 +39,10 @@ Example:
 import numpy as np
 
 from tlkit.calibrate.temperature import logits
+from tlkit.core.choices import DEFAULT_UNKNOWN_SCORE, EXPORTED_UNKNOWN_SCORES
 
 PROBABILITY_SCORES = ("msp", "energy", "entropy")  # computable from the probabilities and T
-EXPORTED_SCORES = ("msp", "energy")  # computed inside SavedModel (tlkit.deploy.saved_model)
+EXPORTED_SCORES = EXPORTED_UNKNOWN_SCORES  # computed inside SavedModel (deploy.saved_model)
 # Measured (bench/bench_calibration.py, 3 seeds, mean AUROC held-out classes / digits, and
 # the error at 90% coverage over the full error; large-similar, then small-similar, 1,000
 # images per class; bench/results/calibration.json):
@@ -51,11 +52,13 @@ EXPORTED_SCORES = ("msp", "energy")  # computed inside SavedModel (tlkit.deploy.
 #                val: energy on log-probabilities is chance at T = 1 and backwards above)
 #   entropy      0.613 / 0.911, 0.62x   and 0.692 / 0.910, 0.68x
 #   mahalanobis  0.881 / 0.940, 0.88x   and 0.845 / 0.979, 0.89x  (features, Ledoit-Wolf)
-# MSP stays the default: energy is unsound at T >= 1; entropy meets the far target (0.90)
-# with msp's selective risk, but SavedModel's graph does not compute it yet
-# (EXPORTED_SCORES); no probability score reaches 0.80 on held-out classes. Mahalanobis on
-# the head's input does, and needs the class means and covariance in every artifact.
-DEFAULT_SCORE = "msp"
+# Entropy is the default (tlkit.core.choices.DEFAULT_UNKNOWN_SCORE): it meets the far target
+# (0.90) in both situations, with msp's selective risk (0.62x / 0.68x against 0.62x / 0.67x),
+# and needs only the probabilities and T, so every artifact computes it (SavedModel in its
+# graph, TFLite and ONNX users in three lines of NumPy); energy is unsound at T >= 1. No
+# probability score reaches 0.80 on held-out classes; Mahalanobis on the head's input does,
+# and needs the class means and covariance inside every artifact (not shipped yet).
+DEFAULT_SCORE = DEFAULT_UNKNOWN_SCORE
 KNN_K = 10
 
 

@@ -20,6 +20,11 @@ STRATEGY_CHOICES = STRATEGIES + ("auto",)  # auto: tlkit.advise measures, then c
 RESIZE_MODES = ("squash", "crop", "pad")  # fitting images to the input size
 BAD_IMAGE_POLICIES = ("skip", "error")  # unreadable image files
 TUNERS = ("random", "hyperband", "bayesian")  # KerasTuner's search algorithms
+# "unknown" scores from the probabilities and T (tlkit.calibrate.unknown: the measurements
+# behind the default), the ones every export computes; the default is one home for
+# calibrate, predict and the SavedModel graph
+EXPORTED_UNKNOWN_SCORES = ("msp", "energy", "entropy")
+DEFAULT_UNKNOWN_SCORE = "entropy"
 # training precision (tlkit.training.precision): auto decides per run, by device and a probe
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")  # what a search optimises

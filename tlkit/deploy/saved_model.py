@@ -22,6 +22,7 @@ Example:
 import json
 from pathlib import Path
 
+from tlkit.core.choices import DEFAULT_UNKNOWN_SCORE
 from tlkit.deploy import artifacts
 
 
@@ -53,8 +54,12 @@ def write_savedmodel(model, out, metadata, work):
         # tlkit.calibrate.temperature.apply and .unknown.scores, in the graph
         z = tf.math.log(tf.clip_by_value(tf.cast(scores, tf.float32), 1e-12, 1.0)) / temperature
         probs = tf.nn.softmax(z, axis=-1) if temperature != 1.0 else tf.cast(raw, tf.float32)
-        if unk.get("score", "msp") == "energy":
+        score = unk.get("score", DEFAULT_UNKNOWN_SCORE)
+        if score == "energy":
             unknown_score = -temperature * tf.reduce_logsumexp(z, axis=-1)
+        elif score == "entropy":
+            log_q = tf.nn.log_softmax(z, axis=-1)
+            unknown_score = -tf.reduce_sum(tf.exp(log_q) * log_q, axis=-1)
         else:
             unknown_score = 1.0 - tf.reduce_max(tf.nn.softmax(z, axis=-1), axis=-1)
         threshold = unk.get("threshold")

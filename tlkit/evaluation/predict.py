@@ -23,7 +23,7 @@ import numpy as np
 
 from tlkit import calibrate as calibrate_lib
 from tlkit import data as data_lib
-from tlkit.calibrate import metrics, plots
+from tlkit.calibrate import metrics, plots, unknown
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import decode, listing
 from tlkit.data import index as index_lib
@@ -237,7 +237,7 @@ def selective_report(raw_probs, y, metadata, out_dir=None):
     probs, scores, _ = calibrate_lib.apply_metadata(raw_probs, metadata)
     correct = probs.argmax(1) == np.asarray(y)
     t, unk = calibrate_lib.from_metadata(metadata)
-    out = {"score": (unk or {}).get("score", "msp"), "temperature": t,
+    out = {"score": (unk or {}).get("score", unknown.DEFAULT_SCORE), "temperature": t,
            "error_full": float(1 - correct.mean()) if len(correct) else float("nan"),
            "error_at_90": metrics.error_at_coverage(-scores, correct, 0.90),
            "error_at_95": metrics.error_at_coverage(-scores, correct, 0.95),
