@@ -164,7 +164,12 @@ def cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
 
 
 def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
-    """Train `phase` on the cached output of the frozen part; returns the cache facts."""
+    """Train `phase` on the cached output of the frozen part.
+
+    Returns `(cache facts, val)`: `val` is `(features, labels)` of the validation split when
+    the phase trains the head alone (the head then maps them to the model's validation
+    probabilities: `tlkit.training.train.fit` hands those to calibration), else None.
+    """
     extractor, trainer = split
     passes = augment_passes if aug is not None and not phase.train_stages else 1
     batch_size, verbose = o.batch_size, o.verbose
@@ -196,13 +201,16 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
                                                     (f_val, y_val), cbs, o)
     else:
         fit_features(trainer, plan, phase, (f_train, y_train), (f_val, y_val), cbs, o)
+    val = (f_val, y_val) if not phase.train_stages else None
     del f_train, f_val
     if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
         for c in (c_train, c_val):
             if c.get("where") == "disk":
                 pathlib.Path(c["path"]).unlink(missing_ok=True)
                 pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
-    return cache_info
+        if c_val.get("where") == "disk":
+            val = None  # a memory map of the file just removed
+    return cache_info, val
 
 
 def head_solver_choice(trainer, phase, f_train, y_train, o):

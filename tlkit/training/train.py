@@ -41,11 +41,14 @@ from tlkit.training.train_settings import TrainSettings
 
 @dataclasses.dataclass
 class FitResult:
-    """What `fit` returns: the trained model, merged history and run facts."""
+    """What `fit` returns: the trained model, merged history and run facts, and (for a plan
+    whose one phase trained the head on cached features) the model's validation
+    probabilities and their labels, computed from those features at no cost."""
 
     model: keras.Model
     history: dict
     info: dict
+    val_probabilities: tuple = None
 
 
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
@@ -132,6 +135,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         info["class_weight"] = {dataset.class_names[i]: w for i, w in weights_by_class.items()}
     best = _Best()
     batches = -(-len(dataset.x_train) // batch_size)
+    head_val = None  # (head, validation features, labels) of a head phase on cached features
     for i, phase in enumerate(plan.phases):
         # A phase budgeted by steps gets the epochs its budget needs at this data size (tiny
         # data repeats within an epoch), and early stopping waits a number of steps, not
@@ -171,8 +175,9 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         split = phases.cache_split(model, plan, phase, dataset, aug, cache_features, strategy,
                                    options)
         if split is not None:
-            cache_info = phases.fit_cached(split, plan, phase, dataset, aug, augment_passes,
-                                           cbs, options)
+            cache_info, head_val = phases.fit_cached(split, plan, phase, dataset, aug,
+                                                     augment_passes, cbs, options)
+            head_val = (split[1], *head_val) if head_val is not None else None
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
         else:
             cache_info = None
@@ -200,13 +205,19 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     info["best"] = best.restore(model, verbose)
     info["bn_recalibration"] = bn_lib.recalibrate(model, dataset, batch_size=batch_size,
                                                   strategy=strategy, verbose=verbose)
+    val_probabilities = None
+    if len(plan.phases) == 1 and head_val is not None and not info["bn_recalibration"]:
+        # The head (its layers are the model's own, at their restored best weights) on the
+        # cached validation features: the model's validation probabilities, without a pass.
+        head, f_val, y_val = head_val
+        val_probabilities = (head.predict(f_val, batch_size=4096, verbose=0), y_val)
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
     with strategy.scope() if strategy else contextlib.nullcontext():
         compile_phase(model, plan, plan.phases[-1], jit_compile)
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
 
-    return FitResult(model, history_of(records), info)
+    return FitResult(model, history_of(records), info, val_probabilities)
 
 
 class _Best:

@@ -339,9 +339,11 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
     if advice is not None:
         extra["advice"] = advice.to_dict()
         extra["reasons"] = advice.choice["reasons"]
-    rep, cal = finish.evaluate_and_calibrate(fitted.model, dataset, report_dir,
-                                             batch_size=batch_size, calibration=calibration,
-                                             history=fitted.history, extra=extra)
+    rep, cal = finish.evaluate_and_calibrate(
+        fitted.model, dataset, report_dir, batch_size=batch_size, calibration=calibration,
+        history=fitted.history, extra=extra,
+        # the head's own validation probabilities are the model's where it trained in float32
+        val_probs=fitted.val_probabilities if precision.policy == "float32" else None)
     chance = checks.chance_warning(rep, dataset.num_classes)
     if chance:
         warnings.warn(chance, stacklevel=3)
