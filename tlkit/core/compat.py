@@ -166,8 +166,7 @@ def require_tensorflow(what, instead=""):
     """
     if backend() != "tensorflow":
         raise TlkitError(f"{what} needs the TensorFlow backend; this process runs Keras on "
-                         f"{backend()} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')!r})"
-                         f". Run it with KERAS_BACKEND=tensorflow{instead}.")
+                         f"{backend()}. Run it with KERAS_BACKEND=tensorflow{instead}.")
 
 
 def training_forward(model):

@@ -176,10 +176,10 @@ def run_finetune(data_cfg, model_cfg, run_cfg, recipe, calibration, output, *, v
     report_dir, calibrate = output.report_dir, calibration.calibrate
     recipe = train_settings.TrainSettings(**settings_lib.as_dict(recipe))  # checked together
     checks.check_settings(epochs=run_cfg.epochs, batch_size=run_cfg.batch_size,
-                   learning_rate=1e-3 if run_cfg.learning_rate == "auto" else
-                   run_cfg.learning_rate, fine_tune_lr=run_cfg.fine_tune_lr,
-                   patience=run_cfg.patience, augment_passes=run_cfg.augment_passes,
-                   head_epochs=run_cfg.head_epochs, dropout=model_cfg.dropout)
+                          learning_rate=1e-3 if run_cfg.learning_rate == "auto" else
+                          run_cfg.learning_rate, fine_tune_lr=run_cfg.fine_tune_lr,
+                          patience=run_cfg.patience, augment_passes=run_cfg.augment_passes,
+                          head_epochs=run_cfg.head_epochs, dropout=model_cfg.dropout)
 
     if calibrate is not None:
         calibrate_lib.check_method(calibrate)
