@@ -105,5 +105,10 @@ def test_the_probe_times_both_policies_on_a_base_or_a_classifier(classifier):
     layers = [keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)]
     if classifier:
         layers += [keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
-    out = precision.probe(keras.Sequential(layers), batch_size=4, steps=1)
+    layers.insert(2, keras.layers.BatchNormalization())
+    model = keras.Sequential(layers)
+    before = [w.copy() for w in model.get_weights()]
+    out = precision.probe(model, batch_size=4, steps=1)
     assert set(out) == {"float32", "mixed_bfloat16"} and all(v > 0 for v in out.values())
+    for a, b in zip(before, model.get_weights()):  # it trained copies, not the run's base
+        np.testing.assert_array_equal(a, b)

@@ -119,6 +119,11 @@ def with_policy(model, policy):
                          f"Received: policy={policy!r}")
     if policy_of(model) == policy and policy == "float32":
         return model
+    return _copy(model, policy)
+
+
+def _copy(model, policy):
+    """A new model from `model`'s config with every layer under `policy`, same weights."""
     config = _rewrite(model.get_config(), policy)
     with policy_scope(policy):
         clone = model.__class__.from_config(config)
@@ -246,6 +251,7 @@ def probe(model, batch_size=32, steps=PROBE_STEPS):
 
     Steps are timed one by one with `train_on_batch` (two warm-up steps first, which trace
     and build oneDNN's primitives), so a stall at the end of an epoch cannot enter them.
+    They train copies: `model`'s own weights and BN statistics are left as they were.
     """
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch_size, *model.input_shape[1:])).astype("float32")
@@ -254,7 +260,7 @@ def probe(model, batch_size=32, steps=PROBE_STEPS):
     y = rng.integers(0, max(classes, 2), batch_size) if classes > 1 else np.zeros(batch_size)
     out = {}
     for policy in ("float32", "mixed_bfloat16"):
-        base = with_policy(model, policy)
+        base = _copy(model, policy)  # never the model itself: the steps change weights
         trainer = base
         if not classifier:
             with policy_scope(policy):
