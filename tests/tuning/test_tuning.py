@@ -11,7 +11,7 @@ import pytest
 from process_helpers import predict_in_fresh_process
 from tlkit.core import compat
 from tlkit import data, tuning
-from tlkit.training import frozen
+from tlkit.training import frozen, precision
 from tlkit.deploy import saving
 from tlkit.models import zoo
 from tlkit.core.errors import TlkitError
@@ -156,10 +156,11 @@ def test_zoo_search_records_bn_and_dropout_and_keeps_fixed(digits16, tmp_path):
     meta = saving.read_metadata(out / "best.h5")
     assert meta["hyperparameters"] == r.best_hyperparameters
     assert meta["tuning"]["tuner"] == "random" and meta["model"] == "zoo:fashion_cnn"
-    # The .h5 loads with plain Keras and predicts like the tuner's best model.
+    # The .h5 loads with plain Keras and predicts like the tuner's best model, in float32
+    # (--precision auto may have trained the trials in bfloat16 on this CPU).
     x = r.dataset.x_test.astype("float32")
     loaded = keras.models.load_model(out / "best.h5")
-    tuner_best = r.tuner.get_best_models(1)[0]
+    tuner_best = precision.to_float32(r.tuner.get_best_models(1)[0])
     np.testing.assert_allclose(loaded.predict(x, verbose=0), tuner_best.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
     assert "best.h5" in r.paths["model"] and "0" in tuning.format_table(r.trials)
@@ -365,8 +366,6 @@ def test_backbone_defaults_are_the_strategy_plan(digits16):
 
 
 def test_trials_train_in_bfloat16_and_the_best_model_is_saved_in_float32(digits16, tmp_path):
-    from tlkit.training import precision
-
     r = tuning.tune(digits16, out=tmp_path / "run", max_trials=1, tuner="random",
                     precision="mixed_bfloat16", **FAST)
     assert json.loads((tmp_path / "run" / "search.json").read_text())["search"][
