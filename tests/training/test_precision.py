@@ -93,6 +93,37 @@ def test_auto_follows_the_probe_and_caches_it(monkeypatch, tmp_path, f32, bf16, 
     assert first.to_dict()["probe_seconds_per_step"] == {"float32": f32, "mixed_bfloat16": bf16}
 
 
+def test_a_resumed_run_keeps_the_policy_its_folder_recorded(monkeypatch, tmp_path):
+    """auto's probe is a timing: a run resumed elsewhere (or with the cache cleared) must not
+    train its second part in the other policy."""
+    from tlkit.training import runs
+
+    monkeypatch.setenv("TLKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", True))
+    monkeypatch.setattr(precision, "probe", lambda model, batch_size:
+                        {"float32": 1.0, "mixed_bfloat16": 0.5})
+    big = keras.Sequential([keras.Input((96, 96, 3)), keras.layers.Conv2D(2, 3)])
+    with runs.RunFolder(tmp_path / "run", {"a": 1}) as run:
+        run.begin()
+        assert run.recalled("precision") is None  # a new run: nothing to recall
+        first = precision.resolve("auto", trains_base=True, model=big,
+                                  recalled=run.recalled("precision"))
+        run.remember("precision", first.to_dict())
+        (run.phase_dir(0) / "epochs.json").write_text("[]")  # progress: the run resumes
+    monkeypatch.setattr(precision, "probe", lambda model, batch_size:
+                        {"float32": 1.0, "mixed_bfloat16": 2.0})  # another machine's timing
+    (tmp_path / "cache" / "precision.json").unlink()
+    with runs.RunFolder(tmp_path / "run", {"a": 1}) as run:
+        assert run.resuming
+        again = precision.resolve("auto", trains_base=True, model=big,
+                                  recalled=run.recalled("precision"))
+    assert first.policy == again.policy == "mixed_bfloat16"
+    assert again.reason.startswith("resumed run: probe")
+    fresh = precision.resolve("auto", trains_base=True, model=big)
+    assert fresh.policy == "float32"  # what the new probe alone would have chosen
+
+
 def test_auto_takes_float16_on_gpus_with_tensor_cores_only(monkeypatch):
     monkeypatch.setattr(precision, "gpu_capabilities", lambda: [(8, 0)])
     assert precision.resolve("auto", trains_base=False).policy == "mixed_float16"

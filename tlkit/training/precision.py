@@ -199,7 +199,7 @@ def cache_path():
 
 
 def resolve(precision, *, trains_base, model=None, batch_size=32, distributed=False,
-            verbose=0):
+            verbose=0, recalled=None):
     """The policy a run trains under (a `Choice`).
 
     Args:
@@ -210,10 +210,18 @@ def resolve(precision, *, trains_base, model=None, batch_size=32, distributed=Fa
         distributed: the run trains under tf.distribute: no probe (each worker could
             decide differently; every replica must compute alike), so float32 on CPUs.
         verbose: 1 prints the probe's result.
+        recalled: the `Choice.to_dict()` an interrupted run recorded
+            (`tlkit.training.runs.RunFolder.remember`): a resumed `auto` run keeps its policy
+            rather than probe again (a probe on another machine, or with the cache cleared,
+            could choose the other one for the rest of the run).
     """
     check(precision)
     if precision != "auto":
         return Choice(precision, precision, "requested")
+    if recalled and recalled.get("policy") in PRECISIONS[1:]:
+        return Choice(recalled["policy"], "auto",
+                      f"resumed run: {recalled.get('reason', 'its recorded choice')}",
+                      recalled.get("probe_seconds_per_step"))
     gpus = gpu_capabilities()
     if gpus:
         if min(gpus) >= GPU_MIN_CAPABILITY:

@@ -48,6 +48,7 @@ from tlkit.core.errors import TlkitError
 LOCK_NAME = fileio.RUN_LOCK
 STATE = "state"
 # Files a run writes into its folder: removed before a fresh run, so folders never mix runs.
+DECISIONS = "decisions.json"  # in the state folder: RunFolder.remember
 RECORD = "run.json"  # a finished run's settings: what a later run in its folder is checked against
 RUN_FILES = ("report.json", "history.csv", "curves.png", "confusion_matrix.png",
              "top_losses.png", "settings.yaml", "index.json", "model_card.md", RECORD)
@@ -169,6 +170,25 @@ class RunFolder:
         for old in self.path.glob("shard-*.json"):
             old.unlink()
         fileio.write_json(self.settings, self.state / "settings.json")
+
+    def remember(self, key, value):
+        """Record a decision made at run time (JSON) that a resumed run must not make again
+        differently: `tlkit.training.precision`'s auto choice depends on a timed probe."""
+        path = self.state / DECISIONS
+        decisions = json.loads(path.read_text()) if path.is_file() else {}
+        decisions[key] = value
+        fileio.write_json(decisions, path)
+
+    def recalled(self, key):
+        """What `remember` recorded under `key` before the interruption (None when this run
+        is not resuming, or did not record it)."""
+        path = self.state / DECISIONS
+        if not self.resuming or not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text()).get(key)
+        except ValueError:
+            return None
 
     def phase_dir(self, index):
         """The folder of phase `index`'s state (BackupAndRestore files, history)."""
