@@ -7,11 +7,12 @@ source model (`common.source_model`, trained on 0,1,4,5,8) with `large-similar` 
 `small-similar` (head only), each seed its own draw. Unknowns: the test images of the five
 held-out classes 0,1,4,5,8 (near), and scikit-learn's digits at 28 px (far).
 
-Scores compared (higher = more unknown). From the probabilities and T alone, as every
-artifact has them: `msp` (1 - max calibrated probability), `energy` (on the
-log-probabilities at the fitted T) and `entropy` (of the calibrated probabilities); tlkit's
-default is `unknown.DEFAULT_SCORE`. From the
-head's input features (what an artifact would have to carry): `knn` (k=10 distance,
+Scores compared (higher = more unknown). `tlkit`: the score the run's model carries in every
+artifact (its default, `mahalanobis` fitted on at most `calibrate.run.FIT_IMAGES` training
+images: `tlkit.deploy.feature_score`); the targets are checked on it. From the probabilities
+and T alone: `msp` (1 - max calibrated probability), `energy` (on the log-probabilities at
+the fitted T) and `entropy` (of the calibrated probabilities; the default for models without
+a feature layer). From the head's input features: `knn` (k=10 distance,
 L2-normalised, 2,000 training images as the bank), `maha` (the smallest Mahalanobis
 distance to a class mean, shared Ledoit-Wolf covariance, all training images; Lee et al.
 2018), `maha_pooled` (the same with the plain pooled covariance), `rel_maha` (`maha` less the
@@ -91,8 +92,16 @@ def scores_of(model, cal, ds, x_near, x_far):
         "rel_maha": lambda k: unknown.mahalanobis_scores(feats[k], gauss, relative=True),
         "maxlogit": lambda k: -logit[k].max(axis=1),
         "energy_logits": lambda k: -logsumexp(logit[k], axis=1)}
+    calibrated = {k: temperature.apply(p, t) for k, p in probs.items()}
+    # the margin between the two most probable classes (a ranking for selective risk)
+    score_fns["margin"] = lambda k: -np.diff(np.sort(calibrated[k], axis=1)[:, -2:],
+                                             axis=1)[:, 0]
+    shipped = cal["unknown"].get("params")  # what the model's artifacts carry and compute
+    if shipped is not None:
+        score_fns["tlkit"] = lambda k: shipped.scores(feats[k])
     out = {}
-    for score in PROBABILITY_SCORES + FEATURE_SCORES + LOGIT_SCORES:
+    for score in PROBABILITY_SCORES + ("margin",) + FEATURE_SCORES + LOGIT_SCORES + (
+            ("tlkit",) if shipped is not None else ()):
         s = {k: score_fns[score](k) for k, _ in sets}
         out[score] = {f"{w}_auroc": metrics.auroc(s["known"], s[w]) for w in ("near", "far")}
         out[score].update({f"{w}_fpr95": metrics.fpr_at_tpr(s["known"], s[w])
@@ -145,7 +154,9 @@ def one_run(fashion, source, strategy, per_class, seed, x_near, x_far):
            "cost_ratio": sum(record) / total, **{k: cal[k] for k in (
                "temperature", "ece_before", "ece_after", "nll_before", "nll_after",
                "brier_before", "brier_after", "error_full", "error_at_90", "error_at_95")},
-           "unknown": cal["unknown"], "features": feature_info, "scores": scores}
+           "unknown": {k: (v.to_json() if k == "params" else v)
+                       for k, v in cal["unknown"].items()},
+           "features": feature_info, "scores": scores}
     del res
     common.free()
     return row
@@ -171,7 +182,8 @@ def main():
                   f" cost {r['cost_ratio']:.1%} (others {r['other_cpu_cores']} cores) " +
                   " ".join(f"{s}:{v['near_auroc']:.3f}/{v['far_auroc']:.3f}"
                            for s, v in r["scores"].items()), flush=True)
-    from tlkit.calibrate.unknown import DEFAULT_SCORE as default
+    # the score the runs' artifacts carry: "tlkit" (its fitted mahalanobis) when they have one
+    default = "tlkit" if "tlkit" in rows[0]["scores"] else rows[0]["unknown"]["score"]
 
     mean = lambda xs: statistics.mean(xs)  # noqa: E731
     checks, summary = [], {}

@@ -4,12 +4,13 @@ artifact a finetuned model is exported to."""
 import json
 import warnings
 
+import keras
 import numpy as np
 import pytest
 from sklearn.covariance import ledoit_wolf
 
 from tlkit import calibrate
-from tlkit.deploy import saving
+from tlkit.deploy import feature_score, saving
 from tlkit.calibrate import metrics, temperature, unknown
 from tlkit.core.errors import TlkitError
 
@@ -123,9 +124,15 @@ def test_every_artifact_carries_t_and_the_threshold(calibrated, tmp_path):
     from tlkit.deploy import artifacts, export
 
     model, meta = saving.load(calibrated[1])
+    fs = feature_score.of(meta)
+    assert fs is not None and meta["calibration"]["unknown"]["score"] == "mahalanobis"
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (16, 16, 16, 1)).astype("float32")
-    want, want_s, want_r = calibrate.apply_metadata(model.predict(x, verbose=0), meta)
+    x[:8] = np.asarray(calibrated[0].dataset.x_test[:8], "float32")  # known images too
+    raw = model.predict(x, verbose=0)
+    features = keras.Model(model.inputs, model.get_layer(fs.layer).output).predict(x, verbose=0)
+    want, want_s, want_r = calibrate.apply_metadata(raw, meta, fs.scores(features))
+    assert 0 < want_r.sum() < len(x)  # the threshold separates: some kept, some rejected
     formats = [("keras", "m.keras"), ("savedmodel", "sm"), ("tflite", "m.tflite")]
     try:
         import onnxruntime  # noqa: F401
@@ -137,15 +144,25 @@ def test_every_artifact_carries_t_and_the_threshold(calibrated, tmp_path):
         export.export(str(calibrated[1]), fmt, str(tmp_path / name), sample=x)
         art = artifacts.load(tmp_path / name)
         assert art.metadata["calibration"]["temperature"] == meta["calibration"]["temperature"]
-        assert art.metadata["calibration"]["unknown"] == meta["calibration"]["unknown"]
-        got, _, got_r = calibrate.apply_metadata(art.predict(x), art.metadata)
+        unk = dict(art.metadata["calibration"]["unknown"])
+        params = unk.pop("params")
+        assert unk.pop("in_graph", True) is True, fmt
+        assert params == (fs if fmt == "keras" else fs.to_json()), fmt
+        assert unk == {k: v for k, v in meta["calibration"]["unknown"].items()
+                       if k != "params"}, fmt
+        assert art.has_feature_score, fmt
+        raw_got, scores = art.predict_scored(x)
+        got, got_s, got_r = calibrate.apply_metadata(raw_got, art.metadata, scores)
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=fmt)
+        np.testing.assert_allclose(got_s, want_s, rtol=1e-5, atol=1e-5 * want_s.max(),
+                                   err_msg=fmt)
         np.testing.assert_array_equal(got_r, want_r)
     out = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"](
         images=tf.constant(x))
     np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=1e-5)
     np.testing.assert_array_equal(out["unknown"].numpy(), want_r)
-    np.testing.assert_allclose(out["unknown_score"].numpy(), want_s, atol=1e-5)
+    np.testing.assert_allclose(out["unknown_score"].numpy(), want_s, rtol=1e-5,
+                               atol=1e-5 * want_s.max())
     assert not np.allclose(want, model.predict(x, verbose=0), atol=1e-3)  # T does something
 
 
@@ -199,10 +216,12 @@ def test_calibrate_probs_refuses_scores_the_artifacts_cannot_compute():
     with pytest.raises(TlkitError, match="ranks images by uncertainty only for T < 1"):
         calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
                                       score="energy")
-    for score in ("knn", "mahalanobis"):
-        with pytest.raises(TlkitError, match="score must be one of msp, energy, entropy"):
-            calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
-                                          score=score)
+    with pytest.raises(TlkitError, match="score must be one of msp, energy, entropy, "
+                                         "mahalanobis"):
+        calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:], score="knn")
+    with pytest.raises(TlkitError, match="computed from the model's features"):
+        calibrate.run.calibrate_probs(probs[:200], y[:200], probs[200:], y[200:],
+                                      score="mahalanobis")
     under, y = _planted(0.5, n=400, seed=4)  # under-confident: T < 1, energy is sound
     cal = calibrate.run.calibrate_probs(under[:200], y[:200], under[200:], y[200:],
                                         score="energy")

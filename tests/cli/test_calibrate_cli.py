@@ -3,6 +3,7 @@
 import csv
 import warnings
 
+import numpy as np
 import pytest
 
 from cli_helpers import assert_one_line_error
@@ -81,14 +82,21 @@ def test_calibrate_then_predict_reject_and_evaluate(capsys, model, photos, tmp_p
     assert all((float(r["unknown_score"]) > thr) == (r["rejected"] == "true") for r in rows
                if abs(float(r["unknown_score"]) - thr) > 1e-5)  # the CSV rounds to 6 places
     # prob1 is the calibrated probability of class1, predicted in the batch predict used (its
-    # first 32 images): oneDNN's AVX-512 kernels differ by batch shape in the last float32
-    # digits, which a small T sharpens (5.4e-5 seen, and once over 2e-4, against one image)
-    m, _ = saving.load(model)
-    x = data_lib.read_images([r["path"] for r in rows[:32]], image_size=(16, 16),
-                             channels=m.input_shape[-1])
-    p, _, _ = calibrate.apply_metadata(m.predict(x.astype("float32"), batch_size=32,
-                                                 verbose=0), meta)
+    # first 32 images) by the artifact's scored model (probabilities and unknown score in one
+    # pass): oneDNN's AVX-512 kernels differ by batch shape in the last float32 digits, which
+    # a small T sharpens (5.4e-5 seen, and once over 2e-4, against one image)
+    from tlkit.deploy import artifacts
+
+    art = artifacts.load(model)
+    # the images as predict reads them (read_images' grey conversion can differ by one level)
+    files = data_lib.ImageFiles([r["path"] for r in rows[:32]], (16, 16), art.input_shape[-1],
+                                "squash", [False] * 32)
+    x = np.concatenate([np.asarray(b) for b, _ in files.as_dataset(with_ids=True,
+                                                                    batch_size=32)])
+    raw, scores = art.predict_scored(x.astype("float32"), batch_size=32)
+    p, s, _ = calibrate.apply_metadata(raw, meta, scores)
     assert float(rows[0]["prob1"]) == pytest.approx(float(p[0].max()), abs=2e-4)
+    assert float(rows[0]["unknown_score"]) == pytest.approx(float(s[0]), rel=1e-4, abs=1e-4)
     code, out, err = run(capsys, "evaluate", model, "--data", photos, "--out", tmp_path / "ev")
     assert code == 0, err
     assert "90% most confident" in out

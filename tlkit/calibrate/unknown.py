@@ -18,7 +18,10 @@ From features (the head's input), so not from an artifact's probabilities alone:
   Gaussian of all training features (Ren et al. 2021) (`fit_gaussians`,
   `mahalanobis_scores`).
 
-The default is `entropy`: see DEFAULT_SCORE's comment for the measurements (bench/
+The default is `mahalanobis` for every model with a feature layer (`head_pool`: all the
+backbone models tlkit builds; `tlkit.calibrate.run.default_score`), stored in every artifact
+and computed in the exports' graphs (`tlkit.deploy.feature_score`), and `entropy` for models
+without one (zoo models): see DEFAULT_SCORE's comment for the measurements (bench/
 bench_calibration.py, 3 seeds; Fashion-MNIST classes 2,3,6,7,9 known, 0,1,4,5,8 held out,
 scikit-learn digits far away; bench/results/calibration.json). SavedModel's
 `serving_default` computes `EXPORTED_SCORES` in its graph; TFLite and ONNX users compute them
@@ -52,12 +55,14 @@ EXPORTED_SCORES = EXPORTED_UNKNOWN_SCORES  # computed inside SavedModel (deploy.
 #                val: energy on log-probabilities is chance at T = 1 and backwards above)
 #   entropy      0.613 / 0.911, 0.62x   and 0.692 / 0.910, 0.68x
 #   mahalanobis  0.881 / 0.940, 0.88x   and 0.845 / 0.979, 0.89x  (features, Ledoit-Wolf)
-# Entropy is the default (tlkit.core.choices.DEFAULT_UNKNOWN_SCORE): it meets the far target
-# (0.90) in both situations, with msp's selective risk (0.62x / 0.68x against 0.62x / 0.67x),
-# and needs only the probabilities and T, so every artifact computes it (SavedModel in its
-# graph, TFLite and ONNX users in three lines of NumPy); energy is unsound at T >= 1. No
-# probability score reaches 0.80 on held-out classes; Mahalanobis on the head's input does,
-# and needs the class means and covariance inside every artifact (not shipped yet).
+# Mahalanobis separates best, the only score over 0.80 on held-out classes, so it is the
+# default wherever the model has a feature layer: the class means and the whitening matrix
+# travel in every artifact (tlkit.deploy.feature_score). Among the scores of the
+# probabilities and T alone, entropy is the default for models without features
+# (tlkit.core.choices.DEFAULT_UNKNOWN_SCORE): it meets the far target (0.90) in both
+# situations, and every artifact computes it (SavedModel in its graph, TFLite and ONNX users in
+# three lines of NumPy); energy is unsound at T >= 1. The selective risk (error at 90%
+# coverage) ranks images by confidence whatever the unknown score (tlkit.calibrate.run).
 DEFAULT_SCORE = DEFAULT_UNKNOWN_SCORE
 KNN_K = 10
 

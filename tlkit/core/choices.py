@@ -22,9 +22,13 @@ BAD_IMAGE_POLICIES = ("skip", "error")  # unreadable image files
 TUNERS = ("random", "hyperband", "bayesian")  # KerasTuner's search algorithms
 # "unknown" scores from the probabilities and T (tlkit.calibrate.unknown: the measurements
 # behind the default), the ones every export computes; the default is one home for
-# calibrate, predict and the SavedModel graph
+# calibrate, predict and the SavedModel graph. Models with a feature layer (head_pool) get
+# the "mahalanobis" feature score instead (tlkit.calibrate.run.default_score)
 EXPORTED_UNKNOWN_SCORES = ("msp", "energy", "entropy")
 DEFAULT_UNKNOWN_SCORE = "entropy"
+# training images whose features fit the mahalanobis unknown score, at most (a seeded choice:
+# tlkit.calibrate.run; the feature cache hands at most this many rows to it)
+UNKNOWN_FIT_IMAGES = 2000
 # training precision (tlkit.training.precision): auto decides per run, by device and a probe
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")  # what a search optimises

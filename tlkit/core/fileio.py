@@ -36,12 +36,20 @@ def atomic_path(path, suffix=".tmp"):
             os.remove(tmp)
 
 
+def json_default(obj):
+    """`json.dumps`'s `default=` for tlkit's files: an object's `to_json()` summary when it
+    has one (`tlkit.deploy.feature_score.FeatureScore`, whose arrays are stored in binary),
+    else `str(obj)`."""
+    to_json = getattr(obj, "to_json", None)
+    return to_json() if callable(to_json) else str(obj)
+
+
 def write_json(obj, path, indent=2):
     """Write `obj` as JSON to `path` atomically; returns the path."""
     path = pathlib.Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, default=str)
+            json.dump(obj, f, indent=indent, default=json_default)
     return path
 
 

@@ -233,7 +233,8 @@ def predict_labelled(model, x, y, *, batch_size=64, verbose=0, autotune=None):
     (`inference_batch_size` of the model's input shape).
 
     Returns:
-        `(probs (M, classes), labels (M,))`, M = N less the files that failed.
+        `(probs (M, classes), labels (M,))`, M = N less the files that failed; for a model
+        of several outputs, a list of arrays in place of `probs`.
     """
     batch_size = inference_batch_size(batch_size, getattr(model, "input_shape", None))
     ds = pipeline(x, y, batch_size=batch_size, autotune=autotune)
@@ -250,14 +251,21 @@ def predict_labelled(model, x, y, *, batch_size=64, verbose=0, autotune=None):
     for images, batch_labels in model_batches(ds):
         # predict_on_batch runs Keras's compiled predict step (an eager call per batch costs
         # several times more); labels come from the same batch, so skipped files stay aligned.
-        probs.append(np.asarray(model.predict_on_batch(images)))
+        out = model.predict_on_batch(images)
+        probs.append([np.asarray(o) for o in out] if isinstance(out, (list, tuple))
+                     else np.asarray(out))
         labels.append(np.asarray(batch_labels))
         done += len(labels[-1])
         if bar:
             bar.update(done)
     if not probs:
+        if isinstance(model.output_shape, list):  # a model of several outputs
+            return ([np.zeros((0, *s[1:]), "float32") for s in model.output_shape],
+                    np.zeros((0,), np.int64))
         n_out = model.output_shape[-1]
         return np.zeros((0, n_out), "float32"), np.zeros((0,), np.int64)
+    if isinstance(probs[0], list):  # one array per output
+        return [np.concatenate(parts) for parts in zip(*probs)], np.concatenate(labels)
     return np.concatenate(probs), np.concatenate(labels)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from tlkit.core import console, fileio
 from tlkit.core.errors import TlkitError
-from tlkit.deploy import saving
+from tlkit.deploy import feature_score, saving
 
 LABELS_FILE = "labels.txt"  # in a SavedModel's assets/
 SAVEDMODEL_METADATA = "assets.extra/tlkit_metadata.json"
@@ -113,8 +113,9 @@ class Artifact:
     """
 
     def __init__(self, path, kind, run, metadata, class_names, input_shape, num_outputs,
-                 input_dtype="float32", model=None):
+                 input_dtype="float32", model=None, run_scored=None):
         self.path, self.kind, self._run = str(path), kind, run
+        self._run_scored = run_scored  # x -> (probabilities, feature unknown scores)
         self.metadata = dict(metadata or {})
         self.input_shape = tuple(int(d) for d in input_shape)
         self.input_dtype = input_dtype
@@ -139,6 +140,24 @@ class Artifact:
         return np.concatenate(parts) if parts else np.zeros((0, self.output_shape[1]),
                                                             "float32")
 
+    @property
+    def has_feature_score(self):
+        """Whether the artifact computes a feature-space unknown score (its graph's second
+        output, `tlkit.deploy.feature_score`)."""
+        return self._run_scored is not None
+
+    def predict_scored(self, x, batch_size=64):
+        """`(probabilities (N, C), feature unknown scores (N,) or None)` over `x` in batches:
+        the scores when the artifact computes one (`has_feature_score`), in the same pass."""
+        if self._run_scored is None:
+            return self.predict(x, batch_size=batch_size), None
+        x = np.asarray(x, "float32")
+        parts = [self._run_scored(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        if not parts:
+            return np.zeros((0, self.output_shape[1]), "float32"), np.zeros(0, "float32")
+        return (np.concatenate([np.asarray(p, "float32") for p, _ in parts]),
+                np.concatenate([np.asarray(s, "float32").reshape(-1) for _, s in parts]))
+
 
 def load(path):
     """Open a deployable artifact (see the module doc) as an `Artifact`.
@@ -153,12 +172,17 @@ def load(path):
 
 def _load_keras(path):
     model, meta = saving.load(path)
+    graph, fs = feature_score.graph_model(model, meta)
 
     def run(x):
         return model.predict_on_batch(x)
 
+    def run_scored(x):
+        return graph.predict_on_batch(x)
+
     return Artifact(path, "keras", run, meta, meta.get("class_names"), model.input_shape[1:],
-                    model.output_shape[-1], model=model)
+                    model.output_shape[-1], model=model,
+                    run_scored=run_scored if fs is not None else None)
 
 
 def _load_savedmodel(path):
@@ -182,9 +206,16 @@ def _load_savedmodel(path):
             out = out.get("probabilities", next(iter(out.values())))
         return out.numpy()
 
+    scored = getattr(loaded, "serve_scored", None)
+
+    def run_scored(x):
+        out = scored(tf.constant(x))
+        return out["probabilities"].numpy(), out["unknown_score"].numpy()
+
     shape = meta.get("input_shape") or spec[1:]
     outputs = len(names) if names else int(run(np.zeros((1, *shape), "float32")).shape[-1])
-    return Artifact(path, "savedmodel", run, meta, names, shape, outputs, model=loaded)
+    return Artifact(path, "savedmodel", run, meta, names, shape, outputs, model=loaded,
+                    run_scored=run_scored if scored is not None else None)
 
 
 def _input_spec(fn):
@@ -211,19 +242,28 @@ def _load_tflite(path):
         interp = tflite_interpreter(path)
     except (ValueError, RuntimeError) as e:
         raise TlkitError(f"Could not load TFLite model {path}: {str(e).splitlines()[0]}") from None
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    inp = interp.get_input_details()[0]
+    outs = interp.get_output_details()
+    out = next((o for o in outs if len(o["shape"]) == 2), outs[0])  # the probabilities
+    score = next((o for o in outs if len(o["shape"]) == 1), None)  # feature_score's output
     meta = _read_json(metadata_path(path))
     names = read_labels(labels_path(path)) or meta.get("class_names")
 
-    def run(x):
+    def run_scored(x):
         interp.resize_tensor_input(inp["index"], x.shape)
         interp.allocate_tensors()
         interp.set_tensor(inp["index"], quantize_input(x, inp))
         interp.invoke()
-        return dequantize_output(interp.get_tensor(out["index"]), out)
+        return (dequantize_output(interp.get_tensor(out["index"]), out),
+                None if score is None else dequantize_output(interp.get_tensor(score["index"]),
+                                                             score))
+
+    def run(x):
+        return run_scored(x)[0]
 
     return Artifact(path, "tflite", run, meta, names, inp["shape"][1:], int(out["shape"][-1]),
-                    input_dtype=np.dtype(inp["dtype"]).name, model=interp)
+                    input_dtype=np.dtype(inp["dtype"]).name, model=interp,
+                    run_scored=run_scored if score is not None else None)
 
 
 def quantize_input(x, detail):
@@ -261,14 +301,20 @@ def _load_onnx(path):
     names = (json.loads(props["class_names"]) if "class_names" in props
              else read_labels(labels_path(path)) or meta.get("class_names"))
     inp = session.get_inputs()[0]
+    scored = len(session.get_outputs()) > 1  # feature_score's unknown_score: rank 1
+
+    def run_scored(x):
+        return feature_score.split_outputs(session.run(None, {inp.name: x}))
 
     def run(x):
-        return session.run(None, {inp.name: x})[0]
+        return run_scored(x)[0]
 
     shape = meta.get("input_shape") or inp.shape[1:]
-    outputs = session.get_outputs()[0].shape[-1]
+    outputs = next((o.shape for o in session.get_outputs() if len(o.shape) == 2),
+                   session.get_outputs()[0].shape)[-1]
     return Artifact(path, "onnx", run, meta, names, shape,
-                    outputs if isinstance(outputs, int) else len(names or ()), model=session)
+                    outputs if isinstance(outputs, int) else len(names or ()), model=session,
+                    run_scored=run_scored if scored else None)
 
 
 def _read_json(path):

@@ -75,7 +75,7 @@ import numpy as np
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import decode
-from tlkit.deploy import (artifacts, calibration, onnx, saved_model, saving,
+from tlkit.deploy import (artifacts, calibration, feature_score, onnx, saved_model, saving,
                           tensorflow_export, tflite)
 
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
@@ -339,6 +339,8 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         x = _check_batch(sample, input_shape)
     tolerance = FLOAT_TOLERANCE if quantize == "none" else QUANT_TOLERANCES[quantize]
     expected = _first_output(model.predict(x, verbose=0))
+    graph, fs = feature_score.graph_model(model, meta, quantize)
+    expected_score = graph.predict(x, verbose=0)[1] if fs is not None else None
 
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -348,8 +350,11 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
                                     representative)
         else:
             write_artifact(model, fmt, quantize, artifact, work, meta, representative)
-        got = artifacts.load(artifact).predict(x).reshape(expected.shape)
+        got, got_score = artifacts.load(artifact).predict_scored(x)
+        got = got.reshape(expected.shape)
         diff = float(np.max(np.abs(got.astype("float64") - expected)))
+        if expected_score is not None:
+            _check_score(fmt, quantize, out, got_score, expected_score, tolerance)
         agree = _top1(got) == _top1(expected)
         top1 = float(np.mean(agree))
         _check(fmt, quantize, out, diff, agree, top1, tolerance, expected, note is not None)
@@ -368,6 +373,21 @@ def _check_batch(x, input_shape, what="sample"):
         raise TlkitError(f"{what} must be a batch of shape (n, "
                          f"{', '.join(map(str, input_shape))}). Received: {what}.shape={x.shape}.")
     return x
+
+
+def _check_score(fmt, quantize, out, got, expected, tolerance):
+    """Raise (nothing written) when a float export's unknown score differs from Keras's by
+    more than `tolerance` relative to the scores' scale (squared distances in the
+    hundreds: float32 sums of D products carry ~1e-7 x D relative error)."""
+    if got is None:
+        raise TlkitError(f"The {fmt} export lost its unknown_score output; nothing was "
+                         f"written to {str(out)!r}.")
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    rel = float(np.max(np.abs(np.asarray(got, "float64") - expected))) / scale
+    if quantize == "none" and not rel <= tolerance:
+        raise TlkitError(f"The {fmt} export's unknown score differs from the Keras model's by "
+                         f"{rel:.3g} of its scale > tolerance {tolerance:g}; nothing was "
+                         f"written to {str(out)!r}.")
 
 
 def _check(fmt, quantize, out, diff, agree, top1, tolerance, expected, random=False):

@@ -12,21 +12,22 @@ import sys
 import numpy as np
 
 from tlkit.core.errors import TlkitError
-from tlkit.deploy import export, saving
+from tlkit.deploy import export, feature_score, saving
 
 
 def main(request_path):
     """Write the artifact of the request file; returns the exit code."""
     request = json.loads(open(request_path, encoding="utf-8").read())
     try:
-        model, _ = saving.load(request["model"])
+        model, file_meta = saving.load(request["model"])
+        metadata = feature_score.attach(request["metadata"], feature_score.of(file_meta))
         # Keras's ONNX export refuses a model that has never been called (the parent's has
         # predicted the sample already; this fresh reload has not).
         model.predict(np.zeros((1, *model.input_shape[1:]), "float32"), verbose=0)
         representative = (np.load(request["representative"]) if request["representative"]
                           else None)
         export.write_artifact(model, request["fmt"], request["quantize"], request["artifact"],
-                              request["work"], request["metadata"], representative)
+                              request["work"], metadata, representative)
     except TlkitError as e:
         print(str(e).splitlines()[0], file=sys.stderr)
         return 2

@@ -10,7 +10,11 @@ Example:
 import json
 import warnings
 
+import numpy as np
+
+from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
+from tlkit.deploy import feature_score
 
 
 def write_onnx(model, artifact, metadata):
@@ -23,9 +27,12 @@ def write_onnx(model, artifact, metadata):
                          "'tlkit[onnx]'.") from None
     with warnings.catch_warnings():  # Keras' tf2onnx patch touches the deprecated np.object
         warnings.simplefilter("ignore", FutureWarning)
-        model.export(str(artifact), format="onnx", verbose=False)
+        graph, fs = feature_score.graph_model(model, metadata)
+        if fs is not None:  # Keras's ONNX export needs a model that has been called
+            graph.predict(np.zeros((1, *model.input_shape[1:]), "float32"), verbose=0)
+        graph.export(str(artifact), format="onnx", verbose=False)
     proto = onnx.load(str(artifact))
     for key, value in (("class_names", json.dumps(metadata["class_names"])),
-                       ("tlkit_metadata", json.dumps(metadata, default=str))):
+                       ("tlkit_metadata", json.dumps(metadata, default=fileio.json_default))):
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(artifact))

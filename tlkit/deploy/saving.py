@@ -41,6 +41,7 @@ from tlkit.core import fileio
 from tlkit.core.errors import TlkitError
 from tlkit.core.version import __version__
 from tlkit.data import decode
+from tlkit.deploy import feature_score
 
 METADATA_ATTR = "tlkit_metadata"
 METADATA_ENTRY = "tlkit_metadata.json"  # in a .keras zip
@@ -50,7 +51,11 @@ INPUT_CONTRACT = {"dtype": "float32", "range": [0, 255], "layout": "NHWC",
                   "preprocessing": "inside the model: feed raw pixels"}
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """`json.dumps`'s `default=` for tlkit metadata: NumPy scalars and arrays, paths, and a
+    `FeatureScore` as its summary (its arrays are stored in binary, `feature_score`)."""
+    if isinstance(obj, feature_score.FeatureScore):
+        return obj.to_json()
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
@@ -107,7 +112,7 @@ def save(model, path, metadata=None):
     """
     path = check_writable(path)
     meta = full_metadata(model, metadata)
-    text = json.dumps(meta, default=_jsonable)
+    text = json.dumps(meta, default=jsonable)
     if path.suffix == ".keras":
         with fileio.atomic_path(path, suffix=".tmp.keras") as tmp:
             # Like the .h5: no optimizer or compile config (plain Keras then never needs the
@@ -115,6 +120,8 @@ def save(model, path, metadata=None):
             _uncompiled(model).save(tmp)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(METADATA_ENTRY, text)
+                if feature_score.of(meta) is not None:
+                    zf.writestr(feature_score.ZIP_ENTRY, feature_score.of(meta).npz_bytes())
         return path
     with fileio.atomic_path(path, suffix=".tmp.h5") as tmp:
         # Keras 3 calls .h5 "legacy" and warns on every save; tlkit chooses it on purpose (it is
@@ -125,6 +132,8 @@ def save(model, path, metadata=None):
             model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             f.attrs[METADATA_ATTR] = text
+            if feature_score.of(meta) is not None:
+                feature_score.of(meta).write_h5(f)
     return path
 
 
@@ -161,19 +170,23 @@ def read_metadata(path):
             with zipfile.ZipFile(path) as zf:
                 if METADATA_ENTRY not in zf.namelist():
                     return {}
-                return json.loads(zf.read(METADATA_ENTRY).decode("utf-8"))
+                meta = json.loads(zf.read(METADATA_ENTRY).decode("utf-8"))
+                fs = (feature_score.FeatureScore.from_npz_bytes(zf.read(feature_score.ZIP_ENTRY))
+                      if feature_score.ZIP_ENTRY in zf.namelist() else None)
+                return feature_score.attach(meta, fs)
         except (OSError, zipfile.BadZipFile, ValueError) as e:
             raise TlkitError(f"{path} is not a readable .keras model file ({e}).") from None
     try:
         with h5py.File(path, "r") as f:
             raw = f.attrs.get(METADATA_ATTR)
+            fs = feature_score.FeatureScore.read_h5(f) if raw is not None else None
     except OSError as e:
         raise TlkitError(f"{path} is not a readable HDF5 model file ({e}).")
     if raw is None:
         return {}
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8")
-    return json.loads(raw)
+    return feature_score.attach(json.loads(raw), fs)
 
 
 def write_metadata(path, metadata):
@@ -193,18 +206,25 @@ def write_metadata(path, metadata):
     if path.suffix not in SUFFIXES:
         raise TlkitError(f"{path}: only .h5 and .keras files hold tlkit metadata tlkit can "
                          f"rewrite; calibrate the .h5/.keras model, then export it again.")
-    text = json.dumps(metadata, default=_jsonable)
+    text = json.dumps(metadata, default=jsonable)
+    fs = feature_score.of(metadata)
     with fileio.atomic_path(path, suffix=".tmp" + path.suffix) as tmp:
         if path.suffix == ".keras":
             with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w") as dst:
                 for item in src.infolist():
-                    if item.filename != METADATA_ENTRY:
+                    if item.filename not in (METADATA_ENTRY, feature_score.ZIP_ENTRY):
                         dst.writestr(item, src.read(item.filename))
                 dst.writestr(METADATA_ENTRY, text)
+                if fs is not None:
+                    dst.writestr(feature_score.ZIP_ENTRY, fs.npz_bytes())
         else:
             shutil.copyfile(path, tmp)
             with h5py.File(tmp, "a") as f:
                 f.attrs[METADATA_ATTR] = text
+                if feature_score.H5_GROUP in f:
+                    del f[feature_score.H5_GROUP]
+                if fs is not None:
+                    fs.write_h5(f)
     return path
 
 

@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from tlkit.core import compat
+from tlkit.core import compat, fileio
 from tlkit.core.errors import TlkitError
 from tlkit.deploy import saving
 
@@ -59,7 +59,7 @@ def write(model, path, fmt, quantize, artifact, work, metadata, representative):
     if representative is not None:
         request["representative"] = str(work / ".representative.npy")
         np.save(request["representative"], np.asarray(representative, "float32"))
-    (work / ".request.json").write_text(json.dumps(request, default=str))
+    (work / ".request.json").write_text(json.dumps(request, default=fileio.json_default))
     proc = subprocess.run([sys.executable, "-m", CHILD, str(work / ".request.json")],
                           env=compat.tensorflow_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)

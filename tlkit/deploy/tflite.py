@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlkit.core import console
+from tlkit.core import console, fileio
 from tlkit.core.errors import TlkitError
-from tlkit.deploy import artifacts
+from tlkit.deploy import artifacts, feature_score
 
 
 def convert_tflite(model, quantize, work, representative=None):
@@ -54,8 +54,10 @@ def write_tflite(model, artifact, metadata, quantize="none", work=None, represen
     """A `.tflite` file and, beside it, `m.labels.txt` and `m.tlkit.json` (the metadata; for
     int8, `input` gets the input tensor's dtype and quantization)."""
     artifact = Path(artifact)
+    model, fs = feature_score.graph_model(model, metadata, quantize)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         flat = convert_tflite(model, quantize, Path(tmp), representative)
+    _mark_score(metadata, fs)
     artifact.write_bytes(flat)
     if quantize == "int8":
         detail = artifacts.tflite_interpreter(artifact).get_input_details()[0]
@@ -64,4 +66,11 @@ def write_tflite(model, artifact, metadata, quantize="none", work=None, represen
                              "quantization": {"scale": float(scale), "zero_point": int(zero)}}
     artifacts.write_labels(artifacts.labels_path(artifact), metadata["class_names"])
     with open(artifacts.metadata_path(artifact), "w", encoding="utf-8") as f:
-        json.dump(metadata, f, indent=2, default=str)
+        json.dump(metadata, f, indent=2, default=fileio.json_default)
+
+
+def _mark_score(metadata, fs):
+    """Record in the metadata whether the graph's second output is the unknown score."""
+    unk = (metadata.get("calibration") or {}).get("unknown")
+    if unk is not None and unk.get("score") == feature_score.KIND:
+        unk["in_graph"] = fs is not None

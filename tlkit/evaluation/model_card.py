@@ -67,7 +67,7 @@ def write(model_path, report=None, *, settings=None, metadata=None, out=None):
     out = pathlib.Path(out) if out is not None else folder / FILENAME
     # as JSON would give them back (tuples as lists...): a card from the report dict in memory
     # is the card from report.json
-    report, meta, settings = (json.loads(json.dumps(x, default=str))
+    report, meta, settings = (json.loads(json.dumps(x, default=fileio.json_default))
                               for x in (report, meta, settings))
     text = render(model_path, report, meta, settings, out.parent)
     with fileio.atomic_path(out, suffix=".md") as tmp:
@@ -212,6 +212,16 @@ def _calibration(cal, card_dir):
                      f"unknown), rejected above **{unk.get('threshold'):.4g}**, the threshold "
                      f"that keeps {unk.get('coverage', 0):.0%} of the validation images "
                      f"(`tlkit predict --reject`).")
+        if unk.get("score") == "mahalanobis":
+            params = unk.get("params") or {}
+            layer = params.get("layer") if isinstance(params, dict) else params.layer
+            lines.append(f"The score is the squared Mahalanobis distance of the image's "
+                         f"features (the output of `{layer}`) to the nearest class mean, "
+                         f"with one shared covariance fitted on {unk.get('fit_images', '?')} "
+                         f"training images. The `.h5`/`.keras` file stores the means and "
+                         f"the whitening matrix; SavedModel, TFLite (float) and ONNX exports "
+                         f"compute the score in their graph, as a second output "
+                         f"`unknown_score`.")
     if cal.get("error_at_90") is not None:
         lines.append(f"Error on the test split: {cal.get('error_full', float('nan')):.2%} at "
                      f"full coverage, {cal['error_at_90']:.2%} on the 90% most confident, "

@@ -84,11 +84,13 @@ def iter_predictions(model_path, inputs, *, top_k=3, batch_size=32, on_bad_image
     k = min(top_k, max(2, model.output_shape[-1]))
     done = 0
     for images, ids in ds.prefetch(2):
-        raw = np.asarray(model.predict_on_batch(np.asarray(images, "float32")))
+        raw, feature_scores = model.predict_scored(np.asarray(images, "float32"),
+                                                   batch_size=len(images))
         done += len(raw)
         if progress is not None:
             progress(done, len(good))
-        probs, scores, rejected = calibrate_lib.apply_metadata(raw, model.metadata)
+        probs, scores, rejected = calibrate_lib.apply_metadata(raw, model.metadata,
+                                                               feature_scores)
         for i, pr, sc, rj in zip(ids.numpy(), probs, scores, rejected):
             idx = np.argsort(-pr)[:k]
             yield {"path": good[i], "top": [(names[j], float(pr[j])) for j in idx],
@@ -106,12 +108,17 @@ def model_resize(model):
 
 
 def check_reject(model, model_path, reject):
-    """Refuse `--reject` for an artifact whose metadata holds no unknown threshold."""
-    if reject and not ((model.metadata.get("calibration") or {}).get("unknown") or {}).get(
-            "threshold") is not None:
+    """Refuse `--reject` for an artifact whose metadata holds no unknown threshold, or whose
+    graph does not compute its (feature) unknown score."""
+    unk = (model.metadata.get("calibration") or {}).get("unknown") or {}
+    if reject and not unk.get("threshold") is not None:
         raise TlkitError(f"--reject: {model_path} has no unknown threshold; add one with "
                          f"tlkit calibrate {model_path} --data SRC (the data it was trained "
                          f"on; its run's index is used).")
+    if reject and unk.get("score") == "mahalanobis" and not model.has_feature_score:
+        raise TlkitError(f"--reject: {model_path} does not compute its unknown score "
+                         f"(mahalanobis, on the model's features; int8 TFLite exports leave "
+                         f"it out): predict with the .h5/.keras model or a float export.")
 
 
 def predict_files(model_path, inputs, top_k=3, batch_size=32, on_bad_image="skip",
@@ -232,21 +239,26 @@ def _data_argument(data, source):
 
 
 def selective_report(raw_probs, y, metadata, out_dir=None):
-    """The error at full, 90% and 95% coverage (the most confident kept, by the model's
-    unknown score), the calibrated ECE, and risk_coverage.png in `out_dir`."""
-    probs, scores, _ = calibrate_lib.apply_metadata(raw_probs, metadata)
-    correct = probs.argmax(1) == np.asarray(y)
+    """The error at full, 90% and 95% coverage (the most confident kept: ranked by the
+    calibrated maximum probability, as `tlkit.calibrate.run` ranks them), the calibrated ECE,
+    and risk_coverage.png in `out_dir`; for a probability unknown score, the share of these
+    images its threshold keeps."""
     t, unk = calibrate_lib.from_metadata(metadata)
-    out = {"score": (unk or {}).get("score", unknown.DEFAULT_SCORE), "temperature": t,
+    kind = (unk or {}).get("score", unknown.DEFAULT_SCORE)
+    probs = calibrate_lib.apply(raw_probs, t)
+    correct = probs.argmax(1) == np.asarray(y)
+    confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
+    out = {"score": kind, "ranked_by": "confidence", "temperature": t,
            "error_full": float(1 - correct.mean()) if len(correct) else float("nan"),
-           "error_at_90": metrics.error_at_coverage(-scores, correct, 0.90),
-           "error_at_95": metrics.error_at_coverage(-scores, correct, 0.95),
+           "error_at_90": metrics.error_at_coverage(confidence, correct, 0.90),
+           "error_at_95": metrics.error_at_coverage(confidence, correct, 0.95),
            "ece": metrics.ece(probs, y), "nll": metrics.nll(probs, y)}
-    if unk and unk.get("threshold") is not None:
+    if unk and unk.get("threshold") is not None and kind in unknown.PROBABILITY_SCORES:
+        scores = unknown.scores(raw_probs, kind, t)
         out["coverage_at_threshold"] = float(np.mean(scores <= unk["threshold"]))
     if out_dir is not None:
-        out["file"] = str(plots.plot_risk_coverage(-scores, correct,
-                                                   pathlib.Path(out_dir) / "risk_coverage.png"))
+        out["file"] = str(plots.plot_risk_coverage(
+            confidence, correct, pathlib.Path(out_dir) / "risk_coverage.png"))
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from tlkit import data as data_lib
 from tlkit.core import fileio
+from tlkit.core.choices import UNKNOWN_FIT_IMAGES
 from tlkit.core.errors import TlkitError
 from tlkit.core.logs import streamed_epochs
 from tlkit.data.files import shard_positions
@@ -166,9 +167,12 @@ def cache_split(model, plan, phase, dataset, aug, cache_features, strategy, o):
 def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
     """Train `phase` on the cached output of the frozen part.
 
-    Returns `(cache facts, val)`: `val` is `(features, labels)` of the validation split when
-    the phase trains the head alone (the head then maps them to the model's validation
-    probabilities: `tlkit.training.train.fit` hands those to calibration), else None.
+    Returns `(cache facts, features)`: `features` is `{"val": (features, labels), "train":
+    (features, labels)}` when the phase trains the head alone (the head then maps the
+    validation rows to the model's validation probabilities, and calibration fits its unknown
+    score on the training rows: `tlkit.training.train.fit` hands them on), else None. The
+    training rows are un-augmented (pass 0), at most `UNKNOWN_FIT_IMAGES` of them (a seeded
+    choice), copied out of the cache.
     """
     extractor, trainer = split
     passes = augment_passes if aug is not None and not phase.train_stages else 1
@@ -201,14 +205,22 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
                                                     (f_val, y_val), cbs, o)
     else:
         fit_features(trainer, plan, phase, (f_train, y_train), (f_val, y_val), cbs, o)
-    val = (f_val, y_val) if not phase.train_stages else None
+    val = None
+    if not phase.train_stages:
+        n0 = len(y_train) // passes  # pass 0 (un-augmented) comes first
+        keep = np.arange(n0)
+        if n0 > UNKNOWN_FIT_IMAGES:
+            keep = np.sort(np.random.default_rng(o.seed).choice(n0, UNKNOWN_FIT_IMAGES,
+                                                                replace=False))
+        val = {"val": (f_val, y_val),
+               "train": (np.array(f_train[keep]), np.asarray(y_train)[keep])}
     del f_train, f_val
     if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
         for c in (c_train, c_val):
             if c.get("where") == "disk":
                 pathlib.Path(c["path"]).unlink(missing_ok=True)
                 pathlib.Path(c["labels_path"]).unlink(missing_ok=True)
-        if c_val.get("where") == "disk":
+        if c_val.get("where") == "disk" and val is not None:
             val = None  # a memory map of the file just removed
     return cache_info, val
 

@@ -43,12 +43,15 @@ from tlkit.training.train_settings import TrainSettings
 class FitResult:
     """What `fit` returns: the trained model, merged history and run facts, and (for a plan
     whose one phase trained the head on cached features) the model's validation
-    probabilities and their labels, computed from those features at no cost."""
+    probabilities and their labels, computed from those features at no cost, and the
+    features themselves, `{"train": (features, labels), "val": (features, labels)}`
+    (calibration fits its unknown score on them, `tlkit.calibrate.calibrate_model`)."""
 
     model: keras.Model
     history: dict
     info: dict
     val_probabilities: tuple = None
+    features: dict = None
 
 
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
@@ -135,7 +138,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         info["class_weight"] = {dataset.class_names[i]: w for i, w in weights_by_class.items()}
     best = _Best()
     batches = -(-len(dataset.x_train) // batch_size)
-    head_val = None  # (head, validation features, labels) of a head phase on cached features
+    head_val = None  # (head, {"val", "train"} features) of a head phase on cached features
     for i, phase in enumerate(plan.phases):
         # A phase budgeted by steps gets the epochs its budget needs at this data size (tiny
         # data repeats within an epoch), and early stopping waits a number of steps, not
@@ -177,7 +180,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
         if split is not None:
             cache_info, head_val = phases.fit_cached(split, plan, phase, dataset, aug,
                                                      augment_passes, cbs, options)
-            head_val = (split[1], *head_val) if head_val is not None else None
+            head_val = (split[1], head_val) if head_val is not None else None
             info["cache"] = info["cache"] or cache_info  # the first (head) phase's
         else:
             cache_info = None
@@ -205,11 +208,12 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     info["best"] = best.restore(model, verbose)
     info["bn_recalibration"] = bn_lib.recalibrate(model, dataset, batch_size=batch_size,
                                                   strategy=strategy, verbose=verbose)
-    val_probabilities = None
+    val_probabilities = features = None
     if len(plan.phases) == 1 and head_val is not None and not info["bn_recalibration"]:
         # The head (its layers are the model's own, at their restored best weights) on the
         # cached validation features: the model's validation probabilities, without a pass.
-        head, f_val, y_val = head_val
+        head, features = head_val
+        f_val, y_val = features["val"]
         val_probabilities = (head.predict(f_val, batch_size=4096, verbose=0), y_val)
     # Leave the model compiled for the last phase, ready for evaluate() or more training.
     with strategy.scope() if strategy else contextlib.nullcontext():
@@ -217,7 +221,7 @@ def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_featur
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
 
-    return FitResult(model, history_of(records), info, val_probabilities)
+    return FitResult(model, history_of(records), info, val_probabilities, features)
 
 
 class _Best:

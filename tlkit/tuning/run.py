@@ -179,7 +179,7 @@ def tune(data, *, out, model=None, backbone=None, strategy=None, weights="imagen
                 "precision": precision}
     if tuner == "hyperband":
         settings["factor"] = factor
-    settings = json.loads(json.dumps(settings, default=str))
+    settings = json.loads(json.dumps(settings, default=fileio.json_default))
     _prepare_out(out, settings, overwrite=overwrite and role != "worker", role=role)
     if advice is not None and role != "worker":  # what auto measured and why it chose
         fileio.write_json(advice.to_dict(), out / "advice.json")

@@ -29,7 +29,7 @@ def test_metrics(rep):
 
 
 def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibration, history=None,
-                           extra=None, val_probs=None):
+                           extra=None, val_probs=None, features=None, seed=0):
     """The test report of `model` (report.json and PNGs in `report_dir`), calibrated.
 
     `calibration` is (method, coverage): `"temperature"` fits T on the validation split and
@@ -38,7 +38,8 @@ def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibratio
     files into the report's `files` (report.json on disk does not have them yet: the caller
     writes it once, with whatever else it adds). `"none"` skips it. `val_probs`: the model's
     `(probabilities, labels)` on the validation split when training has them already
-    (`tlkit.training.train.FitResult.val_probabilities`), so they are not predicted again.
+    (`tlkit.training.train.FitResult.val_probabilities`), so they are not predicted again;
+    `features` the feature cache's rows (`FitResult.features`) the unknown score is fitted on.
     Returns (report, calibration dict or None).
     """
     test_probs = []
@@ -51,7 +52,7 @@ def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibratio
     cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
                                         method=method, batch_size=batch_size,
                                         test_probs=test_probs[0] if test_probs else None,
-                                        val_probs=val_probs)
+                                        val_probs=val_probs, features=features, seed=seed)
     files = cal.pop("files", {})
     rep["calibration"] = cal
     if report_dir is not None and "files" in rep:
