@@ -35,7 +35,11 @@ Formats (every artifact carries its class names and input contract; see `tlkit.d
 Checks and tolerances (outputs are probabilities, 0..1):
     - float exports (`quantize="none"`) must match the Keras model within
       `FLOAT_TOLERANCE` = 1e-4, else `TlkitError`. Measured: SavedModel and `.keras` 0.0,
-      TFLite 3e-8 to 1.4e-5, ONNX 6e-8.
+      TFLite 3e-8 to 1.4e-5, ONNX 6e-8. A model whose metadata holds a feature unknown score
+      (`tlkit.deploy.feature_score`, the default after `tlkit.calibrate`) is exported with a
+      second output `unknown_score` (SavedModel: `serving_default` and `serve_scored`), checked
+      within the same tolerance relative to the scores' scale; int8 TFLite leaves it out.
+      The checks are `tlkit.deploy.export_checks`.
     - quantized TFLite is checked on top-1 agreement: every sample image whose Keras top-1
       margin (best minus second-best probability) exceeds 2 x tolerance must keep its class
       (for int8: at least `MIN_CLEAR_AGREEMENT` = 95% of them), else `TlkitError`; near-ties
@@ -67,7 +71,6 @@ import dataclasses
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +78,14 @@ import numpy as np
 from tlkit.core import fileio
 from tlkit.core.errors import TlkitError, check_choice
 from tlkit.data import decode
-from tlkit.deploy import (artifacts, calibration, feature_score, onnx, saved_model, saving,
-                          tensorflow_export, tflite)
+from tlkit.deploy import (artifacts, calibration, export_checks, feature_score, onnx,
+                          saved_model, saving, tensorflow_export, tflite)
 
 FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 FLOAT_TOLERANCE = 1e-4
 QUANT_TOLERANCES = {"float16": 1e-2, "dynamic": 5e-2, "int8": 0.1}
-# Share of clear-cut sample images that must keep their top-1 class. Weight-only quantization
-# keeps all; full-integer int8 quantizes activations too and may flip a few (measured below).
-MIN_CLEAR_AGREEMENT = {"float16": 1.0, "dynamic": 1.0, "int8": 0.95}
+MIN_CLEAR_AGREEMENT = export_checks.MIN_CLEAR_AGREEMENT
 SUFFIXES = {"tflite": ".tflite", "keras": ".keras", "onnx": ".onnx"}
 SAMPLE_SIZE = 8
 SAMPLE_SEED = 0
@@ -221,18 +222,8 @@ def _first_output(y):
     return np.asarray(y)
 
 
-def _top1(y):
-    y = y.reshape(len(y), -1)
-    return (y[:, 0] > 0.5).astype(int) if y.shape[1] == 1 else y.argmax(axis=1)
 
 
-def _margin(y):
-    """Top-1 minus top-2 probability per row (for one sigmoid unit: |2p - 1|)."""
-    y = y.reshape(len(y), -1)
-    if y.shape[1] == 1:
-        return np.abs(2 * y[:, 0] - 1)
-    top2 = np.sort(y, axis=1)[:, -2:]
-    return top2[:, 1] - top2[:, 0]
 
 
 def write_artifact(model, fmt, quantize, artifact, work, metadata, representative):
@@ -328,7 +319,7 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         if representative is None:
             representative = (sample if sample is not None else calibration.training_images(
                 path, meta, input_shape))
-        representative = _check_batch(representative, input_shape, "representative")
+        representative = export_checks.check_batch(representative, input_shape, "representative")
         if sample is None:
             sample, compared_on = representative, "the training images it was calibrated on"
     if sample is None:
@@ -336,7 +327,7 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         note = (f"compared on {len(x)} random images, not real ones ({found}): pass sample= "
                 f"(--sample DIR) to compare on images like the model's")
     else:
-        x = _check_batch(sample, input_shape)
+        x = export_checks.check_batch(sample, input_shape)
     tolerance = FLOAT_TOLERANCE if quantize == "none" else QUANT_TOLERANCES[quantize]
     expected = _first_output(model.predict(x, verbose=0))
     graph, fs = feature_score.graph_model(model, meta, quantize)
@@ -354,10 +345,10 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         got = got.reshape(expected.shape)
         diff = float(np.max(np.abs(got.astype("float64") - expected)))
         if expected_score is not None:
-            _check_score(fmt, quantize, out, got_score, expected_score, tolerance)
-        agree = _top1(got) == _top1(expected)
+            export_checks.check_score(fmt, quantize, out, got_score, expected_score, tolerance)
+        agree = export_checks.top1(got) == export_checks.top1(expected)
         top1 = float(np.mean(agree))
-        _check(fmt, quantize, out, diff, agree, top1, tolerance, expected, note is not None)
+        export_checks.check(fmt, quantize, out, diff, agree, top1, tolerance, expected, note is not None)
         size = _size(artifact)
         files = _replace(artifact, out, work)
     finally:
@@ -366,54 +357,10 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
                         compared_on, note)
 
 
-def _check_batch(x, input_shape, what="sample"):
-    x = np.asarray(x, dtype="float32")
-    if x.ndim != len(input_shape) + 1 or any(
-            e is not None and e != g for e, g in zip(input_shape, x.shape[1:])) or not len(x):
-        raise TlkitError(f"{what} must be a batch of shape (n, "
-                         f"{', '.join(map(str, input_shape))}). Received: {what}.shape={x.shape}.")
-    return x
 
 
-def _check_score(fmt, quantize, out, got, expected, tolerance):
-    """Raise (nothing written) when a float export's unknown score differs from Keras's by
-    more than `tolerance` relative to the scores' scale (squared distances in the
-    hundreds: float32 sums of D products carry ~1e-7 x D relative error)."""
-    if got is None:
-        raise TlkitError(f"The {fmt} export lost its unknown_score output; nothing was "
-                         f"written to {str(out)!r}.")
-    scale = max(1.0, float(np.max(np.abs(expected))))
-    rel = float(np.max(np.abs(np.asarray(got, "float64") - expected))) / scale
-    if quantize == "none" and not rel <= tolerance:
-        raise TlkitError(f"The {fmt} export's unknown score differs from the Keras model's by "
-                         f"{rel:.3g} of its scale > tolerance {tolerance:g}; nothing was "
-                         f"written to {str(out)!r}.")
 
 
-def _check(fmt, quantize, out, diff, agree, top1, tolerance, expected, random=False):
-    """Raise (nothing written) or warn when the artifact does not reproduce Keras."""
-    if quantize == "none" and not diff <= tolerance:  # "not <=" also catches NaN
-        raise TlkitError(f"The {fmt} export differs from the Keras model by {diff:.3g} > "
-                         f"tolerance {tolerance:g} (top-1 agreement {top1:.0%}); nothing "
-                         f"was written to {str(out)!r}.")
-    if quantize == "none":
-        return
-    clear = _margin(expected) > 2 * tolerance
-    kept = float(agree[clear].mean()) if clear.any() else 1.0
-    if not np.isfinite(diff) or kept < MIN_CLEAR_AGREEMENT[quantize]:
-        raise TlkitError(
-            f"The {quantize}-quantized TFLite export changes the top-1 class of "
-            f"{int((~agree[clear]).sum())} of {int(clear.sum())} clear-cut sample images "
-            f"(Keras margin > {2 * tolerance:g}; at most "
-            f"{1 - MIN_CLEAR_AGREEMENT[quantize]:.0%} may change; max difference "
-            f"{diff:.3g}); nothing was written to {str(out)!r}. Try quantize='float16' or "
-            f"'none'.")
-    if diff > tolerance:
-        warnings.warn(f"The {quantize}-quantized TFLite export differs from the Keras "
-                      f"model by up to {diff:.3g} (typical: < {tolerance:g}); top-1 "
-                      f"agreement {top1:.0%}" + (". Check it on real images (sample=)."
-                                                 if random else " on real images."),
-                      stacklevel=3)
 
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "FLOAT_TOLERANCE", "QUANT_TOLERANCES", "ExportResult",
