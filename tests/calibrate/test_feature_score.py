@@ -57,7 +57,15 @@ def _calibrated(tmp_path, suffix):
     ds = types.SimpleNamespace(x_train=x[:60], y_train=y[:60], x_val=x[60:90], y_val=y[60:90],
                                x_test=x[90:], y_test=y[90:])
     cal = calibrate.calibrate_model(model, ds)
-    assert cal["unknown"]["score"] == "mahalanobis" and cal["unknown"]["fit_images"] == 60
+    unk = cal["unknown"]
+    # no cached training features: fitted on the 30 validation images, the threshold set on
+    # out-of-fold scores, the test coverage measured on the test pass's features
+    assert unk["score"] == "mahalanobis" and unk["fit_images"] == 30
+    assert unk["fit_on"].startswith("validation images (5-fold")
+    assert 0.9 <= unk["val_coverage"] < 1 and unk["test_coverage"] is not None
+    in_sample = unk["params"].scores(keras.Model(model.inputs, model.get_layer(
+        "head_pool").output).predict(x[60:90], verbose=0))
+    assert unk["threshold"] > np.quantile(in_sample, 0.95)  # out-of-fold: farther than in-fit
     path = saving.save(model, tmp_path / f"m{suffix}", {"class_names": ["a", "b", "c"],
                                                          "calibration": cal})
     return model, path, x, cal
@@ -119,5 +127,6 @@ def test_cached_features_fit_the_score_without_reading_an_image():
                                     features={"train": (f, y), "val": (f[::2], y[::2])})
     fs = cal["unknown"]["params"]
     assert cal["unknown"]["score"] == "mahalanobis" and cal["unknown"]["fit_images"] == len(y)
+    assert cal["unknown"]["fit_on"] == "training images (cached features)"
     assert cal["unknown"]["threshold"] == calibrate.run.unknown.threshold(
         fs.scores(f[::2]), cal["unknown"]["coverage"])

@@ -74,7 +74,7 @@ def metrics_from_probs(probs, y_true, class_names, top_k=5):
 
 
 def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size=64,
-             top_k=5, extra=None, verbose=0, predictions=None):
+             top_k=5, extra=None, verbose=0, predictions=None, probabilities=None):
     """Evaluate `model` on images `x` (raw pixels) and labels `y`.
 
     Args:
@@ -90,12 +90,15 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
         extra: more JSON-able facts to store in the report.
         predictions: a list that receives `(probabilities, labels)` of the images read, for
             callers that use them again (calibration) without another forward pass.
+        probabilities: `(probabilities, labels)` of the images read when the caller has
+            predicted them already (with the features, for calibration's unknown score):
+            `model` then predicts nothing.
 
     Returns:
         The report dict (also printed by `format_report`).
     """
-    probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch_size,
-                                              verbose=verbose)
+    probs, y_read = probabilities if probabilities is not None else data_lib.predict_labelled(
+        model, x, y, batch_size=batch_size, verbose=verbose)
     if predictions is not None:
         predictions.append((probs, y_read))
     rep = metrics_from_probs(probs, y_read, class_names, top_k=top_k)
