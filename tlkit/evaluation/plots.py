@@ -35,13 +35,15 @@ def new_figure(width, height):
     return Figure(figsize=(width, height), dpi=DPI)
 
 
-def save_figure(fig, path, dpi=DPI):
+def save_figure(fig, path, dpi=DPI, tight=True):
     """Save a matplotlib figure as PNG atomically (mode 0644 under umask 022) and close it.
 
     Args:
         fig: a `Figure` (from `new_figure` or pyplot).
         path: the PNG to write; its folder is created.
         dpi: pixels per inch.
+        tight: crop to the drawn content (`bbox_inches="tight"`, which draws the figure
+            twice); False for a figure whose fixed layout fills its canvas already.
 
     Returns:
         `path` as a `pathlib.Path`.
@@ -49,7 +51,7 @@ def save_figure(fig, path, dpi=DPI):
     path = pathlib.Path(path)
     try:
         with fileio.atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format="png")
     finally:
         import matplotlib.pyplot as plt
 
