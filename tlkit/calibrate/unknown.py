@@ -43,6 +43,7 @@ import numpy as np
 
 from tlkit.calibrate.temperature import logits
 from tlkit.core.choices import DEFAULT_UNKNOWN_SCORE, EXPORTED_UNKNOWN_SCORES
+from tlkit.deploy import feature_score
 
 PROBABILITY_SCORES = ("msp", "energy", "entropy")  # computable from the probabilities and T
 EXPORTED_SCORES = EXPORTED_UNKNOWN_SCORES  # computed inside SavedModel (deploy.saved_model)
@@ -126,24 +127,13 @@ def fit_gaussians(train_features, train_labels, covariance="ledoit_wolf"):
         `whiten @ whiten.T` the inverse of the class-centred covariance; `mean0` (D,) and
         `whiten0` (D, D) the same for one Gaussian of all features.
     """
-    from sklearn.covariance import ledoit_wolf  # here: predict imports this module, not it
-
     f = np.asarray(train_features, "float64")
     y = np.asarray(train_labels).astype(int)
     classes = np.unique(y)
     means = np.stack([f[y == c].mean(axis=0) for c in classes])
 
     def whitener(centred):
-        if covariance == "ledoit_wolf":
-            cov = ledoit_wolf(centred, assume_centered=True)[0]
-        elif covariance == "pooled":
-            cov = centred.T @ centred / max(len(centred) - 1, 1)
-        else:
-            raise ValueError(f"covariance must be ledoit_wolf or pooled. "
-                             f"Received: covariance={covariance!r}")
-        cov = cov + np.eye(len(cov)) * 1e-6 * max(np.trace(cov) / len(cov), 1e-12)
-        # cov = L L^T (Cholesky): x @ inv(L).T has squared norm x^T cov^-1 x
-        return np.linalg.inv(np.linalg.cholesky(cov)).T
+        return feature_score.whitener(centred, covariance)
 
     mean0 = f.mean(axis=0)
     return {"means": means, "whiten": whitener(f - means[np.searchsorted(classes, y)]),

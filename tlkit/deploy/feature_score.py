@@ -56,23 +56,11 @@ class FeatureScore:
     @classmethod
     def fit(cls, features, labels, *, layer, covariance="ledoit_wolf"):
         """Fit class means and one shared covariance (Ledoit-Wolf shrinkage) on features."""
-        from sklearn.covariance import ledoit_wolf  # here: loading a model needs none of it
-
         f = np.asarray(features, "float64")
         y = np.asarray(labels).astype(int)
         classes = np.unique(y)
         means = np.stack([f[y == c].mean(axis=0) for c in classes])
-        centred = f - means[np.searchsorted(classes, y)]
-        if covariance == "ledoit_wolf":
-            cov = ledoit_wolf(centred, assume_centered=True)[0]
-        elif covariance == "pooled":
-            cov = centred.T @ centred / max(len(centred) - 1, 1)
-        else:
-            raise ValueError(f"covariance must be ledoit_wolf or pooled. "
-                             f"Received: covariance={covariance!r}")
-        cov = cov + np.eye(len(cov)) * 1e-6 * max(np.trace(cov) / len(cov), 1e-12)
-        # cov = L L^T (Cholesky): x @ inv(L).T has squared norm x^T cov^-1 x
-        whiten = np.linalg.inv(np.linalg.cholesky(cov)).T
+        whiten = whitener(f - means[np.searchsorted(classes, y)], covariance)
         return cls(layer, whiten.astype("float32"), (means @ whiten).astype("float32"))
 
     def __eq__(self, other):
@@ -128,6 +116,28 @@ class FeatureScore:
         layer = g.attrs["layer"]
         return cls(layer.decode() if isinstance(layer, bytes) else str(layer),
                    np.asarray(g["whiten"]), np.asarray(g["centres"]))
+
+
+def whitener(centred, covariance="ledoit_wolf"):
+    """W (D, D) with `W @ W.T` the inverse covariance of the centred rows (N, D).
+
+    Args:
+        centred: rows less their means (their class's, or the overall one).
+        covariance: `"ledoit_wolf"` (shrunk towards a scaled identity by Ledoit and Wolf's
+            formula) or `"pooled"` (the plain covariance); both get a 1e-6 ridge floor.
+    """
+    from sklearn.covariance import ledoit_wolf  # here: loading a model needs none of it
+
+    if covariance == "ledoit_wolf":
+        cov = ledoit_wolf(centred, assume_centered=True)[0]
+    elif covariance == "pooled":
+        cov = centred.T @ centred / max(len(centred) - 1, 1)
+    else:
+        raise ValueError(f"covariance must be ledoit_wolf or pooled. "
+                         f"Received: covariance={covariance!r}")
+    cov = cov + np.eye(len(cov)) * 1e-6 * max(np.trace(cov) / len(cov), 1e-12)
+    # cov = L L^T (Cholesky): x @ inv(L).T has squared norm x^T cov^-1 x
+    return np.linalg.inv(np.linalg.cholesky(cov)).T
 
 
 def of(metadata):
