@@ -53,9 +53,11 @@ def cmd_evaluate(args):
     sel = rep.get("selective") or {}
     if sel:
         print(f"selective: error {sel['error_full']:.2%} on all, {sel['error_at_90']:.2%} on the "
-              f"90% most confident, {sel['error_at_95']:.2%} on the 95% ({sel['score']}); "
-              f"ECE {sel['ece']:.2%}" + (f" (T = {sel['temperature']:.3f})"
-                                         if sel["temperature"] != 1.0 else ""))
+              f"90% most confident, {sel['error_at_95']:.2%} on the 95% (by calibrated "
+              f"confidence); ECE {sel['ece']:.2%}" + (f" (T = {sel['temperature']:.3f})"
+                                                      if sel["temperature"] != 1.0 else "")
+              + (f"; unknown above the threshold: {1 - sel['coverage_at_threshold']:.1%} "
+                 f"({sel['score']})" if "coverage_at_threshold" in sel else ""))
     if args.out:
         print(f"report in {args.out}/")
     return 0

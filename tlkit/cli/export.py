@@ -47,6 +47,9 @@ def cmd_export(args):
     print(f"size: {r.size_bytes:,} bytes ({r.size_bytes / 2**20:.2f} MiB)")
     print(f"largest output difference vs Keras: {r.max_abs_diff:.3g} (tolerance {r.tolerance:g})")
     print(f"top-1 agreement: {r.top1_agreement:.1%} ({r.n_compared} images: {r.compared_on})")
+    if r.score_diff is not None:
+        print(f"unknown_score output (mahalanobis): largest difference vs Keras "
+              f"{r.score_diff:.3g} of its scale")
     if r.note:
         print(f"note: {r.note.replace('sample= (--sample DIR)', '--sample DIR')}")
     return 0

@@ -106,6 +106,9 @@ class ExportResult:
         compared_on: what they were ("the run's test images (INDEX)", "the given sample",
             "random images", ...).
         note: set when they were random images: why, and how to compare on real ones.
+        score_diff: for a model with a feature unknown score, the largest |artifact score -
+            Keras score| over the batch relative to the scores' scale (None without one, and
+            for int8 TFLite, which leaves the score out).
     """
 
     path: str
@@ -117,6 +120,7 @@ class ExportResult:
     n_compared: int = 0
     compared_on: str = ""
     note: str = None
+    score_diff: float = None
 
 
 def default_sample(input_shape, n=SAMPLE_SIZE, seed=SAMPLE_SEED):
@@ -332,6 +336,7 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
     expected = _first_output(model.predict(x, verbose=0))
     graph, fs = feature_score.graph_model(model, meta, quantize)
     expected_score = graph.predict(x, verbose=0)[1] if fs is not None else None
+    score_diff = None
 
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -345,16 +350,18 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         got = got.reshape(expected.shape)
         diff = float(np.max(np.abs(got.astype("float64") - expected)))
         if expected_score is not None:
-            export_checks.check_score(fmt, quantize, out, got_score, expected_score, tolerance)
+            score_diff = export_checks.check_score(fmt, quantize, out, got_score,
+                                                   expected_score, tolerance)
         agree = export_checks.top1(got) == export_checks.top1(expected)
         top1 = float(np.mean(agree))
-        export_checks.check(fmt, quantize, out, diff, agree, top1, tolerance, expected, note is not None)
+        export_checks.check(fmt, quantize, out, diff, agree, top1, tolerance, expected,
+                            note is not None)
         size = _size(artifact)
         files = _replace(artifact, out, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(str(out), size, diff, top1, tolerance, tuple(map(str, files)), len(x),
-                        compared_on, note)
+                        compared_on, note, score_diff)
 
 
 

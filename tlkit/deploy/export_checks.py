@@ -47,7 +47,8 @@ def check_batch(x, input_shape, what="sample"):
 def check_score(fmt, quantize, out, got, expected, tolerance):
     """Raise (nothing written) when a float export's unknown score differs from Keras's by
     more than `tolerance` relative to the scores' scale (squared distances in the
-    hundreds: float32 sums of D products carry ~1e-7 x D relative error)."""
+    hundreds: float32 sums of D products carry ~1e-7 x D relative error); returns that
+    relative difference."""
     if got is None:
         raise TlkitError(f"The {fmt} export lost its unknown_score output; nothing was "
                          f"written to {str(out)!r}.")
@@ -57,6 +58,7 @@ def check_score(fmt, quantize, out, got, expected, tolerance):
         raise TlkitError(f"The {fmt} export's unknown score differs from the Keras model's by "
                          f"{rel:.3g} of its scale > tolerance {tolerance:g}; nothing was "
                          f"written to {str(out)!r}.")
+    return rel
 
 
 def check(fmt, quantize, out, diff, agree, top1, tolerance, expected, random=False):

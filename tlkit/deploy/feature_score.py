@@ -34,6 +34,7 @@ Example:
 
 import dataclasses
 import io
+import weakref
 
 import numpy as np
 
@@ -162,12 +163,23 @@ def feature_layer(model):
 
 
 def feature_model(model, layer=None):
-    """`model`'s inputs -> [its features, its output] (one pass gives both)."""
+    """`model`'s inputs -> [its features, its output] (one pass gives both).
+
+    One per model and layer, kept while the model lives: the test pass and calibration's
+    validation pass then share one traced predict function (a new model traces it again,
+    about 0.3 s, a tenth of calibration's time budget in a 19 s run)."""
     import keras
 
     layer = layer or feature_layer(model)
-    return keras.Model(model.inputs, [model.get_layer(layer).output, model.outputs[0]],
-                       name="features_and_probabilities")
+    built = _FEATURE_MODELS.setdefault(model, {})
+    if layer not in built:
+        built[layer] = keras.Model(model.inputs, [model.get_layer(layer).output,
+                                                  model.outputs[0]],
+                                   name="features_and_probabilities")
+    return built[layer]
+
+
+_FEATURE_MODELS = weakref.WeakKeyDictionary()
 
 
 def _score_layer_class():
