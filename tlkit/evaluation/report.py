@@ -20,6 +20,7 @@ import numpy as np
 
 from tlkit import data as data_lib
 from tlkit.core import fileio
+from tlkit.deploy import feature_score
 from tlkit.evaluation import plots
 from tlkit.evaluation.plots import plot_confusion_matrix, plot_curves, save_figure
 
@@ -74,7 +75,7 @@ def metrics_from_probs(probs, y_true, class_names, top_k=5):
 
 
 def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size=64,
-             top_k=5, extra=None, verbose=0, predictions=None, probabilities=None):
+             top_k=5, extra=None, verbose=0, predictions=None, features=None):
     """Evaluate `model` on images `x` (raw pixels) and labels `y`.
 
     Args:
@@ -90,15 +91,20 @@ def evaluate(model, x, y, class_names, *, out_dir=None, history=None, batch_size
         extra: more JSON-able facts to store in the report.
         predictions: a list that receives `(probabilities, labels)` of the images read, for
             callers that use them again (calibration) without another forward pass.
-        probabilities: `(probabilities, labels)` of the images read when the caller has
-            predicted them already (with the features, for calibration's unknown score):
-            `model` then predicts nothing.
+        features: a list that receives the output of the model's feature layer
+            (`head_pool`, `tlkit.deploy.feature_score`) on the images read, computed in the
+            same pass (calibration's unknown score measures its test coverage on them).
 
     Returns:
         The report dict (also printed by `format_report`).
     """
-    probs, y_read = probabilities if probabilities is not None else data_lib.predict_labelled(
-        model, x, y, batch_size=batch_size, verbose=verbose)
+    if features is not None:  # one pass: [features, probabilities]
+        (f, probs), y_read = data_lib.predict_labelled(feature_score.feature_model(model), x, y,
+                                                       batch_size=batch_size, verbose=verbose)
+        features.append(f)
+    else:
+        probs, y_read = data_lib.predict_labelled(model, x, y, batch_size=batch_size,
+                                                  verbose=verbose)
     if predictions is not None:
         predictions.append((probs, y_read))
     rep = metrics_from_probs(probs, y_read, class_names, top_k=top_k)

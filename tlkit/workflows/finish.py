@@ -10,7 +10,6 @@ model and, given a report folder, its model card.
 
 import pathlib
 
-from tlkit import data as data_lib
 from tlkit.calibrate import run as calibrate_lib
 from tlkit.deploy import feature_score, saving
 from tlkit.evaluation import model_card
@@ -44,24 +43,21 @@ def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibratio
     Returns (report, calibration dict or None).
     """
     method, coverage = calibration
-    given = test_features = None
-    if method != "none" and calibrate_lib.default_score(model) == feature_score.KIND:
-        # one pass gives the test probabilities and the features the unknown score measures
-        (test_features, probs), y_read = data_lib.predict_labelled(
-            feature_score.feature_model(model), dataset.x_test, dataset.y_test,
-            batch_size=batch_size)
-        given = (probs, y_read)
+    # the features the unknown score measures its test coverage on, from the same pass
+    test_features = ([] if method != "none" and
+                     calibrate_lib.default_score(model) == feature_score.KIND else None)
     test_probs = []
     rep = report_lib.evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names,
                               out_dir=report_dir, history=history, batch_size=batch_size,
-                              extra=extra, predictions=test_probs, probabilities=given)
+                              extra=extra, predictions=test_probs, features=test_features)
     if method == "none":
         return rep, None
     cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
                                         method=method, batch_size=batch_size,
                                         test_probs=test_probs[0] if test_probs else None,
                                         val_probs=val_probs, features=features, seed=seed,
-                                        test_features=test_features)
+                                        test_features=test_features[0]
+                                        if test_features else None)
     files = cal.pop("files", {})
     rep["calibration"] = cal
     if report_dir is not None and "files" in rep:
