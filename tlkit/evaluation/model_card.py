@@ -215,13 +215,14 @@ def _calibration(cal, card_dir):
         if unk.get("score") == "mahalanobis":
             params = unk.get("params") or {}
             layer = params.get("layer") if isinstance(params, dict) else params.layer
-            lines.append(f"The score is the squared Mahalanobis distance of the image's "
-                         f"features (the output of `{layer}`) to the nearest class mean, "
-                         f"with one shared covariance fitted on {unk.get('fit_images', '?')} "
-                         f"training images. The `.h5`/`.keras` file stores the means and "
-                         f"the whitening matrix; SavedModel, TFLite (float) and ONNX exports "
-                         f"compute the score in their graph, as a second output "
-                         f"`unknown_score`.")
+            lines += ["", f"The score is the squared Mahalanobis distance of the image's "
+                          f"features (the output of `{layer}`) to the nearest class mean, "
+                          f"with one shared covariance, fitted on {unk.get('fit_images', '?')} "
+                          f"{unk.get('fit_on', 'images')}. The `.h5`/`.keras` file stores "
+                          f"the means and the whitening matrix; SavedModel, TFLite (float) and "
+                          f"ONNX exports compute the score in their graph, as a second output "
+                          f"`unknown_score`."]
+        lines.append("")
     if cal.get("error_at_90") is not None:
         lines.append(f"Error on the test split: {cal.get('error_full', float('nan')):.2%} at "
                      f"full coverage, {cal['error_at_90']:.2%} on the 90% most confident, "
