@@ -48,9 +48,9 @@ from tlkit.deploy import feature_score
 # accuracy, 2 errors) one image moves T by a factor of 2 or more, and the coverage threshold
 # has a resolution of 1/n (5% at n = 20, the size of the 95% coverage target itself).
 MIN_VAL_IMAGES = 20
-# Training images whose features fit the class means and covariance, at most: a seeded
-# choice, one forward pass (in small-similar runs the cached features, no pass). Ledoit-Wolf
-# shrinks the covariance where they are few against the feature dimension.
+# Cached training features (a head-only run's) that fit the class means and covariance, at
+# most: a seeded choice. Ledoit-Wolf shrinks the covariance where they are few against the
+# feature dimension.
 FIT_IMAGES = UNKNOWN_FIT_IMAGES
 FOLDS = 5  # out-of-fold validation scores set the threshold when the score is fitted on val
 METHODS = ("none", "temperature")
