@@ -47,6 +47,8 @@ BENCHES = [  # (script, result name[, extra arguments])
     ("bench_advise.py", "advise"),
     # float32 against bfloat16: the kernels' ceiling and plain Keras training (issue 26)
     ("bench_ceiling.py", "ceiling"),
+    # tlkit's fine-tuning phases (precision auto) against the plain-Keras loop, and the ceiling
+    ("bench_finetune_throughput.py", "finetune-throughput"),
     # --precision auto's probe and bfloat16's accuracy; backend, XLA and threads (issue 26)
     ("bench_precision.py", "precision"),
     ("bench_runtime.py", "runtime"),
