@@ -107,17 +107,16 @@ def test_a_resumed_run_keeps_the_policy_its_folder_recorded(monkeypatch, tmp_pat
     with runs.RunFolder(tmp_path / "run", {"a": 1}) as run:
         run.begin()
         assert run.recalled("precision") is None  # a new run: nothing to recall
-        first = precision.resolve("auto", trains_base=True, model=big,
-                                  recalled=run.recalled("precision"))
-        run.remember("precision", first.to_dict())
+        first = precision.resolve("auto", trains_base=True, model=big, run=run)
+        assert run.recalled("precision") is None  # recorded, but this run is not resuming
         (run.phase_dir(0) / "epochs.json").write_text("[]")  # progress: the run resumes
     monkeypatch.setattr(precision, "probe", lambda model, batch_size:
                         {"float32": 1.0, "mixed_bfloat16": 2.0})  # another machine's timing
     (tmp_path / "cache" / "precision.json").unlink()
     with runs.RunFolder(tmp_path / "run", {"a": 1}) as run:
         assert run.resuming
-        again = precision.resolve("auto", trains_base=True, model=big,
-                                  recalled=run.recalled("precision"))
+        assert run.recalled("precision") == first.to_dict()
+        again = precision.resolve("auto", trains_base=True, model=big, run=run)
     assert first.policy == again.policy == "mixed_bfloat16"
     assert again.reason.startswith("resumed run: probe")
     fresh = precision.resolve("auto", trains_base=True, model=big)

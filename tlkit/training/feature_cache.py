@@ -261,3 +261,13 @@ class FeatureBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         if self.shuffle:
             self.rng.shuffle(self.order)
+
+
+def sample(features, labels, passes, limit, seed=0):
+    """A copy of at most `limit` un-augmented rows of cached `features` and their `labels`
+    (a seeded choice among pass 0's rows, which come first), e.g. for calibration."""
+    n0 = len(labels) // max(passes, 1)
+    keep = np.arange(n0)
+    if n0 > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(n0, limit, replace=False))
+    return np.array(features[keep]), np.asarray(labels)[keep]

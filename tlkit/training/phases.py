@@ -205,15 +205,8 @@ def fit_cached(split, plan, phase, dataset, aug, augment_passes, cbs, o):
                                                     (f_val, y_val), cbs, o)
     else:
         fit_features(trainer, plan, phase, (f_train, y_train), (f_val, y_val), cbs, o)
-    val = None
-    if not phase.train_stages:
-        n0 = len(y_train) // passes  # pass 0 (un-augmented) comes first
-        keep = np.arange(n0)
-        if n0 > UNKNOWN_FIT_IMAGES:
-            keep = np.sort(np.random.default_rng(o.seed).choice(n0, UNKNOWN_FIT_IMAGES,
-                                                                replace=False))
-        val = {"val": (f_val, y_val),
-               "train": (np.array(f_train[keep]), np.asarray(y_train)[keep])}
+    val = None if phase.train_stages else {"val": (f_val, y_val), "train": feature_cache.sample(
+        f_train, y_train, passes, UNKNOWN_FIT_IMAGES, o.seed)}
     del f_train, f_val
     if cache_dir is None and run is None:  # spilled to out_dir for lack of memory: not kept
         for c in (c_train, c_val):

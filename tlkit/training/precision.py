@@ -199,7 +199,7 @@ def cache_path():
 
 
 def resolve(precision, *, trains_base, model=None, batch_size=32, distributed=False,
-            verbose=0, recalled=None):
+            verbose=0, run=None):
     """The policy a run trains under (a `Choice`).
 
     Args:
@@ -210,11 +210,19 @@ def resolve(precision, *, trains_base, model=None, batch_size=32, distributed=Fa
         distributed: the run trains under tf.distribute: no probe (each worker could
             decide differently; every replica must compute alike), so float32 on CPUs.
         verbose: 1 prints the probe's result.
-        recalled: the `Choice.to_dict()` an interrupted run recorded
-            (`tlkit.training.runs.RunFolder.remember`): a resumed `auto` run keeps its policy
-            rather than probe again (a probe on another machine, or with the cache cleared,
-            could choose the other one for the rest of the run).
+        run: the run folder (`tlkit.training.runs.RunFolder`): the choice is recorded in it,
+            and a resumed `auto` run keeps the policy it recorded rather than probe again (a
+            probe on another machine, or with the cache cleared, could choose the other one
+            for the rest of the run).
     """
+    choice = _resolve(precision, trains_base, model, batch_size, distributed, verbose,
+                      run.recalled("precision") if run is not None else None)
+    if run is not None:
+        run.remember("precision", choice.to_dict())
+    return choice
+
+
+def _resolve(precision, trains_base, model, batch_size, distributed, verbose, recalled):
     check(precision)
     if precision != "auto":
         return Choice(precision, precision, "requested")

@@ -53,6 +53,11 @@ class FitResult:
     val_probabilities: tuple = None
     features: dict = None
 
+    def head_outputs(self):
+        """`{"val_probs", "features"}` for `tlkit.calibrate.calibrate_model`: what the head
+        computed on its cached features (None each when it did not)."""
+        return {"val_probs": self.val_probabilities, "features": self.features}
+
 
 def fit(plan, dataset, *, epochs=None, batch_size=32, callbacks=(), cache_features=True,
         augment=True, augment_passes=1, out_dir=None, seed=0, autotune=None, patience=5,

@@ -300,10 +300,8 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         plan = strategies.plan(strategy, bb, dataset.summary(), **plan_options)
         precision = precision_lib.resolve(
             run_cfg.precision, trains_base=any(ph.train_stages for ph in plan.phases),
-            model=bb.model, batch_size=batch_size, distributed=dist is not None,
-            verbose=verbose, recalled=run.recalled("precision") if run is not None else None)
-        if run is not None:  # a resumed run trains on in the policy it started in
-            run.remember("precision", precision.to_dict())
+            model=bb.model, batch_size=batch_size, distributed=dist is not None, run=run,
+            verbose=verbose)
         if precision.policy != "float32":  # the base's layers compute under the policy too
             bb = dataclasses.replace(bb, model=precision_lib.with_policy(bb.model,
                                                                          precision.policy))
@@ -343,11 +341,8 @@ def _finetune_on(dataset, bb, model_cfg, run_cfg, recipe, dist, path, report_dir
         extra["reasons"] = advice.choice["reasons"]
     rep, cal = finish.evaluate_and_calibrate(
         fitted.model, dataset, report_dir, batch_size=batch_size, calibration=calibration,
-        history=fitted.history, extra=extra,
-        # the head's own validation probabilities (and the cached features) are the model's
-        # where it trained in float32
-        **({"val_probs": fitted.val_probabilities, "features": fitted.features}
-           if precision.policy == "float32" else {}))
+        history=fitted.history, extra=extra,  # the head's own outputs, if it trained in float32
+        **(fitted.head_outputs() if precision.policy == "float32" else {}))
     chance = checks.chance_warning(rep, dataset.num_classes)
     if chance:
         warnings.warn(chance, stacklevel=3)
