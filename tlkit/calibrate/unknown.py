@@ -131,13 +131,10 @@ def fit_gaussians(train_features, train_labels, covariance="ledoit_wolf"):
     y = np.asarray(train_labels).astype(int)
     classes = np.unique(y)
     means = np.stack([f[y == c].mean(axis=0) for c in classes])
-
-    def whitener(centred):
-        return feature_score.whitener(centred, covariance)
-
     mean0 = f.mean(axis=0)
-    return {"means": means, "whiten": whitener(f - means[np.searchsorted(classes, y)]),
-            "mean0": mean0, "whiten0": whitener(f - mean0)}
+    return {"means": means,
+            "whiten": feature_score.whitener(f - means[np.searchsorted(classes, y)], covariance),
+            "mean0": mean0, "whiten0": feature_score.whitener(f - mean0, covariance)}
 
 
 def mahalanobis_scores(features, gaussians, relative=False):

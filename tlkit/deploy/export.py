@@ -226,10 +226,6 @@ def _first_output(y):
     return np.asarray(y)
 
 
-
-
-
-
 def write_artifact(model, fmt, quantize, artifact, work, metadata, representative):
     """Write the artifact (and the files beside it) at `artifact` inside the folder `work`."""
     if fmt == "keras":
@@ -333,9 +329,10 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
     else:
         x = export_checks.check_batch(sample, input_shape)
     tolerance = FLOAT_TOLERANCE if quantize == "none" else QUANT_TOLERANCES[quantize]
-    expected = _first_output(model.predict(x, verbose=0))
     graph, fs = feature_score.graph_model(model, meta, quantize)
-    expected_score = graph.predict(x, verbose=0)[1] if fs is not None else None
+    outputs = graph.predict(x, verbose=0)  # with a feature score: [probabilities, score]
+    expected = _first_output(outputs)
+    expected_score = outputs[1] if fs is not None else None
     score_diff = None
 
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -362,12 +359,6 @@ def export(model_or_path, fmt, out, quantize="none", sample=None, *, metadata=No
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(str(out), size, diff, top1, tolerance, tuple(map(str, files)), len(x),
                         compared_on, note, score_diff)
-
-
-
-
-
-
 
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "FLOAT_TOLERANCE", "QUANT_TOLERANCES", "ExportResult",

@@ -51,11 +51,7 @@ INPUT_CONTRACT = {"dtype": "float32", "range": [0, 255], "layout": "NHWC",
                   "preprocessing": "inside the model: feed raw pixels"}
 
 
-def jsonable(obj):
-    """`json.dumps`'s `default=` for tlkit metadata: NumPy scalars and arrays, paths, and a
-    `FeatureScore` as its summary (its arrays are stored in binary, `feature_score`)."""
-    if isinstance(obj, feature_score.FeatureScore):
-        return obj.to_json()
+def _jsonable(obj):
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
@@ -64,7 +60,7 @@ def jsonable(obj):
         return obj.tolist()
     if isinstance(obj, (pathlib.Path, tuple, set)):
         return list(obj) if not isinstance(obj, pathlib.Path) else str(obj)
-    return str(obj)
+    return fileio.json_default(obj)  # a FeatureScore's summary (its arrays go in binary)
 
 
 def check_writable(path, suffixes=SUFFIXES, what="--out"):
@@ -112,7 +108,8 @@ def save(model, path, metadata=None):
     """
     path = check_writable(path)
     meta = full_metadata(model, metadata)
-    text = json.dumps(meta, default=jsonable)
+    text = json.dumps(meta, default=_jsonable)
+    fs = feature_score.of(meta)
     if path.suffix == ".keras":
         with fileio.atomic_path(path, suffix=".tmp.keras") as tmp:
             # Like the .h5: no optimizer or compile config (plain Keras then never needs the
@@ -120,8 +117,8 @@ def save(model, path, metadata=None):
             _uncompiled(model).save(tmp)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(METADATA_ENTRY, text)
-                if feature_score.of(meta) is not None:
-                    zf.writestr(feature_score.ZIP_ENTRY, feature_score.of(meta).npz_bytes())
+                if fs is not None:
+                    zf.writestr(feature_score.ZIP_ENTRY, fs.npz_bytes())
         return path
     with fileio.atomic_path(path, suffix=".tmp.h5") as tmp:
         # Keras 3 calls .h5 "legacy" and warns on every save; tlkit chooses it on purpose (it is
@@ -132,8 +129,8 @@ def save(model, path, metadata=None):
             model.save(tmp, include_optimizer=False)
         with h5py.File(tmp, "a") as f:
             f.attrs[METADATA_ATTR] = text
-            if feature_score.of(meta) is not None:
-                feature_score.of(meta).write_h5(f)
+            if fs is not None:
+                fs.write_h5(f)
     return path
 
 
@@ -206,7 +203,7 @@ def write_metadata(path, metadata):
     if path.suffix not in SUFFIXES:
         raise TlkitError(f"{path}: only .h5 and .keras files hold tlkit metadata tlkit can "
                          f"rewrite; calibrate the .h5/.keras model, then export it again.")
-    text = json.dumps(metadata, default=jsonable)
+    text = json.dumps(metadata, default=_jsonable)
     fs = feature_score.of(metadata)
     with fileio.atomic_path(path, suffix=".tmp" + path.suffix) as tmp:
         if path.suffix == ".keras":

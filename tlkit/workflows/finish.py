@@ -29,7 +29,7 @@ def test_metrics(rep):
 
 
 def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibration, history=None,
-                           extra=None, val_probs=None, features=None, seed=0):
+                           extra=None, val_probs=None, features=None):
     """The test report of `model` (report.json and PNGs in `report_dir`), calibrated.
 
     `calibration` is (method, coverage): `"temperature"` fits T on the validation split and
@@ -55,7 +55,7 @@ def evaluate_and_calibrate(model, dataset, report_dir, *, batch_size, calibratio
     cal = calibrate_lib.calibrate_model(model, dataset, out_dir=report_dir, coverage=coverage,
                                         method=method, batch_size=batch_size,
                                         test_probs=test_probs[0] if test_probs else None,
-                                        val_probs=val_probs, features=features, seed=seed,
+                                        val_probs=val_probs, features=features,
                                         test_features=test_features[0]
                                         if test_features else None)
     files = cal.pop("files", {})
